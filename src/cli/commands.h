@@ -1,0 +1,25 @@
+// Subcommands of the `gati` command line. Each registers its flags on the
+// CLI11 app and returns the process exit code when run.
+#ifndef GATI_CLI_COMMANDS_H_
+#define GATI_CLI_COMMANDS_H_
+
+#include <functional>
+
+namespace CLI {
+class App;
+}  // namespace CLI
+
+namespace gati::cli {
+
+// Exit codes shared by every subcommand.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitError = 1;  // The command ran and failed.
+
+// Registers `gati info` on `app`; the returned function runs it.
+std::function<int()> RegisterInfoCommand(CLI::App& app);
+// Registers `gati eval` on `app`; the returned function runs it.
+std::function<int()> RegisterEvalCommand(CLI::App& app);
+
+}  // namespace gati::cli
+
+#endif  // GATI_CLI_COMMANDS_H_

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Command-line behaviour of `gati`: usage errors, bad files, and working
+# runs on the test fixtures. Usage: cli_test.sh GATI_BINARY FIXTURES_DIR
+set -u
+GATI="$1"
+FIXTURES="$2"
+passed=0
+failed=0
+
+# expect NAME WANT_RC PATTERN -- COMMAND...: runs COMMAND, checks its exit
+# code (0, or "nonzero") and that stdout+stderr match the grep PATTERN.
+expect() {
+  local name="$1" want_rc="$2" pattern="$3"
+  shift 4
+  local output rc
+  output=$("$@" 2>&1)
+  rc=$?
+  local ok=1
+  if [[ "$want_rc" == "nonzero" ]]; then
+    [[ $rc -ne 0 && $rc -lt 128 ]] || ok=0
+  else
+    [[ $rc -eq $want_rc ]] || ok=0
+  fi
+  grep -qE -- "$pattern" <<<"$output" || ok=0
+  if [[ $ok -eq 1 ]]; then
+    passed=$((passed + 1))
+    echo "PASS $name"
+  else
+    failed=$((failed + 1))
+    echo "FAIL $name (rc=$rc, wanted $want_rc and /$pattern/)"
+    echo "$output" | head -20 | sed 's/^/    /'
+  fi
+}
+
+expect "no subcommand" nonzero "subcommand" -- "$GATI"
+expect "help" 0 "info" -- "$GATI" --help
+expect "unknown subcommand" nonzero "" -- "$GATI" frobnicate
+expect "info without model" nonzero "MODEL is required" -- "$GATI" info
+expect "info unknown flag" nonzero "--bogus" -- "$GATI" info "$FIXTURES/tiny_cnn.pt" --bogus
+expect "info bad threads" nonzero "threads" -- "$GATI" info "$FIXTURES/tiny_cnn.pt" --threads 0
+expect "info missing file" nonzero "no such file" -- "$GATI" info /nonexistent/model.pt
+expect "info not an archive" nonzero "not a TorchScript archive" -- "$GATI" info "$FIXTURES/not_an_archive.pt"
+expect "info stage table" 0 "whole model \(frozen, optimized\)" -- "$GATI" info "$FIXTURES/tiny_cnn.pt" --repetitions 5 --warmup 1
+expect "info reports threads" 0 "intra-op threads 2" -- "$GATI" info "$FIXTURES/tiny_cnn.pt" --repetitions 3 --warmup 0 --threads 2
+expect "info lists stages" 0 "conv_b +8x4x4" -- "$GATI" info "$FIXTURES/tiny_cnn.pt" --repetitions 3 --warmup 0
+expect "eval bad split" nonzero "split" -- "$GATI" eval "$FIXTURES/tiny_resnet.pt" --split dev
+expect "eval wrong input shape" nonzero "Fashion-MNIST's 1x28x28" -- "$GATI" eval "$FIXTURES/tiny_cnn.pt"
+expect "eval missing data" nonzero "no such file" -- "$GATI" eval "$FIXTURES/tiny_resnet.pt" --data-dir /nonexistent
+expect "eval runs" 0 "accuracy [01]\.[0-9]+ \([0-9]+/300\) on the validation split" -- "$GATI" eval "$FIXTURES/tiny_resnet.pt" --split validation --limit 300 --batch 64
+expect "eval negative limit" nonzero "limit" -- "$GATI" eval "$FIXTURES/tiny_resnet.pt" --limit -5
+
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]

@@ -1,0 +1,177 @@
+"""Tests of tools/gati_export.py: torchvision ResNet, plain Sequential, a
+--stages model, and the refusals (run by ctest with Debian's python3)."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+import zipfile
+
+import torch
+from torch import nn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOOLS = os.path.join(HERE, "..", "..", "tools")
+EXPORT = os.path.join(TOOLS, "gati_export.py")
+sys.path.insert(0, TOOLS)
+import gati_export  # noqa: E402
+
+USER_MODELS = '''
+import torch
+from torch import nn
+
+def plain_cnn():
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(1),
+                         nn.Linear(4 * 6 * 6, 5))
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(2)
+        self.features = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.fc = nn.Linear(16, 3)
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+def net():
+    return Net()
+
+class Residual(Net):
+    """Adds the input back across stages: no stage list reproduces it."""
+    def forward(self, x):
+        h = self.features(x)
+        return self.fc(torch.flatten(self.pool(h + x.mean()), 1))
+
+def residual():
+    return Residual()
+'''
+
+
+def run_export(*args):
+    return subprocess.run([sys.executable, EXPORT, *args],
+                          capture_output=True, text=True, timeout=240)
+
+
+def read_metadata(path):
+    with zipfile.ZipFile(path) as archive:
+        name = [n for n in archive.namelist()
+                if n.endswith("extra/gati.json")][0]
+        return json.loads(archive.read(name))
+
+
+class ExportTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.dir = self.tmp.name
+        self.user = os.path.join(self.dir, "user_models.py")
+        with open(self.user, "w") as f:
+            f.write(USER_MODELS)
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def test_torchvision_resnet18_on_3x32x32(self):
+        out = os.path.join(self.dir, "r18.pt")
+        result = run_export("--torchvision", "resnet18", "--num-classes",
+                            "10", "--input-shape", "3,32,32", "--out", out)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        meta = read_metadata(out)
+        self.assertEqual(meta["format_version"], 1)
+        self.assertEqual(meta["input"], {"shape": [3, 32, 32],
+                                         "dtype": "float32"})
+        self.assertEqual(meta["stage_names"][0], "stem")
+        self.assertEqual(meta["stage_names"][1:9],
+                         [f"layer{l}.{b}" for l in range(1, 5)
+                          for b in range(2)])
+        self.assertEqual(meta["stage_names"][-1], "head")
+        self.assertEqual(len(meta["class_names"]), 10)
+        self.assertEqual(meta["normalization"]["mean"], [0.0, 0.0, 0.0])
+        staged = torch.jit.load(out)
+        self.assertEqual(len(list(staged.children())), 10)
+
+    def test_plain_sequential_cnn_keeps_its_outputs(self):
+        out = os.path.join(self.dir, "cnn.pt")
+        result = run_export("--module", f"{self.user}:plain_cnn",
+                            "--input-shape", "1,8,8", "--mean", "0.3",
+                            "--std", "0.2", "--class-names", "a,b,c,d,e",
+                            "--out", out)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        meta = read_metadata(out)
+        self.assertEqual(meta["stage_names"], ["0", "1", "2", "3"])
+        self.assertEqual(meta["class_names"], ["a", "b", "c", "d", "e"])
+        self.assertAlmostEqual(meta["normalization"]["std"][0], 0.2)
+        torch.manual_seed(1)
+        original = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(1),
+                                 nn.Linear(4 * 6 * 6, 5)).eval()
+        x = torch.randn(4, 1, 8, 8)
+        self.assertTrue(torch.allclose(torch.jit.load(out)(x), original(x),
+                                       atol=1e-6))
+
+    def test_stage_list_with_flatten_placement(self):
+        out = os.path.join(self.dir, "net.pt")
+        result = run_export("--module", f"{self.user}:net", "--stages",
+                            "features,pool,fc", "--flatten-before", "fc",
+                            "--input-shape", "1,10,10", "--out", out)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(read_metadata(out)["stage_names"],
+                         ["features", "pool", "fc"])
+
+    def test_refuses_when_staged_outputs_differ(self):
+        out = os.path.join(self.dir, "residual.pt")
+        result = run_export("--module", f"{self.user}:residual", "--stages",
+                            "features,pool,fc", "--flatten-before", "fc",
+                            "--input-shape", "1,10,10", "--out", out)
+        self.assertEqual(result.returncode, 3)
+        self.assertIn("differs from the original", result.stderr)
+        self.assertFalse(os.path.exists(out))
+        self.assertEqual(os.listdir(self.dir), ["user_models.py"])
+
+    def test_refuses_missing_flatten(self):
+        out = os.path.join(self.dir, "net.pt")
+        result = run_export("--module", f"{self.user}:net", "--stages",
+                            "features,pool,fc", "--input-shape", "1,10,10",
+                            "--out", out)
+        self.assertEqual(result.returncode, 3)
+        self.assertIn("staged model fails on a random [2, 1, 10, 10] input",
+                      result.stderr)
+        self.assertFalse(os.path.exists(out))
+
+    def test_bad_arguments_are_clear_errors(self):
+        out = os.path.join(self.dir, "x.pt")
+        cases = [
+            (["--torchvision", "resnet18", "--input-shape", "3,x,32"],
+             "--input-shape"),
+            (["--torchvision", "nosuchnet", "--input-shape", "3,32,32"],
+             "unknown model 'nosuchnet'"),
+            (["--module", f"{self.user}:nothing", "--input-shape", "1,8,8"],
+             "has no function 'nothing'"),
+            (["--module", f"{self.user}:net", "--stages", "features,bogus",
+              "--input-shape", "1,10,10"], "no submodule named 'bogus'"),
+            (["--module", f"{self.user}:net", "--input-shape", "1,10,10"],
+             "pass --stages"),
+            (["--module", f"{self.user}:plain_cnn", "--input-shape", "1,8,8",
+              "--class-names", "a,b"], "2 class names for 5 model outputs"),
+            (["--module", f"{self.user}:plain_cnn", "--input-shape", "1,8,8",
+              "--std", "0"], "std must be > 0"),
+        ]
+        for args, message in cases:
+            with self.subTest(message=message):
+                result = run_export(*args, "--out", out)
+                self.assertEqual(result.returncode, 3, result.stderr)
+                self.assertIn(message, result.stderr)
+                self.assertFalse(os.path.exists(out))
+
+    def test_library_refuses_fewer_than_two_stages(self):
+        with self.assertRaises(gati_export.ExportError):
+            gati_export.export_staged([("only", nn.Flatten(1))], None,
+                                      (1, 2, 2), os.path.join(self.dir, "o.pt"),
+                                      "o")
+
+
+if __name__ == "__main__":
+    unittest.main()
