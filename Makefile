@@ -8,6 +8,7 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 DEMO_MODEL ?= models/resnet56.pt
 THREADS ?= 1
+EVAL_THREADS ?= $(JOBS)
 
 .PHONY: deps configure build test demo bench clean
 
@@ -26,7 +27,7 @@ test: build
 
 demo: build
 	$(BUILD_DIR)/gati info $(DEMO_MODEL) --threads $(THREADS)
-	$(BUILD_DIR)/gati eval $(DEMO_MODEL) --split test --threads $(THREADS)
+	$(BUILD_DIR)/gati eval $(DEMO_MODEL) --split test --threads $(EVAL_THREADS)
 
 bench: build
 	$(BUILD_DIR)/bench/gati_bench_segments models/resnet20.pt \

@@ -21,13 +21,21 @@ TEST(PercentileTest, NearestRank) {
   EXPECT_EQ(Percentile(hundred, 0.99), 99);
 }
 
-TEST(ProfilerTest, ProfilesEveryStageWithShapesAndShares) {
-  auto model = StagedModel::Load(FixturePath("tiny_cnn.pt"));
-  ASSERT_TRUE(model.ok());
+class ProfilerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto model = StagedModel::Load(FixturePath("tiny_cnn.pt"));
+    ASSERT_TRUE(model.ok()) << model.status();
+    model_ = std::move(*model);
+  }
+  std::unique_ptr<StagedModel> model_;
+};
+
+TEST_F(ProfilerTest, ProfilesEveryStageWithShapesAndShares) {
   ProfileOptions options;
   options.warmup = 2;
   options.repetitions = 10;
-  auto profile = ProfileModel(**model, options);
+  auto profile = ProfileModel(*model_, options);
   ASSERT_TRUE(profile.ok()) << profile.status();
   ASSERT_EQ(profile->stages.size(), 4u);
   EXPECT_EQ(profile->stages[0].output_shape,
@@ -52,25 +60,21 @@ TEST(ProfilerTest, ProfilesEveryStageWithShapesAndShares) {
   EXPECT_EQ(profile->repetitions, 10);
 }
 
-TEST(ProfilerTest, BatchSizeShowsInTheOutputShapes) {
-  auto model = StagedModel::Load(FixturePath("tiny_cnn.pt"));
-  ASSERT_TRUE(model.ok());
+TEST_F(ProfilerTest, BatchSizeShowsInTheOutputShapes) {
   ProfileOptions options;
   options.warmup = 0;
   options.repetitions = 2;
   options.batch = 5;
-  auto profile = ProfileModel(**model, options);
+  auto profile = ProfileModel(*model_, options);
   ASSERT_TRUE(profile.ok()) << profile.status();
   EXPECT_EQ(profile->stages[3].output_shape, (std::vector<int64_t>{5, 3}));
 }
 
-TEST(ProfilerTest, ComparesCutSetsAgainstTheFirst) {
-  auto model = StagedModel::Load(FixturePath("tiny_cnn.pt"));
-  ASSERT_TRUE(model.ok());
+TEST_F(ProfilerTest, ComparesCutSetsAgainstTheFirst) {
   ProfileOptions options;
   options.warmup = 2;
   options.repetitions = 10;
-  auto timings = CompareCutSets(**model, {{}, {0, 1, 2}, {1}}, options);
+  auto timings = CompareCutSets(*model_, {{}, {0, 1, 2}, {1}}, options);
   ASSERT_TRUE(timings.ok()) << timings.status();
   ASSERT_EQ(timings->size(), 3u);
   EXPECT_EQ((*timings)[0].ratio_p50, 1.0);
@@ -83,17 +87,15 @@ TEST(ProfilerTest, ComparesCutSetsAgainstTheFirst) {
   }
 }
 
-TEST(ProfilerTest, InvalidOptionsAndCutsAreErrors) {
-  auto model = StagedModel::Load(FixturePath("tiny_cnn.pt"));
-  ASSERT_TRUE(model.ok());
+TEST_F(ProfilerTest, InvalidOptionsAndCutsAreErrors) {
   ProfileOptions options;
   options.repetitions = 0;
-  EXPECT_ERROR(ProfileModel(**model, options).status(),
+  EXPECT_ERROR(ProfileModel(*model_, options).status(),
                absl::StatusCode::kInvalidArgument, "repetitions >= 1");
   options.repetitions = 1;
-  EXPECT_ERROR(CompareCutSets(**model, {}, options).status(),
+  EXPECT_ERROR(CompareCutSets(*model_, {}, options).status(),
                absl::StatusCode::kInvalidArgument, "no cut sets");
-  EXPECT_ERROR(CompareCutSets(**model, {{}, {7}}, options).status(),
+  EXPECT_ERROR(CompareCutSets(*model_, {{}, {7}}, options).status(),
                absl::StatusCode::kInvalidArgument, "cut tap 7 out of range");
 }
 
