@@ -139,6 +139,16 @@ def export_staged(stages, reference, input_shape, out_path, name,
     with torch.no_grad():
         for check in range(num_checks):
             x = torch.randn((batch,) + tuple(input_shape), generator=generator)
+            want = None
+            if reference is not None:
+                try:
+                    want = reference(x)
+                except Exception as e:
+                    raise ExportError(
+                        f"the original model fails on a random "
+                        f"{list(x.shape)} input ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0]}); check --input-shape"
+                    ) from e
             try:
                 out = staged(x)
             except Exception as e:  # Any module error: report, don't crash.
@@ -146,8 +156,7 @@ def export_staged(stages, reference, input_shape, out_path, name,
                     f"staged model fails on a random {list(x.shape)} input "
                     f"({type(e).__name__}: {str(e).splitlines()[0]}); check "
                     f"the stage list and flatten placement") from e
-            if reference is not None:
-                want = reference(x)
+            if want is not None:
                 if out.shape != want.shape or not torch.allclose(
                         out, want, rtol=rtol, atol=atol):
                     diff = ((out - want).abs().max().item()
@@ -211,10 +220,18 @@ def _load_module_factory(spec):
     module_spec = importlib.util.spec_from_file_location("gati_user_model",
                                                          path)
     user = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(user)
+    try:
+        module_spec.loader.exec_module(user)
+    except Exception as e:
+        raise ExportError(f"--module: importing '{path}' failed: "
+                          f"{type(e).__name__}: {e}") from e
     if not hasattr(user, factory):
         raise ExportError(f"--module: '{path}' has no function '{factory}'")
-    return getattr(user, factory)()
+    model = getattr(user, factory)()
+    if not isinstance(model, nn.Module):
+        raise ExportError(f"--module: {factory}() returned "
+                          f"{type(model).__name__}, not an nn.Module")
+    return model
 
 
 def main(argv=None):
@@ -242,8 +259,8 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="output .pt file")
     args = parser.parse_args(argv)
     try:
-        shape = [int(v) for v in args.input_shape.split(",")] \
-            if all(v.strip().isdigit() for v in args.input_shape.split(",")) \
+        parts = [v.strip() for v in args.input_shape.split(",")]
+        shape = [int(v) for v in parts] if all(v.isdigit() for v in parts) \
             else None
         if not shape or any(v <= 0 for v in shape):
             raise ExportError(f"--input-shape: expected positive C,H,W, got "
@@ -258,7 +275,12 @@ def main(argv=None):
         else:
             model = _load_module_factory(args.module)
         if args.weights:
-            model.load_state_dict(torch.load(args.weights, map_location="cpu"))
+            try:
+                model.load_state_dict(torch.load(args.weights,
+                                                 map_location="cpu"))
+            except Exception as e:  # Missing file, bad pickle, wrong keys.
+                raise ExportError(f"--weights: cannot load '{args.weights}': "
+                                  f"{str(e).splitlines()[0]}") from e
         model.eval()
         if args.stages:
             stages = stages_from_names(model, args.stages.split(","),

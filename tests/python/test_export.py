@@ -158,6 +158,10 @@ class ExportTest(unittest.TestCase):
               "--class-names", "a,b"], "2 class names for 5 model outputs"),
             (["--module", f"{self.user}:plain_cnn", "--input-shape", "1,8,8",
               "--std", "0"], "std must be > 0"),
+            (["--module", f"{self.user}:plain_cnn", "--input-shape", "1,8,8",
+              "--weights", "/nonexistent/w.pth"], "--weights: cannot load"),
+            (["--module", f"{self.user}:plain_cnn", "--input-shape",
+              "3,8,8"], "the original model fails on a random [2, 3, 8, 8]"),
         ]
         for args, message in cases:
             with self.subTest(message=message):
