@@ -146,6 +146,28 @@ absl::StatusOr<std::unique_ptr<StagedModel::Impl>> LoadImpl(
         " stages but the Sequential has ", impl->stages.size()));
   }
 
+  impl->module.eval();
+  // One zero input through the stages: catches stages that fail at run time
+  // and records the activation shape at every tap.
+  GATI_RETURN_IF_ERROR(model_internal::CatchTorch(
+      absl::StrCat(path, ": the model fails on a zero input of shape [1, ",
+                   absl::StrJoin(impl->metadata.input_shape, ", "), "]"),
+      [&]() -> absl::Status {
+        c10::InferenceMode guard;
+        std::vector<int64_t> shape = {1};
+        shape.insert(shape.end(), impl->metadata.input_shape.begin(),
+                     impl->metadata.input_shape.end());
+        at::Tensor activation = at::zeros(shape, at::TensorOptions()
+                                                     .dtype(at::kFloat)
+                                                     .device(impl->device));
+        for (torch::jit::Module& stage : impl->stages) {
+          activation = stage.forward({activation}).toTensor();
+          impl->stage_output_shapes.emplace_back(activation.sizes().begin(),
+                                                 activation.sizes().end());
+        }
+        return absl::OkStatus();
+      }));
+
   for (size_t i = 0; i < impl->stages.size(); ++i) {
     StageInfo info;
     info.index = static_cast<int>(i);
@@ -159,7 +181,6 @@ absl::StatusOr<std::unique_ptr<StagedModel::Impl>> LoadImpl(
     }
     impl->stage_infos.push_back(info);
   }
-  impl->module.eval();
   return impl;
 }
 

@@ -51,6 +51,8 @@ struct StagedModel::Impl {
   // The archive as loaded (eval mode, not frozen) and its stages.
   torch::jit::Module module;
   std::vector<torch::jit::Module> stages;
+  // Output shape of every stage for one input (batch dimension 1).
+  std::vector<std::vector<int64_t>> stage_output_shapes;
 };
 
 struct SegmentedModel::Impl {
