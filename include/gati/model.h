@@ -95,6 +95,9 @@ class StagedModel {
   const ModelMetadata& metadata() const;
   const ModelOptions& options() const;
   const std::vector<StageInfo>& stages() const;
+  // Output shape of stage `stage` for a batch of one (batch dimension
+  // included), recorded at load. REQUIRES: 0 <= stage < num_stages().
+  const std::vector<int64_t>& stage_output_shape(int stage) const;
 
   // Opaque implementation (defined in src/model).
   struct Impl;

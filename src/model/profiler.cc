@@ -85,11 +85,6 @@ absl::StatusOr<ModelProfile> ProfileModel(const StagedModel& model,
       double elapsed = MillisSince(start);
       staged_time += elapsed;
       if (rep >= 0) stage_ms[stage].push_back(elapsed);
-      if (rep == -options.warmup) {
-        profile.stages.emplace_back();
-        profile.stages.back().output_shape.assign(activation.sizes().begin(),
-                                                  activation.sizes().end());
-      }
     }
     if (rep < 0) continue;
     whole_ms.push_back(whole_time);
@@ -98,8 +93,11 @@ absl::StatusOr<ModelProfile> ProfileModel(const StagedModel& model,
   }
 
   double total_p50 = 0;
+  profile.stages.resize(num_stages);
   for (int stage = 0; stage < num_stages; ++stage) {
     StageProfile& out = profile.stages[stage];
+    out.output_shape = model.stage_output_shape(stage);
+    out.output_shape[0] = options.batch;
     const StageInfo& info = model.stages()[stage];
     out.index = stage;
     out.name = info.name;

@@ -215,6 +215,10 @@ const std::vector<StageInfo>& StagedModel::stages() const {
   return impl_->stage_infos;
 }
 
+const std::vector<int64_t>& StagedModel::stage_output_shape(int stage) const {
+  return impl_->stage_output_shapes.at(stage);
+}
+
 absl::Status StagedModel::ValidateInput(const at::Tensor& input) const {
   return model_internal::ValidateModelInput(input, impl_->metadata,
                                             impl_->device);

@@ -29,6 +29,12 @@ TEST(StagedModelTest, LoadsTheExportedMetadataAndStages) {
   // Parameters plus running mean/var (8 floats) and the batch counter (int64).
   EXPECT_EQ(stages[0].parameter_bytes, 48 * 4 + 8 * 4 + 8);
   EXPECT_EQ(stages[3].parameter_count, 8 * 3 + 3);
+  // Shapes recorded at load by one input through the stages.
+  EXPECT_EQ((*model)->stage_output_shape(0),
+            (std::vector<int64_t>{1, 4, 8, 8}));
+  EXPECT_EQ((*model)->stage_output_shape(1),
+            (std::vector<int64_t>{1, 8, 4, 4}));
+  EXPECT_EQ((*model)->stage_output_shape(3), (std::vector<int64_t>{1, 3}));
 }
 
 TEST(StagedModelTest, LoadsATorchvisionResNetExport) {
