@@ -9,7 +9,7 @@ PACKAGES=(
   python3 python3-torch python3-torchvision python3-numpy
   dataset-fashion-mnist
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libabsl-dev
-  libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev
+  libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev libssl-dev
 )
 
 missing=()

@@ -49,5 +49,28 @@ expect "eval missing data" nonzero "no such file" -- "$GATI" eval "$FIXTURES/tin
 expect "eval runs" 0 "accuracy [01]\.[0-9]+ \([0-9]+/300\) on the validation split" -- "$GATI" eval "$FIXTURES/tiny_resnet.pt" --split validation --limit 300 --batch 64
 expect "eval negative limit" nonzero "limit" -- "$GATI" eval "$FIXTURES/tiny_resnet.pt" --limit -5
 
+# gati build: flag validation, then a small real build on the tiny fixture.
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+TINY="$FIXTURES/tiny_resnet.pt"
+QUICK=(--taps 0 --variants gap:linear --limit 600 --epochs 2)
+expect "build without out" nonzero "--out is required" -- "$GATI" build --model "$TINY"
+expect "build epsilon zero" nonzero "--epsilon must lie in \(0, 1\)" -- "$GATI" build --model "$TINY" --out "$WORK/b" --epsilon 0
+expect "build epsilon above one" nonzero "--epsilon must lie in \(0, 1\)" -- "$GATI" build --model "$TINY" --out "$WORK/b" --epsilon 1.5
+expect "build unknown variant" nonzero "unknown variant 'pool3:x'; known: gap:linear" -- "$GATI" build --model "$TINY" --out "$WORK/b" --variants gap:linear,pool3:x
+expect "build unknown tap" nonzero "tap 999 does not exist" -- "$GATI" build --model "$TINY" --out "$WORK/b" --taps 999 --limit 600
+expect "build bad tap list" nonzero "'a' is not a tap index" -- "$GATI" build --model "$TINY" --out "$WORK/b" --taps a,1
+expect "build unreadable model" nonzero "no such file" -- "$GATI" build --model /nonexistent/model.pt --out "$WORK/b"
+mkdir -p "$WORK/empty"
+expect "build empty data" nonzero "no such file" -- "$GATI" build --model "$TINY" --out "$WORK/b" --data "$WORK/empty"
+expect "build wrong input shape" nonzero "takes inputs of shape \[1,8,8\]" -- "$GATI" build --model "$FIXTURES/tiny_cnn.pt" --out "$WORK/b" --limit 600
+expect "build bad threads" nonzero "threads" -- "$GATI" build --model "$TINY" --out "$WORK/b" --threads 0
+expect "build failures write nothing" 0 "^absent$" -- bash -c "[[ -e '$WORK/b' ]] && echo present || echo absent"
+expect "build runs" 0 "predictor agreement with the base model" -- "$GATI" build --model "$TINY" --out "$WORK/b" "${QUICK[@]}"
+expect "build wrote a bundle" 0 "\"format\": \"gati-bundle\"" -- cat "$WORK/b/manifest.json"
+expect "build replaces a bundle" 0 "95% bound" -- "$GATI" build --model "$TINY" --out "$WORK/b" "${QUICK[@]}" --seed 2
+mkdir -p "$WORK/notes" && echo keep > "$WORK/notes/file.txt"
+expect "build keeps other directories" nonzero "exists and is not a bundle" -- "$GATI" build --model "$TINY" --out "$WORK/notes" "${QUICK[@]}"
+
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -19,6 +19,8 @@ inline constexpr int kExitError = 1;  // The command ran and failed.
 std::function<int()> RegisterInfoCommand(CLI::App& app);
 // Registers `gati eval` on `app`; the returned function runs it.
 std::function<int()> RegisterEvalCommand(CLI::App& app);
+// Registers `gati build` on `app`; the returned function runs it.
+std::function<int()> RegisterBuildCommand(CLI::App& app);
 
 }  // namespace gati::cli
 

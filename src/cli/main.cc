@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "gati 0.1.0");
   auto run_info = gati::cli::RegisterInfoCommand(app);
   auto run_eval = gati::cli::RegisterEvalCommand(app);
+  auto run_build = gati::cli::RegisterBuildCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -20,6 +21,7 @@ int main(int argc, char** argv) {
   }
   if (app.got_subcommand("info")) return run_info();
   if (app.got_subcommand("eval")) return run_eval();
+  if (app.got_subcommand("build")) return run_build();
   std::fprintf(stderr, "gati: no subcommand\n");
   return 2;
 }

@@ -1,8 +1,9 @@
-// A progress bar on stderr: redrawn in place on a terminal, one line per
-// 10% otherwise (logs, CI).
+// A progress bar on stderr with elapsed time and ETA: redrawn in place on a
+// terminal, one line per 10% otherwise (logs, CI).
 #ifndef GATI_CLI_PROGRESS_BAR_H_
 #define GATI_CLI_PROGRESS_BAR_H_
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 
@@ -22,6 +23,7 @@ class ProgressBar {
   bool terminal_;
   int last_percent_ = -1;
   bool finished_ = false;
+  std::chrono::steady_clock::time_point start_;
 };
 
 }  // namespace gati::cli

@@ -1,9 +1,6 @@
 #include "data/npy.h"
 
 #include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -11,6 +8,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "data/file_io.h"
 
 namespace gati {
 namespace {
@@ -178,12 +176,8 @@ absl::StatusOr<NpyArray> ParseNpy(std::string_view std_bytes,
 }
 
 absl::StatusOr<NpyArray> ReadNpy(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::ostringstream contents;
-  contents << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
-  return ParseNpy(contents.str(), path);
+  GATI_ASSIGN_OR_RETURN(std::string bytes, ReadFileBytes(path));
+  return ParseNpy(bytes, path);
 }
 
 absl::StatusOr<std::string> SerializeNpy(const NpyArray& array) {
@@ -221,25 +215,7 @@ absl::StatusOr<std::string> SerializeNpy(const NpyArray& array) {
 
 absl::Status WriteNpy(const std::string& path, const NpyArray& array) {
   GATI_ASSIGN_OR_RETURN(std::string bytes, SerializeNpy(array));
-  const std::string tmp = absl::StrCat(path, ".tmp");
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return absl::PermissionDeniedError(absl::StrCat(tmp, ": cannot create"));
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) {
-      std::filesystem::remove(tmp);
-      return absl::DataLossError(absl::StrCat(tmp, ": write failed"));
-    }
-  }
-  std::error_code error;
-  std::filesystem::rename(tmp, path, error);
-  if (error) {
-    std::filesystem::remove(tmp);
-    return absl::InternalError(absl::StrCat("rename ", tmp, " -> ", path,
-                                            ": ", error.message()));
-  }
-  return absl::OkStatus();
+  return WriteFileAtomic(path, bytes);
 }
 
 }  // namespace gati

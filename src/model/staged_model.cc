@@ -1,5 +1,6 @@
 // Loading and validation of staged TorchScript models.
 #include <ATen/Parallel.h>
+#include <dlfcn.h>
 
 #include <filesystem>
 #include <sstream>
@@ -193,6 +194,14 @@ absl::Status SetIntraOpThreads(int threads) {
         absl::StrCat("intra-op threads must be >= 1, got ", threads));
   }
   at::set_num_threads(threads);
+  // LibTorch's linear layers call the BLAS, which keeps its own thread pool:
+  // OpenBLAS (Debian's libopenblas0-pthread) would otherwise run every call
+  // on all cores, and serializes calls from concurrent threads. Looked up at
+  // run time so that other BLAS builds need nothing.
+  using SetBlasThreads = void (*)(int);
+  static const auto set_blas_threads = reinterpret_cast<SetBlasThreads>(
+      ::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (set_blas_threads != nullptr) set_blas_threads(threads);
   return absl::OkStatus();
 }
 

@@ -1,0 +1,635 @@
+// BuildBundle: feature pass, predictor and selector training, calibration,
+// profiling, bundle write.
+#include "cache/builder.h"
+
+#include <torch/script.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <numeric>
+#include <random>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "cache/calibration.h"
+#include "gati/model.h"
+#include "gati/profile.h"
+#include "model/input.h"
+
+namespace gati {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+uint64_t MixSeed(uint64_t seed, uint64_t a, uint64_t b) {
+  uint64_t z = seed + 0x9e3779b97f4a7c15ull * (a + 1) + 0xbf58476d1ce4e5b9ull * (b + 1);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+struct Splits {
+  std::vector<int64_t> predictor;
+  std::vector<int64_t> selector;
+  std::vector<int64_t> calibration;
+};
+
+Splits MakeSplits(int64_t count, const BuildOptions& options) {
+  std::vector<int64_t> order(count);
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 rng(MixSeed(options.seed, 0, 0));
+  std::shuffle(order.begin(), order.end(), rng);
+  const int64_t predictor = static_cast<int64_t>(count * options.predictor_share);
+  const int64_t selector = static_cast<int64_t>(count * options.selector_share);
+  Splits splits;
+  splits.predictor.assign(order.begin(), order.begin() + predictor);
+  splits.selector.assign(order.begin() + predictor,
+                         order.begin() + predictor + selector);
+  splits.calibration.assign(order.begin() + predictor + selector, order.end());
+  // Sorted rows read the data in order; training shuffles on its own.
+  for (auto* rows : {&splits.predictor, &splits.selector, &splits.calibration}) {
+    std::sort(rows->begin(), rows->end());
+  }
+  return splits;
+}
+
+absl::StatusOr<ActivationShape> TapShape(const StagedModel& model, int tap) {
+  const std::vector<int64_t>& shape = model.stage_output_shape(tap);
+  switch (shape.size()) {
+    case 2:
+      return ActivationShape{shape[1], 1, 1};
+    case 3:
+      return ActivationShape{shape[1], shape[2], 1};
+    case 4:
+      return ActivationShape{shape[1], shape[2], shape[3]};
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tap ", tap, ": activations of rank ", shape.size(),
+          " are not supported (2, 3 or 4)"));
+  }
+}
+
+at::Tensor AsNchw(const at::Tensor& activation, const ActivationShape& shape) {
+  return activation.contiguous().view(
+      {activation.size(0), shape.channels, shape.height, shape.width});
+}
+
+// Runs the segmented model over `rows` of `images` in batches and hands each
+// tap's activation ([B, C, H, W], contiguous) to `visit(tap_slot, batch_rows,
+// activation)`; `logits` gets the final output when segments run to the end.
+struct ModelPass {
+  const SegmentedModel* segments;
+  const ImageDataset* images;
+  const ModelMetadata* metadata;
+  std::vector<ActivationShape> shapes;  // Per cut tap.
+  int batch = 128;
+};
+
+absl::Status RunPass(
+    const ModelPass& pass, const std::vector<int64_t>& rows, int last_segment,
+    const std::function<void(size_t, const std::vector<int64_t>&,
+                             const at::Tensor&)>& visit,
+    const std::function<void(const std::vector<int64_t>&, const at::Tensor&)>&
+        on_logits,
+    const std::function<void(int64_t)>& on_progress) {
+  const int64_t image_size = pass.images->rows * pass.images->cols;
+  std::vector<uint8_t> pixels;
+  const int64_t n = static_cast<int64_t>(rows.size());
+  for (int64_t begin = 0; begin < n; begin += pass.batch) {
+    const int64_t size = std::min<int64_t>(pass.batch, n - begin);
+    std::vector<int64_t> batch_rows(rows.begin() + begin, rows.begin() + begin + size);
+    pixels.resize(size * image_size);
+    for (int64_t i = 0; i < size; ++i) {
+      std::copy_n(pass.images->image(batch_rows[i]), image_size,
+                  pixels.data() + i * image_size);
+    }
+    GATI_ASSIGN_OR_RETURN(at::Tensor x,
+                          ImagesToInput(pixels.data(), size, *pass.metadata));
+    for (int s = 0; s <= last_segment; ++s) {
+      GATI_ASSIGN_OR_RETURN(x, pass.segments->RunSegment(s, x));
+      if (s < pass.segments->num_segments() - 1) {
+        visit(static_cast<size_t>(s), batch_rows, AsNchw(x, pass.shapes[s]));
+      } else if (on_logits) {
+        on_logits(batch_rows, x.contiguous());
+      }
+    }
+    if (on_progress) on_progress(begin + size);
+  }
+  return absl::OkStatus();
+}
+
+// Runs `count` jobs on `threads` threads; returns the first error.
+absl::Status RunJobs(int64_t count, int threads,
+                     const std::function<absl::Status(int64_t)>& job) {
+  std::atomic<int64_t> next{0};
+  std::vector<absl::Status> errors(threads);
+  auto worker = [&](int slot) {
+    for (int64_t i = next++; i < count; i = next++) {
+      absl::Status status;
+      try {
+        status = job(i);
+      } catch (const std::exception& e) {
+        status = absl::InternalError(absl::StrCat("training failed: ", e.what()));
+      }
+      if (!status.ok() && errors[slot].ok()) errors[slot] = status;
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) pool.emplace_back(worker, t);
+  worker(0);
+  for (std::thread& thread : pool) thread.join();
+  for (const absl::Status& status : errors) GATI_RETURN_IF_ERROR(status);
+  return absl::OkStatus();
+}
+
+// A cache with a placeholder selector: the plain predictor path before the
+// selector is trained.
+absl::StatusOr<std::unique_ptr<LearnedCache>> Provisional(CacheWeights weights) {
+  DenseLayer placeholder;
+  placeholder.in = kSelectorInputs;
+  placeholder.out = 1;
+  placeholder.weight.assign(kSelectorInputs, 0.0f);
+  placeholder.bias.assign(1, 0.0f);
+  weights.selector = {placeholder};
+  return LearnedCache::Create(std::move(weights));
+}
+
+// Predictor logits (plain lookup path) of the selector-train and calibration
+// rows, in split order.
+struct HeldOutLogits {
+  std::vector<float> selector;
+  std::vector<float> calibration;
+};
+
+struct Finished {
+  CacheWeights weights;
+  CacheMetrics metrics;
+};
+
+// Trains the selector, calibrates the threshold, measures the cache.
+absl::StatusOr<Finished> FinishCache(CacheWeights weights,
+                                     const HeldOutLogits& logits,
+                                     const Splits& splits,
+                                     const std::vector<int64_t>& base_labels,
+                                     const ImageDataset& images,
+                                     const BuildOptions& options, uint64_t seed) {
+  const int k = weights.num_classes;
+  auto classes = [k](const std::vector<float>& all, size_t i) {
+    const float* row = all.data() + i * k;
+    return static_cast<int64_t>(std::max_element(row, row + k) - row);
+  };
+  std::vector<float> inputs(splits.selector.size() * kSelectorInputs);
+  std::vector<bool> selector_agrees(splits.selector.size());
+  for (size_t i = 0; i < splits.selector.size(); ++i) {
+    SelectorFeatures(logits.selector.data() + i * k, k,
+                     inputs.data() + i * kSelectorInputs);
+    selector_agrees[i] = classes(logits.selector, i) == base_labels[splits.selector[i]];
+  }
+  weights.selector = TrainSelector(inputs, selector_agrees, options.selector, seed);
+  GATI_ASSIGN_OR_RETURN(auto cache, LearnedCache::Create(weights));
+
+  std::vector<float> reference(splits.selector.size());
+  for (size_t i = 0; i < splits.selector.size(); ++i) {
+    reference[i] = cache->SelectorScore(logits.selector.data() + i * k);
+  }
+  const size_t n = splits.calibration.size();
+  std::vector<float> scores(n);
+  std::vector<bool> agrees(n);
+  int64_t agreeing = 0, correct = 0;
+  for (size_t i = 0; i < n; ++i) {
+    scores[i] = cache->SelectorScore(logits.calibration.data() + i * k);
+    int64_t predicted = classes(logits.calibration, i);
+    agrees[i] = predicted == base_labels[splits.calibration[i]];
+    agreeing += agrees[i];
+    correct += predicted == images.labels[splits.calibration[i]];
+  }
+  std::vector<float> candidates = CandidateThresholds(
+      reference, static_cast<int64_t>(n), options.epsilon, options.confidence);
+  Calibration calibration = CalibrateThreshold(scores, agrees, candidates,
+                                               options.epsilon, options.confidence);
+  weights.enabled = calibration.found;
+  weights.threshold = calibration.found ? calibration.threshold : 1.0f;
+  Finished finished;
+  CacheMetrics& m = finished.metrics;
+  m.agreement = static_cast<double>(agreeing) / n;
+  m.accuracy = static_cast<double>(correct) / n;
+  m.hit_rate = calibration.hit_rate;
+  m.false_hit_rate = calibration.false_hit_rate;
+  m.false_hit_upper_bound = calibration.false_hit_upper_bound;
+  m.hits = calibration.hits;
+  m.false_hits = calibration.false_hits;
+  m.calibration_count = static_cast<int64_t>(n);
+  m.memory_bytes = cache->memory_bytes();
+  finished.weights = std::move(weights);
+  return finished;
+}
+
+double MedianLookupMicros(const LearnedCache& cache, int repetitions,
+                          uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
+  std::vector<float> activation(cache.weights().shape.size());
+  for (float& value : activation) value = uniform(rng);
+  std::vector<double> micros;
+  for (int r = 0; r < repetitions + 20; ++r) {
+    auto start = Clock::now();
+    LookupResult result = cache.Lookup(activation.data());
+    auto end = Clock::now();
+    if (result.label < 0) break;  // Keeps the call from being optimized out.
+    if (r >= 20) {
+      micros.push_back(std::chrono::duration<double, std::micro>(end - start).count());
+    }
+  }
+  return Percentile(micros, 0.5);
+}
+
+absl::Status ValidateOptions(const BuildOptions& o, const StagedModel& model,
+                             const ImageDataset& images) {
+  auto bad = [](const std::string& why) { return absl::InvalidArgumentError(why); };
+  if (!(o.epsilon > 0 && o.epsilon < 1)) {
+    return bad(absl::StrCat("--epsilon must lie in (0, 1), got ", o.epsilon));
+  }
+  if (!(o.confidence > 0 && o.confidence < 1)) {
+    return bad(absl::StrCat("confidence must lie in (0, 1), got ", o.confidence));
+  }
+  if (!(o.distillation.alpha >= 0 && o.distillation.alpha <= 1)) {
+    return bad(absl::StrCat("--alpha must lie in [0, 1], got ", o.distillation.alpha));
+  }
+  if (!(o.distillation.temperature > 0)) {
+    return bad(absl::StrCat("--temperature must be > 0, got ",
+                            o.distillation.temperature));
+  }
+  if (o.epochs < 1 || o.stream_epochs < 1) return bad("epochs must be >= 1");
+  if (o.threads < 1) return bad("--threads must be >= 1");
+  if (o.model_batch < 1 || o.distillation.batch < 1) return bad("batch must be >= 1");
+  if (!(o.predictor_share > 0 && o.selector_share > 0 &&
+        o.predictor_share + o.selector_share < 1)) {
+    return bad("split shares must be > 0 and leave a calibration split");
+  }
+  for (const std::string& spec : o.variants) {
+    GATI_RETURN_IF_ERROR(ParseVariantSpec(spec).status());
+  }
+  for (int tap : o.taps) {
+    if (tap < 0 || tap >= model.num_taps()) {
+      return bad(absl::StrCat("tap ", tap, " does not exist; ", model.path(),
+                              " has taps 0..", model.num_taps() - 1));
+    }
+  }
+  if (images.count < 1) return bad("the data holds no images");
+  const std::vector<int64_t>& input = model.metadata().input_shape;
+  if (input != std::vector<int64_t>{1, images.rows, images.cols}) {
+    return bad(absl::StrCat(model.path(), " takes inputs of shape [",
+                            absl::StrJoin(input, ","), "], the data has 1x",
+                            images.rows, "x", images.cols, " images"));
+  }
+  Splits splits = MakeSplits(images.count, o);
+  if (splits.predictor.empty() || splits.selector.empty() ||
+      splits.calibration.empty()) {
+    return bad(absl::StrCat(images.count,
+                            " images are too few to split three ways"));
+  }
+  for (int64_t label : images.labels) {
+    if (label < 0 || label >= model.num_classes()) {
+      return bad(absl::StrCat("label ", label, " is outside the model's ",
+                              model.num_classes(), " classes"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<int>> ParseTapList(const std::string& text) {
+  std::vector<int> taps;
+  if (text == "all") return taps;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    int tap = 0;
+    if (!absl::SimpleAtoi(part, &tap) || tap < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--taps: '", std::string(part), "' is not a tap index (use all or e.g. 0,5,9)"));
+    }
+    taps.push_back(tap);
+  }
+  std::sort(taps.begin(), taps.end());
+  if (std::adjacent_find(taps.begin(), taps.end()) != taps.end()) {
+    return absl::InvalidArgumentError("--taps: a tap is listed twice");
+  }
+  return taps;
+}
+
+namespace {
+
+absl::StatusOr<BuildReport> BuildBundleOrThrow(const BuildOptions& options,
+                                               const ImageDataset& images,
+                                               const std::string& out_dir,
+                                               const BuildProgress& progress) {
+  BuildReport report;
+  auto step_start = Clock::now();
+  auto end_step = [&](const std::string& name) {
+    auto now = Clock::now();
+    report.step_seconds.emplace_back(
+        name, std::chrono::duration<double>(now - step_start).count());
+    step_start = now;
+  };
+  auto tick = [&progress](const std::string& step, int64_t done, int64_t total) {
+    if (progress) progress(step, done, total);
+  };
+
+  ModelOptions model_options;
+  model_options.intra_op_threads = options.threads;
+  GATI_ASSIGN_OR_RETURN(auto model, StagedModel::Load(options.model_path, model_options));
+  GATI_RETURN_IF_ERROR(ValidateOptions(options, *model, images));
+  std::vector<int> taps = options.taps;
+  if (taps.empty()) {
+    for (int tap = 0; tap < model->num_taps(); ++tap) taps.push_back(tap);
+  }
+  std::vector<VariantSpec> variants;
+  for (const std::string& spec :
+       options.variants.empty() ? DefaultVariantSpecs() : options.variants) {
+    GATI_ASSIGN_OR_RETURN(VariantSpec variant, ParseVariantSpec(spec));
+    variants.push_back(variant);
+  }
+  std::vector<ActivationShape> shapes;
+  for (int tap : taps) {
+    GATI_ASSIGN_OR_RETURN(ActivationShape shape, TapShape(*model, tap));
+    shapes.push_back(shape);
+  }
+  const int num_classes = model->num_classes();
+  const int64_t n = images.count;
+  Splits splits = MakeSplits(n, options);
+  report.images = n;
+  report.predictor_train = static_cast<int64_t>(splits.predictor.size());
+  report.selector_train = static_cast<int64_t>(splits.selector.size());
+  report.calibration = static_cast<int64_t>(splits.calibration.size());
+
+  GATI_ASSIGN_OR_RETURN(auto segments, model->Segment(taps));
+  ModelPass pass{segments.get(), &images, &model->metadata(), shapes,
+                 options.model_batch};
+  end_step("load and segment");
+
+  // 1. Feature pass: pooled features of every image at every tap, for the
+  //    pool sizes that pooled-feature variants read, and the base logits.
+  std::vector<int> pools;
+  for (const VariantSpec& v : variants) {
+    if (!v.streams() && std::find(pools.begin(), pools.end(), v.pool) == pools.end()) {
+      pools.push_back(v.pool);
+    }
+  }
+  std::map<std::pair<size_t, int>, at::Tensor> bank;  // (tap slot, pool) -> [N, F]
+  for (size_t slot = 0; slot < taps.size(); ++slot) {
+    for (int pool : pools) {
+      bank[{slot, pool}] = at::empty({n, shapes[slot].channels * pool * pool});
+      report.feature_bank_bytes += bank[{slot, pool}].numel() * 4;
+    }
+  }
+  at::Tensor teacher = at::empty({n, num_classes});
+  std::vector<int64_t> all_rows(n);
+  std::iota(all_rows.begin(), all_rows.end(), 0);
+  {
+    at::NoGradGuard no_grad;
+    GATI_RETURN_IF_ERROR(RunPass(
+        pass, all_rows, segments->num_segments() - 1,
+        [&](size_t slot, const std::vector<int64_t>& rows, const at::Tensor& act) {
+          for (int pool : pools) {
+            at::Tensor pooled = at::adaptive_avg_pool2d(act, {pool, pool}).flatten(1);
+            bank[{slot, pool}].narrow(0, rows.front(), rows.size()).copy_(pooled);
+          }
+        },
+        [&](const std::vector<int64_t>& rows, const at::Tensor& logits) {
+          teacher.narrow(0, rows.front(), rows.size()).copy_(logits);
+        },
+        [&](int64_t done) { tick("features", done, n); }));
+  }
+  report.feature_bank_bytes += teacher.numel() * 4;
+  std::vector<int64_t> base_labels(n);
+  {
+    at::Tensor argmax = teacher.argmax(1).contiguous();
+    std::copy_n(argmax.data_ptr<int64_t>(), n, base_labels.begin());
+  }
+  end_step("feature pass");
+
+  // 2. Pooled-feature variants: every tap x variant is an independent job on
+  //    one thread.
+  struct Job {
+    size_t slot;
+    size_t variant;
+  };
+  std::vector<Job> feature_jobs, stream_jobs;
+  for (size_t slot = 0; slot < taps.size(); ++slot) {
+    for (size_t v = 0; v < variants.size(); ++v) {
+      (variants[v].streams() ? stream_jobs : feature_jobs).push_back({slot, v});
+    }
+  }
+  std::vector<Finished> finished(taps.size() * variants.size());
+  auto finish_index = [&](const Job& job) { return job.slot * variants.size() + job.variant; };
+  auto job_seed = [&](const Job& job) {
+    return MixSeed(options.seed, taps[job.slot] + 1, job.variant + 1);
+  };
+  GATI_RETURN_IF_ERROR(SetIntraOpThreads(1));
+  std::atomic<int64_t> jobs_done{0};
+  absl::Status trained = RunJobs(
+      static_cast<int64_t>(feature_jobs.size()), options.threads,
+      [&](int64_t index) -> absl::Status {
+        const Job& job = feature_jobs[index];
+        const VariantSpec& variant = variants[job.variant];
+        const at::Tensor& features = bank.at({job.slot, variant.pool});
+        PredictorTrainer trainer(variant, taps[job.slot], shapes[job.slot],
+                                 num_classes, options.distillation, job_seed(job));
+        trainer.TrainOnFeatures(features, teacher, splits.predictor, options.epochs);
+        GATI_ASSIGN_OR_RETURN(auto provisional, Provisional(trainer.Export()));
+        HeldOutLogits logits;
+        const int64_t width = features.size(1);
+        const float* data = features.data_ptr<float>();
+        for (auto [rows, out] : {std::pair{&splits.selector, &logits.selector},
+                                 std::pair{&splits.calibration, &logits.calibration}}) {
+          out->resize(rows->size() * num_classes);
+          for (size_t i = 0; i < rows->size(); ++i) {
+            provisional->PredictFromFeatures(data + (*rows)[i] * width,
+                                             out->data() + i * num_classes);
+          }
+        }
+        GATI_ASSIGN_OR_RETURN(
+            finished[finish_index(job)],
+            FinishCache(trainer.Export(), logits, splits, base_labels, images,
+                        options, job_seed(job) + 1));
+        tick("train caches", ++jobs_done, static_cast<int64_t>(feature_jobs.size()));
+        return absl::OkStatus();
+      });
+  GATI_RETURN_IF_ERROR(SetIntraOpThreads(options.threads));
+  GATI_RETURN_IF_ERROR(trained);
+  bank.clear();
+  end_step("train pooled-feature caches");
+
+  // 3. Streaming variants: the model prefix reruns for every batch and each
+  //    tap's head takes a step on the raw activation; nothing is stored.
+  if (!stream_jobs.empty()) {
+    std::vector<std::unique_ptr<PredictorTrainer>> trainers;
+    size_t last_slot = 0;
+    const int64_t batch = options.distillation.batch;
+    const int64_t steps_per_epoch =
+        (static_cast<int64_t>(splits.predictor.size()) + batch - 1) / batch;
+    for (const Job& job : stream_jobs) {
+      trainers.push_back(std::make_unique<PredictorTrainer>(
+          variants[job.variant], taps[job.slot], shapes[job.slot], num_classes,
+          options.distillation, job_seed(job)));
+      trainers.back()->SetTotalSteps(options.stream_epochs * steps_per_epoch);
+      last_slot = std::max(last_slot, job.slot);
+    }
+    const int last_segment = static_cast<int>(last_slot);
+    std::mt19937_64 rng(MixSeed(options.seed, 7, 7));
+    ModelPass train_pass = pass;
+    train_pass.batch = static_cast<int>(batch);
+    const int64_t total = options.stream_epochs * report.predictor_train;
+    for (int epoch = 0; epoch < options.stream_epochs; ++epoch) {
+      std::vector<int64_t> order = splits.predictor;
+      std::shuffle(order.begin(), order.end(), rng);
+      at::Tensor batch_teacher;
+      GATI_RETURN_IF_ERROR(RunPass(
+          train_pass, order, last_segment,
+          [&](size_t slot, const std::vector<int64_t>& rows, const at::Tensor& act) {
+            if (slot == 0) {
+              std::vector<int64_t> copy = rows;
+              at::Tensor index = at::from_blob(copy.data(), {(int64_t)copy.size()},
+                                               at::kLong).clone();
+              batch_teacher = teacher.index_select(0, index);
+            }
+            for (size_t j = 0; j < stream_jobs.size(); ++j) {
+              if (stream_jobs[j].slot == slot) {
+                // Segments run in inference mode; autograd needs a normal tensor.
+                trainers[j]->Step(act.clone(), batch_teacher);
+              }
+            }
+          },
+          {}, [&](int64_t done) {
+            tick("train streaming caches", epoch * report.predictor_train + done, total);
+          }));
+    }
+    // Held-out logits through the plain lookup path on the activations.
+    std::vector<std::unique_ptr<LearnedCache>> provisional;
+    for (auto& trainer : trainers) {
+      GATI_ASSIGN_OR_RETURN(auto cache, Provisional(trainer->Export()));
+      provisional.push_back(std::move(cache));
+    }
+    std::vector<HeldOutLogits> logits(stream_jobs.size());
+    for (const auto& split :
+         {std::pair{&splits.selector, &HeldOutLogits::selector},
+          std::pair{&splits.calibration, &HeldOutLogits::calibration}}) {
+      const std::vector<int64_t>* rows = split.first;
+      std::vector<float> HeldOutLogits::*member = split.second;
+      std::map<int64_t, size_t> position;
+      for (size_t i = 0; i < rows->size(); ++i) position[(*rows)[i]] = i;
+      for (HeldOutLogits& l : logits) (l.*member).resize(rows->size() * num_classes);
+      at::NoGradGuard no_grad;
+      GATI_RETURN_IF_ERROR(RunPass(
+          pass, *rows, last_segment,
+          [&](size_t slot, const std::vector<int64_t>& batch_rows, const at::Tensor& act) {
+            const float* data = act.data_ptr<float>();
+            const int64_t size = shapes[slot].size();
+            for (size_t j = 0; j < stream_jobs.size(); ++j) {
+              if (stream_jobs[j].slot != slot) continue;
+              for (size_t b = 0; b < batch_rows.size(); ++b) {
+                provisional[j]->Predict(
+                    data + b * size,
+                    (logits[j].*member).data() + position[batch_rows[b]] * num_classes);
+              }
+            }
+          },
+          {}, {}));
+    }
+    for (size_t j = 0; j < stream_jobs.size(); ++j) {
+      GATI_ASSIGN_OR_RETURN(
+          finished[finish_index(stream_jobs[j])],
+          FinishCache(trainers[j]->Export(), logits[j], splits, base_labels,
+                      images, options, job_seed(stream_jobs[j]) + 1));
+    }
+    end_step("train streaming caches");
+  }
+
+  // 4. Profiles at batch 1 on one thread, as a request is served: stage
+  //    latencies for planning, lookup latency per cache. Lookups are timed
+  //    first, before LibTorch's worker threads have spun up again.
+  GATI_RETURN_IF_ERROR(SetIntraOpThreads(1));
+  for (size_t i = 0; i < finished.size(); ++i) {
+    GATI_ASSIGN_OR_RETURN(auto cache, LearnedCache::Create(finished[i].weights));
+    finished[i].metrics.lookup_us =
+        MedianLookupMicros(*cache, options.lookup_repetitions, options.seed + i);
+    tick("profile", static_cast<int64_t>(i + 1), static_cast<int64_t>(finished.size()));
+  }
+  ProfileOptions profile_options;
+  profile_options.warmup = 5;
+  profile_options.repetitions = options.profile_repetitions;
+  profile_options.seed = options.seed;
+  GATI_ASSIGN_OR_RETURN(ModelProfile profile, ProfileModel(*model, profile_options));
+  BundleManifest& manifest = report.manifest;
+  for (const StageProfile& stage : profile.stages) {
+    manifest.stage_p50_ms.push_back(stage.p50_ms);
+  }
+  manifest.whole_p50_ms = profile.whole_p50_ms;
+  manifest.profile_threads = profile.intra_op_threads;
+  std::vector<const CacheWeights*> weights;
+  GATI_RETURN_IF_ERROR(SetIntraOpThreads(options.threads));
+  for (size_t i = 0; i < finished.size(); ++i) {
+    CacheEntry entry;
+    entry.tap = finished[i].weights.tap;
+    entry.variant = finished[i].weights.variant.name;
+    entry.metrics = finished[i].metrics;
+    manifest.caches.push_back(entry);
+    weights.push_back(&finished[i].weights);
+  }
+  end_step("profile");
+
+  manifest.model_name = model->metadata().name;
+  manifest.input_shape = model->metadata().input_shape;
+  manifest.num_classes = num_classes;
+  manifest.num_stages = model->num_stages();
+  std::vector<std::string> variant_names;
+  for (const VariantSpec& v : variants) variant_names.push_back(v.name);
+  manifest.build = {
+      {"data", options.data_description},
+      {"images", std::to_string(n)},
+      {"splits", absl::StrCat("predictor-train ", report.predictor_train,
+                              ", selector-train ", report.selector_train,
+                              ", calibration ", report.calibration)},
+      {"epsilon", absl::StrCat(options.epsilon)},
+      {"confidence", absl::StrCat(options.confidence)},
+      {"alpha", absl::StrCat(options.distillation.alpha)},
+      {"temperature", absl::StrCat(options.distillation.temperature)},
+      {"epochs", absl::StrCat(options.epochs, " (streaming variants ",
+                              options.stream_epochs, ")")},
+      {"seed", std::to_string(options.seed)},
+      {"taps", absl::StrJoin(taps, ",")},
+      {"variants", absl::StrJoin(variant_names, ",")},
+  };
+  GATI_RETURN_IF_ERROR(Bundle::Write(out_dir, manifest, options.model_path, weights));
+  // Report the manifest as written (file names, hashes, sorted caches).
+  GATI_ASSIGN_OR_RETURN(auto written, Bundle::Load(out_dir));
+  report.manifest = written->manifest();
+  end_step("write bundle");
+  return report;
+}
+
+}  // namespace
+
+absl::StatusOr<BuildReport> BuildBundle(const BuildOptions& options,
+                                        const ImageDataset& images,
+                                        const std::string& out_dir,
+                                        const BuildProgress& progress) {
+  // LibTorch reports failures as exceptions; they stop at this boundary.
+  try {
+    return BuildBundleOrThrow(options, images, out_dir, progress);
+  } catch (const c10::Error& e) {
+    return absl::InternalError(
+        absl::StrCat("building caches for ", options.model_path, ": ",
+                     e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat(
+        "building caches for ", options.model_path, ": ", e.what()));
+  }
+}
+
+}  // namespace gati

@@ -1,0 +1,85 @@
+// `gati build` as a library call: from a staged model and labelled images to
+// a bundle of calibrated learned caches.
+//
+// Data discipline: the images are the validation split (Fashion-MNIST train
+// images 50,000-59,999). They are shuffled with the seed and split three
+// ways: predictor-train (predictor_share, default 50%), selector-train
+// (selector_share, default 20%) and calibration (the rest, 30%). Predictors
+// learn from the first, selectors from the second, thresholds and reported
+// metrics come from the third only.
+#ifndef GATI_CACHE_BUILDER_H_
+#define GATI_CACHE_BUILDER_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "cache/head_trainer.h"
+#include "data/fashion_mnist.h"
+#include "gati/bundle.h"
+
+namespace gati {
+
+struct BuildOptions {
+  std::string model_path;
+  // Where the images came from, recorded in the manifest.
+  std::string data_description = "fashion-mnist validation";
+  // Taps to build caches at; empty = every tap.
+  std::vector<int> taps;
+  // Variant spec strings; empty = DefaultVariantSpecs().
+  std::vector<std::string> variants;
+  // Bound on each cache's false-hit rate among its hits, and the confidence
+  // of the Clopper-Pearson bound that certifies it.
+  double epsilon = 0.01;
+  double confidence = 0.95;
+  DistillationOptions distillation;
+  SelectorOptions selector;
+  // Epochs over the predictor-train split for pooled-feature variants and
+  // for streaming (conv) variants, which rerun the model prefix per batch.
+  int epochs = 30;
+  int stream_epochs = 3;
+  double predictor_share = 0.5;
+  double selector_share = 0.2;
+  // Intra-op threads for the base model; also the number of heads trained
+  // at once (each on one thread).
+  int threads = 1;
+  uint64_t seed = 1;
+  // Images per forward pass of the base model.
+  int model_batch = 128;
+  // Timed repetitions for the stage profile and each lookup.
+  int profile_repetitions = 30;
+  int lookup_repetitions = 300;
+};
+
+// Called as work progresses: step name, items done, items in the step.
+using BuildProgress =
+    std::function<void(const std::string& step, int64_t done, int64_t total)>;
+
+struct BuildReport {
+  BundleManifest manifest;
+  int64_t feature_bank_bytes = 0;
+  int64_t images = 0;
+  int64_t predictor_train = 0;
+  int64_t selector_train = 0;
+  int64_t calibration = 0;
+  // Wall seconds per step, in order.
+  std::vector<std::pair<std::string, double>> step_seconds;
+};
+
+// Validates options (epsilon and confidence in (0,1), known variants, taps
+// of the model, shares that leave every split non-empty, images of the
+// model's input shape, at least one image), then builds and writes the
+// bundle to `out_dir` (Bundle::Write semantics). Errors name the bad flag or
+// file; nothing is written on failure.
+absl::StatusOr<BuildReport> BuildBundle(const BuildOptions& options,
+                                        const ImageDataset& images,
+                                        const std::string& out_dir,
+                                        const BuildProgress& progress = {});
+
+// Parses "all" or a comma-separated list of taps (e.g. "0,5,9").
+absl::StatusOr<std::vector<int>> ParseTapList(const std::string& text);
+
+}  // namespace gati
+
+#endif  // GATI_CACHE_BUILDER_H_

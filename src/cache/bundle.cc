@@ -1,0 +1,414 @@
+// Bundle manifest, weight files and atomic bundle writes.
+#include "gati/bundle.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <tuple>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "data/file_io.h"
+#include "data/safetensors.h"
+
+namespace gati {
+namespace {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+FloatTensor ToTensor(const std::vector<float>& data, std::vector<int64_t> shape) {
+  return FloatTensor{std::move(shape), data};
+}
+
+void AddLayer(const std::string& prefix, const DenseLayer& layer, TensorFile* file) {
+  file->tensors[prefix + ".weight"] = ToTensor(layer.weight, {layer.out, layer.in});
+  file->tensors[prefix + ".bias"] = ToTensor(layer.bias, {layer.out});
+}
+
+absl::StatusOr<DenseLayer> TakeLayer(const std::string& prefix, TensorFile* file,
+                                     const std::string& source) {
+  auto weight = file->tensors.find(prefix + ".weight");
+  auto bias = file->tensors.find(prefix + ".bias");
+  if (weight == file->tensors.end() || bias == file->tensors.end()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": missing tensors of ", prefix));
+  }
+  if (weight->second.shape.size() != 2 || bias->second.shape.size() != 1 ||
+      bias->second.shape[0] != weight->second.shape[0]) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": tensors of ", prefix, " have mismatched shapes"));
+  }
+  DenseLayer layer;
+  layer.out = weight->second.shape[0];
+  layer.in = weight->second.shape[1];
+  layer.weight = std::move(weight->second.data);
+  layer.bias = std::move(bias->second.data);
+  file->tensors.erase(weight);
+  file->tensors.erase(bias);
+  return layer;
+}
+
+absl::StatusOr<std::string> SerializeWeights(const CacheWeights& weights) {
+  TensorFile file;
+  file.metadata = {{"format", "gati-cache"},
+                   {"variant", weights.variant.name},
+                   {"tap", std::to_string(weights.tap)},
+                   {"activation_shape", ActivationShapeToString(weights.shape)},
+                   {"num_classes", std::to_string(weights.num_classes)}};
+  if (weights.variant.streams()) AddLayer("conv", weights.conv, &file);
+  for (size_t l = 0; l < weights.predictor.size(); ++l) {
+    AddLayer(absl::StrCat("predictor.", l), weights.predictor[l], &file);
+  }
+  for (size_t l = 0; l < weights.selector.size(); ++l) {
+    AddLayer(absl::StrCat("selector.", l), weights.selector[l], &file);
+  }
+  return SerializeSafetensors(file);
+}
+
+// Rebuilds the weights of `entry` from its file's bytes.
+absl::StatusOr<CacheWeights> ParseWeights(const std::string& bytes,
+                                          const CacheEntry& entry,
+                                          const std::string& source) {
+  GATI_ASSIGN_OR_RETURN(TensorFile file, ParseSafetensors(bytes, source));
+  auto bad = [&source](const std::string& why) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", why));
+  };
+  CacheWeights weights;
+  GATI_ASSIGN_OR_RETURN(weights.variant, ParseVariantSpec(entry.variant));
+  weights.tap = entry.tap;
+  if (file.metadata["variant"] != entry.variant ||
+      file.metadata["tap"] != std::to_string(entry.tap)) {
+    return bad("holds variant '" + file.metadata["variant"] + "' at tap " +
+               file.metadata["tap"] + ", the manifest expects '" +
+               entry.variant + "' at tap " + std::to_string(entry.tap));
+  }
+  int64_t c = 0, h = 0, w = 0;
+  if (std::sscanf(file.metadata["activation_shape"].c_str(), "%ldx%ldx%ld", &c,
+                  &h, &w) != 3) {
+    return bad("bad activation_shape metadata");
+  }
+  weights.shape = {c, h, w};
+  try {
+    weights.num_classes = std::stoi(file.metadata["num_classes"]);
+  } catch (const std::exception&) {
+    return bad("bad num_classes metadata");
+  }
+  if (weights.variant.streams()) {
+    GATI_ASSIGN_OR_RETURN(weights.conv, TakeLayer("conv", &file, source));
+  }
+  for (size_t l = 0; l <= weights.variant.hidden.size(); ++l) {
+    GATI_ASSIGN_OR_RETURN(DenseLayer layer,
+                          TakeLayer(absl::StrCat("predictor.", l), &file, source));
+    weights.predictor.push_back(std::move(layer));
+  }
+  for (size_t l = 0; file.tensors.count(absl::StrCat("selector.", l, ".weight"));
+       ++l) {
+    GATI_ASSIGN_OR_RETURN(DenseLayer layer,
+                          TakeLayer(absl::StrCat("selector.", l), &file, source));
+    weights.selector.push_back(std::move(layer));
+  }
+  if (!file.tensors.empty()) {
+    return bad("unexpected tensor '" + file.tensors.begin()->first + "'");
+  }
+  weights.enabled = entry.enabled;
+  weights.threshold = entry.threshold;
+  return weights;
+}
+
+// Field access with errors that name the manifest and the field.
+class JsonReader {
+ public:
+  explicit JsonReader(std::string source) : source_(std::move(source)) {}
+
+  template <typename T>
+  absl::Status Get(const json& object, const char* key, T* out,
+                   const std::string& where = "") const {
+    if (!object.is_object() || !object.contains(key)) {
+      return Error(where + key, "is missing");
+    }
+    try {
+      *out = object.at(key).get<T>();
+    } catch (const json::exception&) {
+      return Error(where + key, "has the wrong type");
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Error(const std::string& field, const std::string& why) const {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source_, ": field '", field, "' ", why));
+  }
+
+ private:
+  std::string source_;
+};
+
+}  // namespace
+
+std::string CacheFileName(int tap, const std::string& variant) {
+  char tap_name[16];
+  std::snprintf(tap_name, sizeof(tap_name), "tap%02d", tap);
+  return absl::StrCat("caches/", tap_name, ".",
+                      absl::StrReplaceAll(variant, {{":", "-"}}),
+                      ".safetensors");
+}
+
+std::string ManifestToJson(const BundleManifest& manifest) {
+  json caches = json::array();
+  for (const CacheEntry& entry : manifest.caches) {
+    const CacheMetrics& m = entry.metrics;
+    caches.push_back(
+        {{"tap", entry.tap},
+         {"variant", entry.variant},
+         {"file", entry.file},
+         {"sha256", entry.sha256},
+         {"enabled", entry.enabled},
+         {"threshold", entry.threshold},
+         {"metrics",
+          {{"agreement", m.agreement},
+           {"accuracy", m.accuracy},
+           {"hit_rate", m.hit_rate},
+           {"false_hit_rate", m.false_hit_rate},
+           {"false_hit_upper_bound", m.false_hit_upper_bound},
+           {"hits", m.hits},
+           {"false_hits", m.false_hits},
+           {"calibration_count", m.calibration_count},
+           {"lookup_us", m.lookup_us},
+           {"memory_bytes", m.memory_bytes}}}});
+  }
+  json out = {{"format", "gati-bundle"},
+              {"format_version", manifest.format_version},
+              {"model",
+               {{"file", manifest.model_file},
+                {"sha256", manifest.model_sha256},
+                {"name", manifest.model_name},
+                {"input_shape", manifest.input_shape},
+                {"num_classes", manifest.num_classes},
+                {"num_stages", manifest.num_stages}}},
+              {"build", manifest.build},
+              {"profile",
+               {{"stage_p50_ms", manifest.stage_p50_ms},
+                {"whole_p50_ms", manifest.whole_p50_ms},
+                {"threads", manifest.profile_threads}}},
+              {"caches", caches}};
+  return out.dump(2) + "\n";
+}
+
+absl::StatusOr<BundleManifest> ParseManifest(const std::string& json_text,
+                                             const std::string& source) {
+  json root = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (root.is_discarded() || !root.is_object()) {
+    return absl::InvalidArgumentError(source + ": not a JSON object");
+  }
+  JsonReader reader(source);
+  BundleManifest manifest;
+  std::string format;
+  GATI_RETURN_IF_ERROR(reader.Get(root, "format", &format));
+  if (format != "gati-bundle") return reader.Error("format", "is not gati-bundle");
+  GATI_RETURN_IF_ERROR(reader.Get(root, "format_version", &manifest.format_version));
+  if (manifest.format_version != kBundleFormatVersion) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": unknown bundle format version ", manifest.format_version,
+        " (this build reads version ", kBundleFormatVersion, ")"));
+  }
+  json model;
+  GATI_RETURN_IF_ERROR(reader.Get(root, "model", &model));
+  GATI_RETURN_IF_ERROR(reader.Get(model, "file", &manifest.model_file, "model."));
+  GATI_RETURN_IF_ERROR(reader.Get(model, "sha256", &manifest.model_sha256, "model."));
+  GATI_RETURN_IF_ERROR(reader.Get(model, "name", &manifest.model_name, "model."));
+  GATI_RETURN_IF_ERROR(
+      reader.Get(model, "input_shape", &manifest.input_shape, "model."));
+  GATI_RETURN_IF_ERROR(
+      reader.Get(model, "num_classes", &manifest.num_classes, "model."));
+  GATI_RETURN_IF_ERROR(reader.Get(model, "num_stages", &manifest.num_stages, "model."));
+  if (manifest.model_file.empty() ||
+      manifest.model_file.find('/') != std::string::npos) {
+    return reader.Error("model.file", "must be a plain file name");
+  }
+  GATI_RETURN_IF_ERROR(reader.Get(root, "build", &manifest.build));
+  json profile;
+  GATI_RETURN_IF_ERROR(reader.Get(root, "profile", &profile));
+  GATI_RETURN_IF_ERROR(
+      reader.Get(profile, "stage_p50_ms", &manifest.stage_p50_ms, "profile."));
+  GATI_RETURN_IF_ERROR(
+      reader.Get(profile, "whole_p50_ms", &manifest.whole_p50_ms, "profile."));
+  GATI_RETURN_IF_ERROR(
+      reader.Get(profile, "threads", &manifest.profile_threads, "profile."));
+  json caches;
+  GATI_RETURN_IF_ERROR(reader.Get(root, "caches", &caches));
+  if (!caches.is_array()) return reader.Error("caches", "is not an array");
+  for (size_t i = 0; i < caches.size(); ++i) {
+    const json& item = caches[i];
+    const std::string where = absl::StrCat("caches[", i, "].");
+    CacheEntry entry;
+    GATI_RETURN_IF_ERROR(reader.Get(item, "tap", &entry.tap, where));
+    GATI_RETURN_IF_ERROR(reader.Get(item, "variant", &entry.variant, where));
+    GATI_RETURN_IF_ERROR(reader.Get(item, "file", &entry.file, where));
+    GATI_RETURN_IF_ERROR(reader.Get(item, "sha256", &entry.sha256, where));
+    GATI_RETURN_IF_ERROR(reader.Get(item, "enabled", &entry.enabled, where));
+    GATI_RETURN_IF_ERROR(reader.Get(item, "threshold", &entry.threshold, where));
+    if (entry.tap < 0 || entry.tap >= manifest.num_stages - 1) {
+      return reader.Error(where + "tap", "is not a tap of the model");
+    }
+    if (entry.file.rfind("caches/", 0) != 0 ||
+        entry.file.find("..") != std::string::npos) {
+      return reader.Error(where + "file", "must lie under caches/");
+    }
+    json metrics;
+    GATI_RETURN_IF_ERROR(reader.Get(item, "metrics", &metrics, where));
+    CacheMetrics& m = entry.metrics;
+    const std::string mw = where + "metrics.";
+    GATI_RETURN_IF_ERROR(reader.Get(metrics, "agreement", &m.agreement, mw));
+    GATI_RETURN_IF_ERROR(reader.Get(metrics, "accuracy", &m.accuracy, mw));
+    GATI_RETURN_IF_ERROR(reader.Get(metrics, "hit_rate", &m.hit_rate, mw));
+    GATI_RETURN_IF_ERROR(reader.Get(metrics, "false_hit_rate", &m.false_hit_rate, mw));
+    GATI_RETURN_IF_ERROR(reader.Get(metrics, "false_hit_upper_bound",
+                                    &m.false_hit_upper_bound, mw));
+    GATI_RETURN_IF_ERROR(reader.Get(metrics, "hits", &m.hits, mw));
+    GATI_RETURN_IF_ERROR(reader.Get(metrics, "false_hits", &m.false_hits, mw));
+    GATI_RETURN_IF_ERROR(
+        reader.Get(metrics, "calibration_count", &m.calibration_count, mw));
+    GATI_RETURN_IF_ERROR(reader.Get(metrics, "lookup_us", &m.lookup_us, mw));
+    GATI_RETURN_IF_ERROR(reader.Get(metrics, "memory_bytes", &m.memory_bytes, mw));
+    manifest.caches.push_back(std::move(entry));
+  }
+  return manifest;
+}
+
+absl::StatusOr<std::unique_ptr<Bundle>> Bundle::Load(const std::string& dir) {
+  const std::string manifest_path = (fs::path(dir) / kManifestFileName).string();
+  GATI_ASSIGN_OR_RETURN(std::string text, ReadFileBytes(manifest_path));
+  GATI_ASSIGN_OR_RETURN(BundleManifest manifest, ParseManifest(text, manifest_path));
+  const std::string model_path = (fs::path(dir) / manifest.model_file).string();
+  GATI_ASSIGN_OR_RETURN(std::string model_bytes, ReadFileBytes(model_path));
+  if (Sha256Hex(model_bytes) != manifest.model_sha256) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        model_path, ": SHA-256 differs from the one in ", manifest_path,
+        "; the model was changed after the caches were built"));
+  }
+  std::unique_ptr<Bundle> bundle(new Bundle());
+  for (const CacheEntry& entry : manifest.caches) {
+    const std::string path = (fs::path(dir) / entry.file).string();
+    GATI_ASSIGN_OR_RETURN(std::string bytes, ReadFileBytes(path));
+    if (Sha256Hex(bytes) != entry.sha256) {
+      return absl::DataLossError(absl::StrCat(
+          path, ": SHA-256 differs from the manifest (truncated or corrupt)"));
+    }
+    GATI_ASSIGN_OR_RETURN(CacheWeights weights, ParseWeights(bytes, entry, path));
+    auto cache = LearnedCache::Create(std::move(weights));
+    if (!cache.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": ", cache.status().message()));
+    }
+    if ((*cache)->num_classes() != manifest.num_classes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": class count differs from the model's"));
+    }
+    bundle->caches_.push_back(std::move(*cache));
+  }
+  bundle->dir_ = dir;
+  bundle->manifest_ = std::move(manifest);
+  return bundle;
+}
+
+std::string Bundle::model_path() const {
+  return (fs::path(dir_) / manifest_.model_file).string();
+}
+
+const LearnedCache* Bundle::Find(int tap, const std::string& variant) const {
+  for (size_t i = 0; i < caches_.size(); ++i) {
+    if (manifest_.caches[i].tap == tap && manifest_.caches[i].variant == variant) {
+      return caches_[i].get();
+    }
+  }
+  return nullptr;
+}
+
+absl::Status Bundle::Write(const std::string& dir, BundleManifest manifest,
+                           const std::string& model_path,
+                           const std::vector<const CacheWeights*>& caches) {
+  std::error_code error;
+  const fs::path target = fs::absolute(dir);
+  if (fs::exists(target)) {
+    bool replaceable = fs::is_directory(target) &&
+                       (fs::is_empty(target, error) ||
+                        fs::exists(target / kManifestFileName));
+    if (!replaceable) {
+      return absl::FailedPreconditionError(
+          dir + ": exists and is not a bundle; not replacing it");
+    }
+  }
+  if (manifest.caches.size() != caches.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "bundle ", dir, ": ", manifest.caches.size(), " manifest entries for ",
+        caches.size(), " caches"));
+  }
+  const fs::path staging =
+      target.parent_path() /
+      absl::StrCat(".", target.filename().string(), ".tmp.", ::getpid());
+  fs::remove_all(staging, error);
+  fs::create_directories(staging / "caches", error);
+  if (error) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(staging.string(), ": cannot create: ", error.message()));
+  }
+  auto fail = [&staging](absl::Status status) {
+    std::error_code ignored;
+    fs::remove_all(staging, ignored);
+    return status;
+  };
+  auto model_bytes = ReadFileBytes(model_path);
+  if (!model_bytes.ok()) return fail(model_bytes.status());
+  manifest.model_sha256 = Sha256Hex(*model_bytes);
+  manifest.model_file = kBundleModelFileName;
+  absl::Status status =
+      WriteFileAtomic((staging / manifest.model_file).string(), *model_bytes);
+  if (!status.ok()) return fail(status);
+  for (const CacheWeights* weights : caches) {
+    auto entry = std::find_if(
+        manifest.caches.begin(), manifest.caches.end(), [&](const CacheEntry& e) {
+          return e.tap == weights->tap && e.variant == weights->variant.name;
+        });
+    if (entry == manifest.caches.end()) {
+      return fail(absl::InvalidArgumentError(absl::StrCat(
+          "no manifest entry for ", weights->variant.name, " at tap ", weights->tap)));
+    }
+    auto bytes = SerializeWeights(*weights);
+    if (!bytes.ok()) return fail(bytes.status());
+    entry->file = CacheFileName(weights->tap, weights->variant.name);
+    entry->sha256 = Sha256Hex(*bytes);
+    entry->enabled = weights->enabled;
+    entry->threshold = weights->threshold;
+    status = WriteFileAtomic((staging / entry->file).string(), *bytes);
+    if (!status.ok()) return fail(status);
+  }
+  std::sort(manifest.caches.begin(), manifest.caches.end(),
+            [](const CacheEntry& a, const CacheEntry& b) {
+              return std::tie(a.tap, a.variant) < std::tie(b.tap, b.variant);
+            });
+  status = WriteFileAtomic((staging / kManifestFileName).string(),
+                           ManifestToJson(manifest));
+  if (!status.ok()) return fail(status);
+  if (fs::exists(target)) {
+    // Swap the directories in one step, then drop the old one.
+    if (::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, target.c_str(),
+                    RENAME_EXCHANGE) != 0) {
+      return fail(absl::InternalError(absl::StrCat(
+          "cannot replace ", dir, ": ", std::strerror(errno))));
+    }
+    fs::remove_all(staging, error);
+  } else if (::rename(staging.c_str(), target.c_str()) != 0) {
+    return fail(absl::InternalError(
+        absl::StrCat("cannot move the bundle to ", dir, ": ", std::strerror(errno))));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace gati

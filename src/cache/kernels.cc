@@ -1,0 +1,125 @@
+#include "cache/kernels.h"
+
+#include <algorithm>
+
+namespace gati::cache_internal {
+
+// Inner loops run over contiguous outputs (axpy form), which the compiler
+// vectorizes without reassociating sums; four inputs are folded per pass so
+// that the output row is loaded and stored a quarter as often. The AVX2
+// clone is picked at load time on machines that have it (a feature test;
+// "arch=..." clones would test for one CPU model).
+#define GATI_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+
+namespace {
+
+// Always inlined, so that each clone below gets its own vector code.
+// y[n] += a0*r0[n] + a1*r1[n] + a2*r2[n] + a3*r3[n].
+__attribute__((always_inline)) inline void Axpy4(float a0, const float* r0, float a1, const float* r1,
+                  float a2, const float* r2, float a3, const float* r3,
+                  int64_t n, float* __restrict y) {
+  for (int64_t i = 0; i < n; ++i) {
+    y[i] += a0 * r0[i] + a1 * r1[i] + a2 * r2[i] + a3 * r3[i];
+  }
+}
+
+__attribute__((always_inline)) inline void Axpy1(float a, const float* r, int64_t n, float* __restrict y) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * r[i];
+}
+
+// y = bias + sum_i x[i] * rows[i * stride .. + n].
+__attribute__((always_inline)) inline void AccumulateRows(const float* x, int64_t count, const float* rows,
+                           int64_t stride, int64_t n, float* __restrict y) {
+  int64_t i = 0;
+  for (; i + 4 <= count; i += 4) {
+    Axpy4(x[i], rows + i * stride, x[i + 1], rows + (i + 1) * stride, x[i + 2],
+          rows + (i + 2) * stride, x[i + 3], rows + (i + 3) * stride, n, y);
+  }
+  for (; i < count; ++i) Axpy1(x[i], rows + i * stride, n, y);
+}
+
+}  // namespace
+
+GATI_VECTOR_CLONES
+void AdaptiveAvgPool(const float* input, int64_t channels, int64_t height,
+                     int64_t width, int k, float* output) {
+  // Bin bounds, computed once; bins are at most kMaxPool per side.
+  int64_t row_begin[kMaxPool], row_end[kMaxPool];
+  int64_t col_begin[kMaxPool], col_end[kMaxPool];
+  float inverse_area[kMaxPool * kMaxPool];
+  for (int i = 0; i < k; ++i) {
+    row_begin[i] = i * height / k;
+    row_end[i] = ((i + 1) * height + k - 1) / k;
+    col_begin[i] = i * width / k;
+    col_end[i] = ((i + 1) * width + k - 1) / k;
+  }
+  for (int i = 0; i < k; ++i) {
+    for (int j = 0; j < k; ++j) {
+      inverse_area[i * k + j] =
+          1.0f / static_cast<float>((row_end[i] - row_begin[i]) *
+                                    (col_end[j] - col_begin[j]));
+    }
+  }
+  // Column sums over a bin's rows are vector adds along the row; only the
+  // short sums over a bin's columns are serial.
+  float sums[kMaxPoolWidth];
+  for (int64_t c = 0; c < channels; ++c) {
+    const float* plane = input + c * height * width;
+    for (int i = 0; i < k; ++i) {
+      std::copy_n(plane + row_begin[i] * width, width, sums);
+      for (int64_t y = row_begin[i] + 1; y < row_end[i]; ++y) {
+        const float* row = plane + y * width;
+        for (int64_t x = 0; x < width; ++x) sums[x] += row[x];
+      }
+      for (int j = 0; j < k; ++j) {
+        float sum = 0.0f;
+        for (int64_t x = col_begin[j]; x < col_end[j]; ++x) sum += sums[x];
+        *output++ = sum * inverse_area[i * k + j];
+      }
+    }
+  }
+}
+
+GATI_VECTOR_CLONES
+void DenseTransposed(const float* x, int64_t in, int64_t out,
+                     const float* weight_transposed, const float* bias,
+                     float* y) {
+  std::copy(bias, bias + out, y);
+  AccumulateRows(x, in, weight_transposed, out, out, y);
+}
+
+GATI_VECTOR_CLONES
+void Conv1x1Relu(const float* input, int64_t in_channels, int64_t pixels,
+                 int64_t out_channels, const float* weight_transposed,
+                 const float* bias, float* output) {
+  // Weights of one output channel over the input channels, contiguous.
+  float weights[1024];
+  for (int64_t o = 0; o < out_channels; ++o) {
+    float* plane = output + o * pixels;
+    std::fill(plane, plane + pixels, bias[o]);
+    int64_t c = 0;
+    for (; c < in_channels;) {
+      const int64_t block = std::min<int64_t>(1024, in_channels - c);
+      for (int64_t b = 0; b < block; ++b) {
+        weights[b] = weight_transposed[(c + b) * out_channels + o];
+      }
+      AccumulateRows(weights, block, input + c * pixels, pixels, pixels, plane);
+      c += block;
+    }
+    for (int64_t p = 0; p < pixels; ++p) plane[p] = std::max(plane[p], 0.0f);
+  }
+}
+
+void ReluInPlace(float* x, int64_t size) {
+  for (int64_t i = 0; i < size; ++i) x[i] = std::max(x[i], 0.0f);
+}
+
+int ArgMax(const float* x, int64_t size) {
+  int best = 0;
+  for (int64_t i = 1; i < size; ++i) {
+    if (x[i] > x[best]) best = static_cast<int>(i);
+  }
+  return best;
+}
+
+}  // namespace gati::cache_internal

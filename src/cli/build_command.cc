@@ -1,0 +1,204 @@
+// `gati build`: train, calibrate and profile learned caches for a model and
+// write them as a bundle.
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_split.h"
+#include "cache/builder.h"
+#include "cli/commands.h"
+#include "cli/progress_bar.h"
+#include "data/fashion_mnist.h"
+
+namespace gati::cli {
+namespace {
+
+struct BuildFlags {
+  BuildOptions options;
+  std::string data = "fashion-mnist";
+  std::string out;
+  std::string taps = "all";
+  std::string variants;
+  int64_t limit = 0;
+};
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "gati build: %s\n", status.ToString().c_str());
+  return kExitError;
+}
+
+// One table: rows = taps, columns = variants, cells from `cell`.
+template <typename Cell>
+void PrintTable(const BundleManifest& manifest, const char* title, Cell cell) {
+  std::vector<std::string> variants;
+  std::map<int, std::map<std::string, const CacheEntry*>> rows;
+  for (const CacheEntry& entry : manifest.caches) {
+    if (std::find(variants.begin(), variants.end(), entry.variant) == variants.end()) {
+      variants.push_back(entry.variant);
+    }
+    rows[entry.tap][entry.variant] = &entry;
+  }
+  std::printf("\n%s\n%5s", title, "tap");
+  for (const std::string& v : variants) std::printf(" %23s", v.c_str());
+  std::printf("\n");
+  for (const auto& [tap, by_variant] : rows) {
+    std::printf("%5d", tap);
+    for (const std::string& v : variants) {
+      auto found = by_variant.find(v);
+      std::printf(" %23s",
+                  found == by_variant.end() ? "-" : cell(*found->second).c_str());
+    }
+    std::printf("\n");
+  }
+}
+
+std::string Format(const char* format, double value) {
+  char text[64];
+  std::snprintf(text, sizeof(text), format, value);
+  return text;
+}
+
+int RunBuild(BuildFlags& flags) {
+  BuildOptions& options = flags.options;
+  auto taps = ParseTapList(flags.taps);
+  if (!taps.ok()) return Fail(taps.status());
+  options.taps = *taps;
+  if (!flags.variants.empty()) {
+    options.variants = absl::StrSplit(flags.variants, ',');
+  }
+  if (!(options.epsilon > 0 && options.epsilon < 1)) {
+    return Fail(absl::InvalidArgumentError(
+        "--epsilon must lie in (0, 1), got " + std::to_string(options.epsilon)));
+  }
+  for (const std::string& spec : options.variants) {
+    auto variant = ParseVariantSpec(spec);
+    if (!variant.ok()) return Fail(variant.status());
+  }
+  const std::string dir = flags.data == "fashion-mnist" ? kFashionMnistDir : flags.data;
+  auto images = LoadFashionMnist(Split::kValidation, dir);
+  if (!images.ok()) return Fail(images.status());
+  if (flags.limit > 0 && flags.limit < images->count) {
+    images->count = flags.limit;
+    images->pixels.resize(flags.limit * images->rows * images->cols);
+    images->labels.resize(flags.limit);
+  }
+  options.data_description = "fashion-mnist validation split (train images " +
+                             std::to_string(images->first_index) + ".." +
+                             std::to_string(images->first_index + images->count - 1) +
+                             ") from " + dir;
+
+  std::unique_ptr<ProgressBar> bar;
+  std::string bar_step;
+  auto progress = [&](const std::string& step, int64_t done, int64_t total) {
+    if (step != bar_step) {
+      if (bar) bar->Finish();
+      bar = std::make_unique<ProgressBar>(step, total);
+      bar_step = step;
+    }
+    bar->Update(done);
+  };
+  auto start = std::chrono::steady_clock::now();
+  auto report = BuildBundle(options, *images, flags.out, progress);
+  if (bar) bar->Finish();
+  if (!report.ok()) return Fail(report.status());
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  const BundleManifest& manifest = report->manifest;
+  std::printf("bundle %s: %zu caches at %s, epsilon %g\n", flags.out.c_str(),
+              manifest.caches.size(), flags.taps.c_str(), options.epsilon);
+  std::printf("images %lld: predictor-train %lld, selector-train %lld, "
+              "calibration %lld; feature bank %.1f MB in memory\n",
+              static_cast<long long>(report->images),
+              static_cast<long long>(report->predictor_train),
+              static_cast<long long>(report->selector_train),
+              static_cast<long long>(report->calibration),
+              report->feature_bank_bytes / 1e6);
+  PrintTable(manifest, "predictor agreement with the base model (calibration split)",
+             [](const CacheEntry& e) { return Format("%.4f", e.metrics.agreement); });
+  PrintTable(manifest, "hit rate at the calibrated threshold (calibration split)",
+             [](const CacheEntry& e) {
+               return e.enabled ? Format("%.4f", e.metrics.hit_rate) : std::string("off");
+             });
+  PrintTable(manifest, "lookup us (median, batch 1, one thread)",
+             [](const CacheEntry& e) { return Format("%.1f", e.metrics.lookup_us); });
+  PrintTable(manifest, "cache bytes", [](const CacheEntry& e) {
+    return std::to_string(e.metrics.memory_bytes);
+  });
+  std::printf("\n%5s %23s %10s %9s %10s %10s %6s\n", "tap", "variant", "threshold",
+              "hit rate", "false hit", "95% bound", "hits");
+  for (const CacheEntry& e : manifest.caches) {
+    const CacheMetrics& m = e.metrics;
+    if (!e.enabled) {
+      std::printf("%5d %23s %10s %9s %10s %10s %6s\n", e.tap, e.variant.c_str(),
+                  "off", "0", "-", "-", "0");
+      continue;
+    }
+    std::printf("%5d %23s %10.6f %9.4f %10.4f %10.4f %6lld\n", e.tap,
+                e.variant.c_str(), e.threshold, m.hit_rate, m.false_hit_rate,
+                m.false_hit_upper_bound, static_cast<long long>(m.hits));
+  }
+  std::printf("\nsteps:");
+  for (const auto& [name, step_seconds] : report->step_seconds) {
+    std::printf(" %s %.1f s;", name.c_str(), step_seconds);
+  }
+  std::printf("\ntotal %.1f s, threads %d\n", seconds, options.threads);
+  return kExitOk;
+}
+
+}  // namespace
+
+std::function<int()> RegisterBuildCommand(CLI::App& app) {
+  auto flags = std::make_shared<BuildFlags>();
+  BuildOptions& o = flags->options;
+  CLI::App* command = app.add_subcommand(
+      "build", "Train, calibrate and profile learned caches; write a bundle.");
+  command->add_option("--model", o.model_path, "staged TorchScript model")->required();
+  command->add_option("--out", flags->out, "bundle directory to write")->required();
+  command->add_option("--data", flags->data,
+                      "fashion-mnist, or a directory of Fashion-MNIST gzip IDX files; "
+                      "its validation split is used");
+  command->add_option("--taps", flags->taps, "all, or a list such as 0,5,9");
+  std::string known;
+  for (const VariantSpec& v : KnownVariants()) known += "\n  " + v.name + ": " + v.description;
+  command->add_option("--variants", flags->variants,
+                      "comma-separated predictor variants (default: gap:linear,"
+                      "gap:mlp64,pool2:mlp128,pool4:mlp256,conv1x1-8:pool4:linear). "
+                      "Known:" + known);
+  command->add_option("--epsilon", o.epsilon,
+                      "bound on each cache's false-hit rate among hits, in (0, 1)");
+  command->add_option("--confidence", o.confidence,
+                      "confidence of the false-hit bound, in (0, 1)");
+  command->add_option("--alpha", o.distillation.alpha,
+                      "weight of the distillation term, in [0, 1]");
+  command->add_option("--temperature", o.distillation.temperature,
+                      "distillation temperature, > 0");
+  command->add_option("--learning-rate", o.distillation.learning_rate,
+                      "Adam learning rate of the predictors (cosine-decayed)")
+      ->check(CLI::PositiveNumber);
+  command->add_option("--batch", o.distillation.batch,
+                      "examples per training step of the predictors")
+      ->check(CLI::Range(1, 65536));
+  command->add_option("--epochs", o.epochs, "epochs for pooled-feature variants")
+      ->check(CLI::Range(1, 10000));
+  command->add_option("--stream-epochs", o.stream_epochs,
+                      "epochs for streaming (conv) variants")
+      ->check(CLI::Range(1, 10000));
+  command->add_option("--threads", o.threads,
+                      "intra-op threads, and heads trained at once")
+      ->check(CLI::Range(1, 256));
+  command->add_option("--seed", o.seed, "seed for splits, initialization, shuffling");
+  command->add_option("--lookup-repetitions", o.lookup_repetitions,
+                      "timed lookups per cache for the reported median")
+      ->check(CLI::Range(1, 10000000));
+  command->add_option("--limit", flags->limit,
+                      "use only the first N validation images (0: all)")
+      ->check(CLI::NonNegativeNumber);
+  return [flags] { return RunBuild(*flags); };
+}
+
+}  // namespace gati::cli

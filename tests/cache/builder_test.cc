@@ -1,0 +1,154 @@
+// BuildBundle end to end on the small ResNet-20 demo model and real
+// Fashion-MNIST validation images.
+#include "cache/builder.h"
+
+#include <gtest/gtest.h>
+
+#include "data/file_io.h"
+#include "testutil.h"
+
+namespace gati {
+namespace {
+
+using testing::ReadFile;
+using testing::TempDir;
+
+constexpr char kModel[] = "models/resnet20.pt";
+constexpr int kLastTap = 9;  // ResNet-20: 11 stages; the head is GAP + linear.
+
+class BuilderTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto images = LoadFashionMnist(Split::kValidation);
+    ASSERT_TRUE(images.ok()) << images.status();
+    images_ = new ImageDataset(std::move(*images));
+    images_->count = 2000;
+    images_->pixels.resize(images_->count * 28 * 28);
+    images_->labels.resize(images_->count);
+  }
+  static void TearDownTestSuite() { delete images_; }
+
+  BuildOptions SmallBuild() {
+    BuildOptions options;
+    options.model_path = kModel;
+    options.taps = {kLastTap};
+    options.variants = {"gap:linear"};
+    options.threads = 2;
+    options.profile_repetitions = 3;
+    options.lookup_repetitions = 10;
+    return options;
+  }
+
+  static ImageDataset* images_;
+  TempDir dir_;
+};
+
+ImageDataset* BuilderTest::images_ = nullptr;
+
+TEST_F(BuilderTest, LastTapCacheAgreesWithTheBaseModel) {
+  auto report = BuildBundle(SmallBuild(), *images_, dir_.File("b"));
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_EQ(report->manifest.caches.size(), 1u);
+  const CacheEntry& entry = report->manifest.caches[0];
+  EXPECT_EQ(entry.tap, kLastTap);
+  EXPECT_GE(entry.metrics.agreement, 0.99);
+  EXPECT_TRUE(entry.enabled);
+  EXPECT_GE(entry.metrics.hit_rate, 0.5);
+  EXPECT_LE(entry.metrics.false_hit_upper_bound, 0.01);
+  EXPECT_EQ(report->calibration, 600);
+  EXPECT_EQ(entry.metrics.calibration_count, 600);
+  EXPECT_GT(entry.metrics.lookup_us, 0);
+  EXPECT_EQ(report->manifest.stage_p50_ms.size(), 11u);
+  // The bundle on disk is what the report describes.
+  auto bundle = Bundle::Load(dir_.File("b"));
+  ASSERT_TRUE(bundle.ok()) << bundle.status();
+  EXPECT_EQ(ManifestToJson((*bundle)->manifest()), ManifestToJson(report->manifest));
+  EXPECT_EQ((*bundle)->manifest().model_sha256, Sha256Hex(ReadFile(kModel)));
+}
+
+TEST_F(BuilderTest, DistillationLearnsTheBaseModelNotTheGroundTruth) {
+  // Ground truth scrambled: a cache trained on it would agree with the base
+  // model about 10% of the time.
+  ImageDataset scrambled = *images_;
+  for (int64_t& label : scrambled.labels) label = (label + 3) % 10;
+  BuildOptions options = SmallBuild();
+  options.distillation.alpha = 0;  // Cross-entropy only: labels decide.
+  auto report = BuildBundle(options, scrambled, dir_.File("b"));
+  ASSERT_TRUE(report.ok()) << report.status();
+  const CacheMetrics& metrics = report->manifest.caches[0].metrics;
+  EXPECT_GE(metrics.agreement, 0.97);
+  EXPECT_LE(metrics.accuracy, 0.2);
+}
+
+TEST_F(BuilderTest, SameSeedGivesTheSameCaches) {
+  BuildOptions options = SmallBuild();
+  options.variants = {"pool2:mlp128", "conv1x1-8:pool4:linear"};
+  options.taps = {5};
+  options.epochs = 3;
+  options.stream_epochs = 1;
+  auto first = BuildBundle(options, *images_, dir_.File("a"));
+  auto second = BuildBundle(options, *images_, dir_.File("b"));
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_EQ(first->manifest.caches.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(first->manifest.caches[i].sha256, second->manifest.caches[i].sha256)
+        << first->manifest.caches[i].variant;
+  }
+  options.seed = 2;
+  auto other = BuildBundle(options, *images_, dir_.File("c"));
+  ASSERT_TRUE(other.ok());
+  EXPECT_NE(other->manifest.caches[0].sha256, first->manifest.caches[0].sha256);
+}
+
+TEST_F(BuilderTest, BadOptionsAreClearErrorsAndWriteNothing) {
+  struct Case {
+    std::function<void(BuildOptions&)> change;
+    const char* message;
+  };
+  const Case cases[] = {
+      {[](BuildOptions& o) { o.epsilon = 0; }, "--epsilon must lie in (0, 1)"},
+      {[](BuildOptions& o) { o.epsilon = 1.5; }, "--epsilon must lie in (0, 1)"},
+      {[](BuildOptions& o) { o.variants = {"pool9:huge"}; }, "unknown variant 'pool9:huge'"},
+      {[](BuildOptions& o) { o.taps = {10}; }, "tap 10 does not exist"},
+      {[](BuildOptions& o) { o.model_path = "/nonexistent/model.pt"; }, "/nonexistent/model.pt"},
+      {[](BuildOptions& o) { o.distillation.temperature = 0; }, "--temperature"},
+      {[](BuildOptions& o) { o.predictor_share = 0.9; }, "split shares"},
+  };
+  for (const Case& c : cases) {
+    BuildOptions options = SmallBuild();
+    c.change(options);
+    auto report = BuildBundle(options, *images_, dir_.File("b"));
+    EXPECT_FALSE(report.ok()) << c.message;
+    EXPECT_NE(std::string(report.status().message()).find(c.message), std::string::npos)
+        << report.status();
+    EXPECT_FALSE(std::filesystem::exists(dir_.File("b")));
+  }
+  ImageDataset empty = *images_;
+  empty.count = 0;
+  EXPECT_ERROR(BuildBundle(SmallBuild(), empty, dir_.File("b")).status(),
+               absl::StatusCode::kInvalidArgument, "holds no images");
+  ImageDataset few = *images_;
+  few.count = 2;
+  EXPECT_ERROR(BuildBundle(SmallBuild(), few, dir_.File("b")).status(),
+               absl::StatusCode::kInvalidArgument, "too few to split");
+  ImageDataset wrong_size = *images_;
+  wrong_size.rows = 14;
+  wrong_size.cols = 56;
+  EXPECT_ERROR(BuildBundle(SmallBuild(), wrong_size, dir_.File("b")).status(),
+               absl::StatusCode::kInvalidArgument, "takes inputs of shape [1,28,28]");
+}
+
+TEST(TapListTest, ParsesAllAndLists) {
+  EXPECT_TRUE(ParseTapList("all")->empty());
+  EXPECT_EQ(*ParseTapList("9,0,5"), (std::vector<int>{0, 5, 9}));
+  EXPECT_ERROR(ParseTapList("1,x").status(), absl::StatusCode::kInvalidArgument,
+               "'x' is not a tap index");
+  EXPECT_ERROR(ParseTapList("-1").status(), absl::StatusCode::kInvalidArgument,
+               "not a tap index");
+  EXPECT_ERROR(ParseTapList("3,3").status(), absl::StatusCode::kInvalidArgument,
+               "listed twice");
+}
+
+}  // namespace
+}  // namespace gati

@@ -1,0 +1,208 @@
+#include "gati/bundle.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+
+#include "cache/cache_testutil.h"
+#include "data/file_io.h"
+#include "testutil.h"
+
+namespace gati {
+namespace {
+
+using testing::RandomActivation;
+using testing::RandomCacheWeights;
+using testing::ReadFile;
+using testing::TempDir;
+using testing::WriteFile;
+
+class BundleTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model_path_ = dir_.File("source_model.pt");
+    WriteFile(model_path_, "not really a model, but hashed like one");
+    weights_.push_back(RandomCacheWeights("gap:linear", 1, {8, 6, 6}, 10, 1));
+    weights_.push_back(RandomCacheWeights("pool4:mlp256", 1, {8, 6, 6}, 10, 2));
+    weights_.push_back(
+        RandomCacheWeights("conv1x1-8:pool4:linear", 3, {16, 3, 3}, 10, 3));
+    weights_[1].threshold = 0.731f;
+    weights_[2].enabled = false;
+    manifest_.model_name = "test";
+    manifest_.input_shape = {1, 12, 12};
+    manifest_.num_classes = 10;
+    manifest_.num_stages = 6;
+    manifest_.stage_p50_ms = {0.1, 0.2, 0.3, 0.4, 0.5, 0.6};
+    manifest_.whole_p50_ms = 1.9;
+    manifest_.build = {{"epsilon", "0.01"}};
+    for (const CacheWeights& w : weights_) {
+      CacheEntry entry;
+      entry.tap = w.tap;
+      entry.variant = w.variant.name;
+      entry.metrics.hit_rate = 0.25;
+      entry.metrics.hits = 42;
+      manifest_.caches.push_back(entry);
+    }
+  }
+
+  absl::Status Write(const std::string& dir) {
+    std::vector<const CacheWeights*> caches;
+    for (const CacheWeights& w : weights_) caches.push_back(&w);
+    return Bundle::Write(dir, manifest_, model_path_, caches);
+  }
+
+  TempDir dir_;
+  std::string model_path_;
+  std::vector<CacheWeights> weights_;
+  BundleManifest manifest_;
+};
+
+TEST_F(BundleTest, RoundTripGivesBitIdenticalLookups) {
+  const std::string out = dir_.File("bundle");
+  ASSERT_TRUE(Write(out).ok());
+  auto bundle = Bundle::Load(out);
+  ASSERT_TRUE(bundle.ok()) << bundle.status();
+  ASSERT_EQ((*bundle)->caches().size(), 3u);
+  EXPECT_EQ((*bundle)->manifest().model_sha256,
+            Sha256Hex(ReadFile(model_path_)));
+  EXPECT_EQ((*bundle)->manifest().stage_p50_ms, manifest_.stage_p50_ms);
+  EXPECT_EQ(ReadFile((*bundle)->model_path()), ReadFile(model_path_));
+  for (const CacheWeights& w : weights_) {
+    auto original = LearnedCache::Create(w);
+    ASSERT_TRUE(original.ok());
+    const LearnedCache* loaded = (*bundle)->Find(w.tap, w.variant.name);
+    ASSERT_NE(loaded, nullptr) << w.variant.name;
+    EXPECT_EQ(loaded->weights().threshold, w.threshold);
+    EXPECT_EQ(loaded->weights().enabled, w.enabled);
+    for (uint32_t seed = 0; seed < 20; ++seed) {
+      std::vector<float> activation = RandomActivation(w.shape, seed);
+      float p1[10], p2[10];
+      LookupResult a = (*original)->Lookup(activation.data(), p1);
+      LookupResult b = loaded->Lookup(activation.data(), p2);
+      EXPECT_EQ(a.hit, b.hit);
+      EXPECT_EQ(a.label, b.label);
+      EXPECT_EQ(std::memcmp(&a.score, &b.score, sizeof(float)), 0);
+      EXPECT_EQ(std::memcmp(p1, p2, sizeof(p1)), 0);
+    }
+  }
+  EXPECT_EQ((*bundle)->Find(2, "gap:linear"), nullptr);
+}
+
+TEST_F(BundleTest, ManifestRoundTrips) {
+  manifest_.model_sha256 = "abc";
+  for (CacheEntry& entry : manifest_.caches) {
+    entry.file = CacheFileName(entry.tap, entry.variant);
+  }
+  auto parsed = ParseManifest(ManifestToJson(manifest_), "m.json");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(ManifestToJson(*parsed), ManifestToJson(manifest_));
+}
+
+TEST_F(BundleTest, ChangedModelIsRejected) {
+  const std::string out = dir_.File("bundle");
+  ASSERT_TRUE(Write(out).ok());
+  WriteFile(out + "/model.pt", "another model");
+  EXPECT_ERROR(Bundle::Load(out).status(), absl::StatusCode::kFailedPrecondition,
+               "SHA-256 differs");
+}
+
+TEST_F(BundleTest, MissingOrTruncatedWeightFileIsRejected) {
+  const std::string out = dir_.File("bundle");
+  ASSERT_TRUE(Write(out).ok());
+  const std::string file = out + "/" + CacheFileName(1, "pool4:mlp256");
+  std::string bytes = ReadFile(file);
+  WriteFile(file, bytes.substr(0, bytes.size() / 2));
+  EXPECT_ERROR(Bundle::Load(out).status(), absl::StatusCode::kDataLoss,
+               "tap01.pool4-mlp256.safetensors");
+  std::filesystem::remove(file);
+  EXPECT_ERROR(Bundle::Load(out).status(), absl::StatusCode::kNotFound,
+               "tap01.pool4-mlp256.safetensors");
+}
+
+TEST_F(BundleTest, UnknownVersionAndBadManifestsAreRejected) {
+  const std::string out = dir_.File("bundle");
+  ASSERT_TRUE(Write(out).ok());
+  std::string text = ReadFile(out + "/manifest.json");
+  std::string future = text;
+  future.replace(future.find("\"format_version\": 1"), 19, "\"format_version\": 7");
+  WriteFile(out + "/manifest.json", future);
+  EXPECT_ERROR(Bundle::Load(out).status(), absl::StatusCode::kInvalidArgument,
+               "unknown bundle format version 7");
+  WriteFile(out + "/manifest.json", text.substr(0, text.size() / 2));
+  EXPECT_ERROR(Bundle::Load(out).status(), absl::StatusCode::kInvalidArgument,
+               "not a JSON object");
+  EXPECT_ERROR(ParseManifest("{\"format\": \"gati-bundle\"}", "m.json").status(),
+               absl::StatusCode::kInvalidArgument, "field 'format_version'");
+  std::string escape = text;
+  escape.replace(escape.find("caches/tap01"), 12, "../../tap01");
+  EXPECT_ERROR(ParseManifest(escape, "m.json").status(),
+               absl::StatusCode::kInvalidArgument, "must lie under caches/");
+  EXPECT_ERROR(Bundle::Load(dir_.File("absent")).status(),
+               absl::StatusCode::kNotFound, "manifest.json");
+}
+
+TEST_F(BundleTest, WriteReplacesABundleButNothingElse) {
+  const std::string out = dir_.File("bundle");
+  ASSERT_TRUE(Write(out).ok());
+  weights_[0].threshold = 0.25f;
+  ASSERT_TRUE(Write(out).ok());
+  auto bundle = Bundle::Load(out);
+  ASSERT_TRUE(bundle.ok());
+  EXPECT_EQ((*bundle)->Find(1, "gap:linear")->weights().threshold, 0.25f);
+  // No staging directory is left behind.
+  int entries = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_.File(""))) {
+    entries += entry.path().filename().string().rfind(".bundle", 0) == 0;
+  }
+  EXPECT_EQ(entries, 0);
+
+  const std::string other = dir_.File("precious");
+  std::filesystem::create_directories(other);
+  WriteFile(other + "/notes.txt", "keep me");
+  EXPECT_ERROR(Write(other), absl::StatusCode::kFailedPrecondition,
+               "not a bundle");
+  EXPECT_EQ(ReadFile(other + "/notes.txt"), "keep me");
+}
+
+TEST_F(BundleTest, WriteNeedsAnEntryPerCache) {
+  manifest_.caches.pop_back();
+  EXPECT_ERROR(Write(dir_.File("bundle")), absl::StatusCode::kInvalidArgument,
+               "manifest entries");
+  EXPECT_FALSE(std::filesystem::exists(dir_.File("bundle")));
+}
+
+TEST(LearnedCacheTest, CreateRejectsMismatchedLayers) {
+  CacheWeights weights =
+      testing::RandomCacheWeights("pool2:mlp128", 0, {4, 8, 8}, 10, 5);
+  EXPECT_TRUE(LearnedCache::Create(weights).ok());
+  CacheWeights wrong_input = weights;
+  wrong_input.shape.channels = 5;
+  EXPECT_ERROR(LearnedCache::Create(wrong_input).status(),
+               absl::StatusCode::kInvalidArgument, "predictor layer 0");
+  CacheWeights no_selector = weights;
+  no_selector.selector.clear();
+  EXPECT_ERROR(LearnedCache::Create(no_selector).status(),
+               absl::StatusCode::kInvalidArgument, "no selector");
+  CacheWeights nan = weights;
+  nan.predictor[1].bias[3] = NAN;
+  EXPECT_ERROR(LearnedCache::Create(nan).status(),
+               absl::StatusCode::kInvalidArgument, "non-finite");
+}
+
+TEST(LearnedCacheTest, DisabledCacheNeverHits) {
+  CacheWeights weights =
+      testing::RandomCacheWeights("gap:linear", 0, {4, 8, 8}, 10, 6);
+  weights.threshold = 0.0f;
+  auto enabled = LearnedCache::Create(weights);
+  weights.enabled = false;
+  auto disabled = LearnedCache::Create(weights);
+  std::vector<float> activation = testing::RandomActivation({4, 8, 8}, 1);
+  EXPECT_TRUE((*enabled)->Lookup(activation.data()).hit);
+  LookupResult result = (*disabled)->Lookup(activation.data());
+  EXPECT_FALSE(result.hit);
+  EXPECT_EQ(result.label, (*enabled)->Lookup(activation.data()).label);
+}
+
+}  // namespace
+}  // namespace gati

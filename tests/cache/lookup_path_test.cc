@@ -1,0 +1,114 @@
+// The plain lookup kernels must give the answers LibTorch gives for the same
+// weights: same class, same hit decision, scores equal to float rounding.
+#include <gtest/gtest.h>
+#include <torch/script.h>
+
+#include "cache/cache_testutil.h"
+#include "cache/head_trainer.h"
+#include "cache/kernels.h"
+#include "gati/cache.h"
+
+namespace gati {
+namespace {
+
+at::Tensor RandomActivations(int64_t batch, const ActivationShape& shape, int seed) {
+  at::manual_seed(seed);
+  return at::relu(at::randn({batch, shape.channels, shape.height, shape.width}));
+}
+
+TEST(LookupPathTest, PoolingMatchesAdaptiveAvgPool) {
+  for (ActivationShape shape : {ActivationShape{16, 28, 28}, ActivationShape{64, 7, 7},
+                                ActivationShape{3, 5, 9}, ActivationShape{8, 1, 1}}) {
+    at::Tensor x = RandomActivations(1, shape, 3);
+    for (int k : {1, 2, 4}) {
+      at::Tensor want = at::adaptive_avg_pool2d(x, {k, k}).flatten();
+      std::vector<float> got(shape.channels * k * k);
+      cache_internal::AdaptiveAvgPool(x.data_ptr<float>(), shape.channels,
+                                      shape.height, shape.width, k, got.data());
+      for (int64_t i = 0; i < want.numel(); ++i) {
+        EXPECT_NEAR(got[i], want[i].item<float>(), 1e-5)
+            << ActivationShapeToString(shape) << " k=" << k << " i=" << i;
+      }
+    }
+  }
+}
+
+class LookupPathVariantTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(LookupPathVariantTest, PlainKernelsAgreeWithLibTorch) {
+  const VariantSpec variant = *ParseVariantSpec(GetParam());
+  const ActivationShape shape{16, 14, 14};
+  // A briefly trained head, so weights are not symmetric random ones.
+  PredictorTrainer trainer(variant, 2, shape, 10, DistillationOptions{}, 11);
+  at::Tensor train_x = RandomActivations(64, shape, 1);
+  at::Tensor teacher = at::randn({64, 10});
+  at::Tensor train_input =
+      variant.streams()
+          ? train_x
+          : at::adaptive_avg_pool2d(train_x, {variant.pool, variant.pool}).flatten(1);
+  for (int step = 0; step < 20; ++step) trainer.Step(train_input, teacher);
+
+  CacheWeights weights = trainer.Export();
+  weights.selector = testing::RandomCacheWeights("gap:linear", 2, shape, 10, 4).selector;
+  weights.enabled = true;
+  weights.threshold = 0.5f;
+  auto cache = LearnedCache::Create(weights);
+  ASSERT_TRUE(cache.ok()) << cache.status();
+
+  at::Tensor x = RandomActivations(50, shape, 2).contiguous();
+  at::Tensor input =
+      variant.streams()
+          ? x
+          : at::adaptive_avg_pool2d(x, {variant.pool, variant.pool}).flatten(1);
+  at::Tensor want = trainer.Logits(input).contiguous();
+  for (int64_t b = 0; b < 50; ++b) {
+    float logits[10];
+    (*cache)->Predict(x[b].data_ptr<float>(), logits);
+    const float* expected = want[b].data_ptr<float>();
+    int want_class = static_cast<int>(want[b].argmax().item<int64_t>());
+    EXPECT_EQ(cache_internal::ArgMax(logits, 10), want_class);
+    for (int k = 0; k < 10; ++k) EXPECT_NEAR(logits[k], expected[k], 1e-4);
+    // The hit decision from the plain logits equals the one from LibTorch's.
+    float score_plain = (*cache)->SelectorScore(logits);
+    float score_torch = (*cache)->SelectorScore(expected);
+    EXPECT_NEAR(score_plain, score_torch, 1e-5);
+    LookupResult result = (*cache)->Lookup(x[b].data_ptr<float>());
+    EXPECT_EQ(result.label, want_class);
+    if (std::abs(score_torch - 0.5f) > 1e-4) {
+      EXPECT_EQ(result.hit, score_torch >= 0.5f);
+    }
+    if (!variant.streams()) {
+      float from_features[10];
+      (*cache)->PredictFromFeatures(input[b].contiguous().data_ptr<float>(),
+                                    from_features);
+      for (int k = 0; k < 10; ++k) EXPECT_NEAR(from_features[k], expected[k], 1e-4);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Variants, LookupPathVariantTest,
+    ::testing::Values("gap:linear", "gap:mlp64", "pool2:mlp128", "pool4:mlp256",
+                      "conv1x1-8:pool4:linear", "conv1x1-16:gap:mlp64"),
+    [](const ::testing::TestParamInfo<std::string>& info) {
+      std::string name = info.param;
+      for (char& c : name) {
+        if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+      }
+      return name;
+    });
+
+TEST(LookupPathTest, SelectorFeaturesAreSortedProbabilitiesMarginEntropy) {
+  const float logits[4] = {2.0f, 0.0f, 1.0f, -1.0f};
+  float features[kSelectorInputs];
+  SelectorFeatures(logits, 4, features);
+  at::Tensor p = at::softmax(at::tensor({2.0f, 0.0f, 1.0f, -1.0f}), 0);
+  EXPECT_NEAR(features[0], p[0].item<float>(), 1e-6);
+  EXPECT_NEAR(features[1], p[2].item<float>(), 1e-6);
+  EXPECT_NEAR(features[2], p[1].item<float>(), 1e-6);
+  EXPECT_NEAR(features[3], (p[0] - p[2]).item<float>(), 1e-6);
+  EXPECT_NEAR(features[4], -(p * p.log()).sum().item<float>(), 1e-5);
+}
+
+}  // namespace
+}  // namespace gati
