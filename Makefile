@@ -1,5 +1,5 @@
 # The commands a newcomer needs; each installs what is missing first.
-#   make demo   install, build, run gati info + gati eval on the demo model
+#   make demo   install, build, run gati info + eval + build on the demo model
 #   make test   install, build, run the whole test suite (ctest)
 #   make build  install and build only
 #   make bench  install, build, run the benchmarks under bench/
@@ -7,6 +7,7 @@
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 DEMO_MODEL ?= models/resnet56.pt
+DEMO_BUNDLE ?= $(BUILD_DIR)/demo.bundle
 THREADS ?= 1
 EVAL_THREADS ?= $(JOBS)
 
@@ -28,10 +29,13 @@ test: build
 demo: build
 	$(BUILD_DIR)/gati info $(DEMO_MODEL) --threads $(THREADS)
 	$(BUILD_DIR)/gati eval $(DEMO_MODEL) --split test --threads $(EVAL_THREADS)
+	$(BUILD_DIR)/gati build --model $(DEMO_MODEL) --out $(DEMO_BUNDLE) \
+	  --threads $(EVAL_THREADS)
 
 bench: build
 	$(BUILD_DIR)/bench/gati_bench_segments models/resnet20.pt \
 	  models/resnet56.pt --threads $(THREADS)
+	$(BUILD_DIR)/bench/gati_bench_lookup --model $(DEMO_MODEL)
 
 clean:
 	rm -rf $(BUILD_DIR)
