@@ -69,6 +69,21 @@ expect "build failures write nothing" 0 "^absent$" -- bash -c "[[ -e '$WORK/b' ]
 expect "build runs" 0 "predictor agreement with the base model" -- "$GATI" build --model "$TINY" --out "$WORK/b" "${QUICK[@]}"
 expect "build wrote a bundle" 0 "\"format\": \"gati-bundle\"" -- cat "$WORK/b/manifest.json"
 expect "build replaces a bundle" 0 "95% bound" -- "$GATI" build --model "$TINY" --out "$WORK/b" "${QUICK[@]}" --seed 2
+expect "build prints a plan" 0 "oracle bound: mean" -- "$GATI" build --model "$TINY" --out "$WORK/b" "${QUICK[@]}" --seed 3
+expect "build bad memory budget" nonzero "--memory-budget: 'lots' is not a size" -- "$GATI" build --model "$TINY" --out "$WORK/c" "${QUICK[@]}" --memory-budget lots
+expect "build without plan" 0 "^absent$" -- bash -c "'$GATI' build --model '$TINY' --out '$WORK/np' ${QUICK[*]} --no-plan >/dev/null 2>&1; grep -q '\"plan\"' '$WORK/np/manifest.json' && echo present || echo absent"
+
+# gati plan: re-plan the bundle just built.
+expect "plan without bundle" nonzero "BUNDLE is required" -- "$GATI" plan
+expect "plan missing bundle" nonzero "manifest.json: cannot open" -- "$GATI" plan "$WORK/absent"
+expect "plan bad budget" nonzero "--memory-budget: '4XB' is not a size" -- "$GATI" plan "$WORK/b" --memory-budget 4XB
+expect "plan bad mode" nonzero "--mode must be parallel or sequential" -- "$GATI" plan "$WORK/b" --mode fast
+expect "plan bad epsilon" nonzero "--epsilon must lie in \(0, 1\)" -- "$GATI" plan "$WORK/b" --epsilon 2
+expect "plan negative max taps" nonzero "--max-taps must be >= 0" -- "$GATI" plan "$WORK/b" --max-taps -1
+expect "plan runs" 0 "predicted latency: mean [0-9.]+ ms" -- "$GATI" plan "$WORK/b" --memory-budget 1MB --mode sequential
+expect "plan stored" 0 "\"mode\": \"sequential\"" -- cat "$WORK/b/manifest.json"
+expect "plan infeasible is the base model" 0 "no caches: every request runs the base model \(no cache fits the memory budget" -- "$GATI" plan "$WORK/b" --memory-budget 10B
+expect "plan bundle still loads" 0 "search: [0-9]+ plans replayed" -- "$GATI" plan "$WORK/b"
 mkdir -p "$WORK/notes" && echo keep > "$WORK/notes/file.txt"
 expect "build keeps other directories" nonzero "exists and is not a bundle" -- "$GATI" build --model "$TINY" --out "$WORK/notes" "${QUICK[@]}"
 

@@ -58,6 +58,48 @@ struct CacheEntry {
   CacheMetrics metrics;
 };
 
+// Per-sample records on the planning split, so that any plan can be replayed
+// exactly: the base model's class and, per cache, selector score and
+// predictor class. Stored as planning.safetensors.
+struct CacheRecords {
+  int tap = 0;
+  std::string variant;
+  std::vector<float> scores;
+  std::vector<int32_t> classes;
+};
+struct PlanningRecords {
+  std::vector<int32_t> base_classes;
+  std::vector<CacheRecords> caches;  // Any order; matched by tap and variant.
+};
+inline constexpr char kPlanningFileName[] = "planning.safetensors";
+
+// A plan as stored in the manifest (see gati/plan.h for the search).
+inline constexpr int kPlanVersion = 1;
+struct PlannedCache {
+  int tap = 0;
+  std::string variant;
+  float threshold = 1.0f;
+};
+struct StoredPlan {
+  int version = kPlanVersion;
+  // Constraints it was made under.
+  std::string mode = "parallel";
+  int64_t memory_budget_bytes = 0;
+  double epsilon = 0;
+  double confidence = 0.95;
+  int max_taps = 0;
+  std::vector<PlannedCache> caches;  // By tap; empty = the base model alone.
+  // Predicted on the planning split.
+  double mean_ms = 0, p50_ms = 0, p95_ms = 0, base_ms = 0, oracle_mean_ms = 0;
+  double disagreement = 0, disagreement_bound = 0;
+  int64_t memory_bytes = 0;
+  std::vector<double> exit_share;  // Per planned cache, then the base model.
+  std::string note;                // Why the plan is empty, when it is.
+  // When segment latencies were measured on the plan's fused segments: the
+  // cost model's own estimate of the first plan found (0 = not measured).
+  double model_only_mean_ms = 0;
+};
+
 struct BundleManifest {
   int format_version = kBundleFormatVersion;
   std::string model_file = kBundleModelFileName;
@@ -73,9 +115,20 @@ struct BundleManifest {
   // the whole model; what later planning starts from.
   std::vector<double> stage_p50_ms;
   double whole_p50_ms = 0;
+  // The model cut at every tap, end to end; with whole_p50_ms it gives the
+  // cost of one segment boundary.
+  double staged_p50_ms = 0;
   int profile_threads = 1;
   // Sorted by tap, then by variant name.
   std::vector<CacheEntry> caches;
+  // Planning records: file (empty when none), hash, split description.
+  std::string planning_file;
+  std::string planning_sha256;
+  int64_t planning_samples = 0;
+  std::string planning_split;
+  // The plan in force; absent (has_plan = false) until the planner ran.
+  bool has_plan = false;
+  StoredPlan plan;
 };
 
 // Serializes / parses manifest.json. Parse fails with InvalidArgument naming
@@ -100,9 +153,17 @@ class Bundle {
   // the same tap and variant (every cache needs one, and every entry a cache). An existing `dir` is replaced only
   // when it is an empty directory or a bundle (has a manifest.json);
   // otherwise FailedPrecondition and nothing is touched.
+  // `records` (optional) are written as planning.safetensors; every record
+  // set must match a cache.
   static absl::Status Write(const std::string& dir, BundleManifest manifest,
                             const std::string& model_path,
-                            const std::vector<const CacheWeights*>& caches);
+                            const std::vector<const CacheWeights*>& caches,
+                            const PlanningRecords* records = nullptr);
+
+  // Replaces only manifest.json of the bundle at `dir`, atomically (for a
+  // new plan); the caller keeps every other field as loaded.
+  static absl::Status WriteManifest(const std::string& dir,
+                                    const BundleManifest& manifest);
 
   const std::string& dir() const { return dir_; }
   const BundleManifest& manifest() const { return manifest_; }
@@ -113,12 +174,16 @@ class Bundle {
   }
   // The cache at `tap` of `variant`, or null.
   const LearnedCache* Find(int tap, const std::string& variant) const;
+  // Planning records aligned with caches() (records().caches[i] belongs to
+  // caches()[i]); empty when the bundle has none.
+  const PlanningRecords& records() const { return records_; }
 
  private:
   Bundle() = default;
   std::string dir_;
   BundleManifest manifest_;
   std::vector<std::unique_ptr<LearnedCache>> caches_;
+  PlanningRecords records_;
 };
 
 // Weight-file name of a cache inside the bundle, e.g.

@@ -77,6 +77,14 @@ absl::StatusOr<std::vector<CutSetTiming>> CompareCutSets(
     const StagedModel& model, const std::vector<std::vector<int>>& cut_sets,
     const ProfileOptions& options);
 
+// p50 latency (ms) of each segment of the model cut at `cut_taps` (frozen,
+// fused, as served), each fed the previous segment's output for a seeded
+// random input, interleaved over repetitions. Fails like Segment and on bad
+// options.
+absl::StatusOr<std::vector<double>> ProfileSegments(
+    const StagedModel& model, const std::vector<int>& cut_taps,
+    const ProfileOptions& options);
+
 // The q-quantile (0 <= q <= 1, nearest rank) of `values`; 0 when empty.
 double Percentile(std::vector<double> values, double q);
 

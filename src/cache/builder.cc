@@ -20,6 +20,7 @@
 #include "gati/model.h"
 #include "gati/profile.h"
 #include "model/input.h"
+#include "plan/bundle_plan.h"
 
 namespace gati {
 namespace {
@@ -169,6 +170,9 @@ struct HeldOutLogits {
 struct Finished {
   CacheWeights weights;
   CacheMetrics metrics;
+  // Selector score and predictor class per calibration (planning) sample.
+  std::vector<float> scores;
+  std::vector<int32_t> classes;
 };
 
 // Trains the selector, calibrates the threshold, measures the cache.
@@ -199,11 +203,13 @@ absl::StatusOr<Finished> FinishCache(CacheWeights weights,
   }
   const size_t n = splits.calibration.size();
   std::vector<float> scores(n);
+  std::vector<int32_t> predicted_classes(n);
   std::vector<bool> agrees(n);
   int64_t agreeing = 0, correct = 0;
   for (size_t i = 0; i < n; ++i) {
     scores[i] = cache->SelectorScore(logits.calibration.data() + i * k);
     int64_t predicted = classes(logits.calibration, i);
+    predicted_classes[i] = static_cast<int32_t>(predicted);
     agrees[i] = predicted == base_labels[splits.calibration[i]];
     agreeing += agrees[i];
     correct += predicted == images.labels[splits.calibration[i]];
@@ -226,6 +232,8 @@ absl::StatusOr<Finished> FinishCache(CacheWeights weights,
   m.calibration_count = static_cast<int64_t>(n);
   m.memory_bytes = cache->memory_bytes();
   finished.weights = std::move(weights);
+  finished.scores = std::move(scores);
+  finished.classes = std::move(predicted_classes);
   return finished;
 }
 
@@ -570,10 +578,17 @@ absl::StatusOr<BuildReport> BuildBundleOrThrow(const BuildOptions& options,
     manifest.stage_p50_ms.push_back(stage.p50_ms);
   }
   manifest.whole_p50_ms = profile.whole_p50_ms;
+  manifest.staged_p50_ms = profile.staged_p50_ms;
   manifest.profile_threads = profile.intra_op_threads;
   std::vector<const CacheWeights*> weights;
   GATI_RETURN_IF_ERROR(SetIntraOpThreads(options.threads));
+  PlanningRecords records;
+  for (int64_t row : splits.calibration) {
+    records.base_classes.push_back(static_cast<int32_t>(base_labels[row]));
+  }
   for (size_t i = 0; i < finished.size(); ++i) {
+    records.caches.push_back({finished[i].weights.tap, finished[i].weights.variant.name,
+                              finished[i].scores, finished[i].classes});
     CacheEntry entry;
     entry.tap = finished[i].weights.tap;
     entry.variant = finished[i].weights.variant.name;
@@ -605,7 +620,23 @@ absl::StatusOr<BuildReport> BuildBundleOrThrow(const BuildOptions& options,
       {"taps", absl::StrJoin(taps, ",")},
       {"variants", absl::StrJoin(variant_names, ",")},
   };
-  GATI_RETURN_IF_ERROR(Bundle::Write(out_dir, manifest, options.model_path, weights));
+  manifest.planning_split = "calibration";
+  if (options.plan) {
+    GATI_ASSIGN_OR_RETURN(PlanningProblem problem, ProblemFromManifest(manifest, records));
+    GATI_RETURN_IF_ERROR(SetIntraOpThreads(1));  // As profiled and served.
+    double model_only_mean_ms = 0;
+    GATI_ASSIGN_OR_RETURN(
+        Plan plan, PlanWithMeasuredSegments(*model, &problem, options.plan_options,
+                                            options.profile_repetitions, 3,
+                                            &model_only_mean_ms));
+    GATI_RETURN_IF_ERROR(SetIntraOpThreads(options.threads));
+    manifest.plan = ToStoredPlan(plan, problem, options.plan_options);
+    manifest.plan.model_only_mean_ms = model_only_mean_ms;
+    manifest.has_plan = true;
+    end_step("plan");
+  }
+  GATI_RETURN_IF_ERROR(
+      Bundle::Write(out_dir, manifest, options.model_path, weights, &records));
   // Report the manifest as written (file names, hashes, sorted caches).
   GATI_ASSIGN_OR_RETURN(auto written, Bundle::Load(out_dir));
   report.manifest = written->manifest();

@@ -18,6 +18,7 @@
 #include "cache/head_trainer.h"
 #include "data/fashion_mnist.h"
 #include "gati/bundle.h"
+#include "gati/plan.h"
 
 namespace gati {
 
@@ -50,6 +51,10 @@ struct BuildOptions {
   // Timed repetitions for the stage profile and each lookup.
   int profile_repetitions = 30;
   int lookup_repetitions = 300;
+  // Run the planner on the calibration split (the planning split) and store
+  // the plan in the manifest.
+  bool plan = true;
+  PlanOptions plan_options;
 };
 
 // Called as work progresses: step name, items done, items in the step.

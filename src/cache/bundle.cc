@@ -152,6 +152,38 @@ class JsonReader {
 
 }  // namespace
 
+namespace {
+
+std::string RecordKey(int tap, const std::string& variant) {
+  return absl::StrCat("tap", tap, ".", variant);
+}
+
+absl::StatusOr<std::string> SerializeRecords(const PlanningRecords& records) {
+  TensorFile file;
+  const int64_t n = static_cast<int64_t>(records.base_classes.size());
+  file.metadata = {{"format", "gati-planning"}};
+  file.tensors["base_class"] = FloatTensor{
+      {n}, std::vector<float>(records.base_classes.begin(), records.base_classes.end())};
+  for (const CacheRecords& c : records.caches) {
+    if (static_cast<int64_t>(c.scores.size()) != n ||
+        static_cast<int64_t>(c.classes.size()) != n) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "planning records of ", c.variant, " at tap ", c.tap, " have another length"));
+    }
+    const std::string key = RecordKey(c.tap, c.variant);
+    file.tensors[key + ".score"] = FloatTensor{{n}, c.scores};
+    file.tensors[key + ".class"] =
+        FloatTensor{{n}, std::vector<float>(c.classes.begin(), c.classes.end())};
+  }
+  return SerializeSafetensors(file);
+}
+
+std::vector<int32_t> ToClasses(const std::vector<float>& values) {
+  return std::vector<int32_t>(values.begin(), values.end());
+}
+
+}  // namespace
+
 std::string CacheFileName(int tap, const std::string& variant) {
   char tap_name[16];
   std::snprintf(tap_name, sizeof(tap_name), "tap%02d", tap);
@@ -196,8 +228,41 @@ std::string ManifestToJson(const BundleManifest& manifest) {
               {"profile",
                {{"stage_p50_ms", manifest.stage_p50_ms},
                 {"whole_p50_ms", manifest.whole_p50_ms},
+                {"staged_p50_ms", manifest.staged_p50_ms},
                 {"threads", manifest.profile_threads}}},
               {"caches", caches}};
+  if (!manifest.planning_file.empty()) {
+    out["planning"] = {{"file", manifest.planning_file},
+                       {"sha256", manifest.planning_sha256},
+                       {"samples", manifest.planning_samples},
+                       {"split", manifest.planning_split}};
+  }
+  if (manifest.has_plan) {
+    const StoredPlan& plan = manifest.plan;
+    json planned = json::array();
+    for (const PlannedCache& c : plan.caches) {
+      planned.push_back({{"tap", c.tap}, {"variant", c.variant}, {"threshold", c.threshold}});
+    }
+    out["plan"] = {{"version", plan.version},
+                   {"mode", plan.mode},
+                   {"memory_budget_bytes", plan.memory_budget_bytes},
+                   {"epsilon", plan.epsilon},
+                   {"confidence", plan.confidence},
+                   {"max_taps", plan.max_taps},
+                   {"caches", planned},
+                   {"predicted",
+                    {{"mean_ms", plan.mean_ms},
+                     {"p50_ms", plan.p50_ms},
+                     {"p95_ms", plan.p95_ms},
+                     {"base_ms", plan.base_ms},
+                     {"oracle_mean_ms", plan.oracle_mean_ms},
+                     {"disagreement", plan.disagreement},
+                     {"disagreement_bound", plan.disagreement_bound},
+                     {"memory_bytes", plan.memory_bytes},
+                     {"exit_share", plan.exit_share}}},
+                   {"note", plan.note}};
+    out["plan"]["predicted"]["model_only_mean_ms"] = plan.model_only_mean_ms;
+  }
   return out.dump(2) + "\n";
 }
 
@@ -241,6 +306,8 @@ absl::StatusOr<BundleManifest> ParseManifest(const std::string& json_text,
       reader.Get(profile, "whole_p50_ms", &manifest.whole_p50_ms, "profile."));
   GATI_RETURN_IF_ERROR(
       reader.Get(profile, "threads", &manifest.profile_threads, "profile."));
+  GATI_RETURN_IF_ERROR(
+      reader.Get(profile, "staged_p50_ms", &manifest.staged_p50_ms, "profile."));
   json caches;
   GATI_RETURN_IF_ERROR(reader.Get(root, "caches", &caches));
   if (!caches.is_array()) return reader.Error("caches", "is not an array");
@@ -279,6 +346,66 @@ absl::StatusOr<BundleManifest> ParseManifest(const std::string& json_text,
     GATI_RETURN_IF_ERROR(reader.Get(metrics, "memory_bytes", &m.memory_bytes, mw));
     manifest.caches.push_back(std::move(entry));
   }
+  if (root.contains("planning")) {
+    const json& planning = root["planning"];
+    GATI_RETURN_IF_ERROR(reader.Get(planning, "file", &manifest.planning_file, "planning."));
+    GATI_RETURN_IF_ERROR(
+        reader.Get(planning, "sha256", &manifest.planning_sha256, "planning."));
+    GATI_RETURN_IF_ERROR(
+        reader.Get(planning, "samples", &manifest.planning_samples, "planning."));
+    GATI_RETURN_IF_ERROR(reader.Get(planning, "split", &manifest.planning_split, "planning."));
+    if (manifest.planning_file != kPlanningFileName) {
+      return reader.Error("planning.file", std::string("must be ") + kPlanningFileName);
+    }
+  }
+  if (root.contains("plan")) {
+    const json& item = root["plan"];
+    StoredPlan& plan = manifest.plan;
+    GATI_RETURN_IF_ERROR(reader.Get(item, "version", &plan.version, "plan."));
+    if (plan.version != kPlanVersion) {
+      return reader.Error("plan.version", absl::StrCat("is ", plan.version,
+                                                       "; this build reads ", kPlanVersion));
+    }
+    GATI_RETURN_IF_ERROR(reader.Get(item, "mode", &plan.mode, "plan."));
+    GATI_RETURN_IF_ERROR(
+        reader.Get(item, "memory_budget_bytes", &plan.memory_budget_bytes, "plan."));
+    GATI_RETURN_IF_ERROR(reader.Get(item, "epsilon", &plan.epsilon, "plan."));
+    GATI_RETURN_IF_ERROR(reader.Get(item, "confidence", &plan.confidence, "plan."));
+    GATI_RETURN_IF_ERROR(reader.Get(item, "max_taps", &plan.max_taps, "plan."));
+    GATI_RETURN_IF_ERROR(reader.Get(item, "note", &plan.note, "plan."));
+    json planned, predicted;
+    GATI_RETURN_IF_ERROR(reader.Get(item, "caches", &planned, "plan."));
+    for (size_t i = 0; i < planned.size(); ++i) {
+      PlannedCache c;
+      const std::string where = absl::StrCat("plan.caches[", i, "].");
+      GATI_RETURN_IF_ERROR(reader.Get(planned[i], "tap", &c.tap, where));
+      GATI_RETURN_IF_ERROR(reader.Get(planned[i], "variant", &c.variant, where));
+      GATI_RETURN_IF_ERROR(reader.Get(planned[i], "threshold", &c.threshold, where));
+      bool known = false;
+      for (const CacheEntry& entry : manifest.caches) {
+        known |= entry.tap == c.tap && entry.variant == c.variant;
+      }
+      if (!known) return reader.Error(where + "variant", "names no cache of the bundle");
+      plan.caches.push_back(c);
+    }
+    GATI_RETURN_IF_ERROR(reader.Get(item, "predicted", &predicted, "plan."));
+    const std::string pw = "plan.predicted.";
+    GATI_RETURN_IF_ERROR(reader.Get(predicted, "mean_ms", &plan.mean_ms, pw));
+    GATI_RETURN_IF_ERROR(reader.Get(predicted, "p50_ms", &plan.p50_ms, pw));
+    GATI_RETURN_IF_ERROR(reader.Get(predicted, "p95_ms", &plan.p95_ms, pw));
+    GATI_RETURN_IF_ERROR(reader.Get(predicted, "base_ms", &plan.base_ms, pw));
+    GATI_RETURN_IF_ERROR(reader.Get(predicted, "oracle_mean_ms", &plan.oracle_mean_ms, pw));
+    GATI_RETURN_IF_ERROR(reader.Get(predicted, "disagreement", &plan.disagreement, pw));
+    GATI_RETURN_IF_ERROR(
+        reader.Get(predicted, "disagreement_bound", &plan.disagreement_bound, pw));
+    GATI_RETURN_IF_ERROR(reader.Get(predicted, "memory_bytes", &plan.memory_bytes, pw));
+    GATI_RETURN_IF_ERROR(reader.Get(predicted, "exit_share", &plan.exit_share, pw));
+    if (predicted.contains("model_only_mean_ms")) {
+      GATI_RETURN_IF_ERROR(
+          reader.Get(predicted, "model_only_mean_ms", &plan.model_only_mean_ms, pw));
+    }
+    manifest.has_plan = true;
+  }
   return manifest;
 }
 
@@ -313,6 +440,36 @@ absl::StatusOr<std::unique_ptr<Bundle>> Bundle::Load(const std::string& dir) {
     }
     bundle->caches_.push_back(std::move(*cache));
   }
+  if (!manifest.planning_file.empty()) {
+    const std::string path = (fs::path(dir) / manifest.planning_file).string();
+    GATI_ASSIGN_OR_RETURN(std::string bytes, ReadFileBytes(path));
+    if (Sha256Hex(bytes) != manifest.planning_sha256) {
+      return absl::DataLossError(absl::StrCat(
+          path, ": SHA-256 differs from the manifest (truncated or corrupt)"));
+    }
+    GATI_ASSIGN_OR_RETURN(TensorFile file, ParseSafetensors(bytes, path));
+    const int64_t n = manifest.planning_samples;
+    auto take = [&](const std::string& key) -> absl::StatusOr<std::vector<float>> {
+      auto found = file.tensors.find(key);
+      if (found == file.tensors.end() || found->second.shape != std::vector<int64_t>{n}) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ": missing or mis-sized records '", key, "'"));
+      }
+      return std::move(found->second.data);
+    };
+    GATI_ASSIGN_OR_RETURN(std::vector<float> base, take("base_class"));
+    bundle->records_.base_classes = ToClasses(base);
+    for (const CacheEntry& entry : manifest.caches) {
+      const std::string key = RecordKey(entry.tap, entry.variant);
+      CacheRecords records;
+      records.tap = entry.tap;
+      records.variant = entry.variant;
+      GATI_ASSIGN_OR_RETURN(records.scores, take(key + ".score"));
+      GATI_ASSIGN_OR_RETURN(std::vector<float> classes, take(key + ".class"));
+      records.classes = ToClasses(classes);
+      bundle->records_.caches.push_back(std::move(records));
+    }
+  }
   bundle->dir_ = dir;
   bundle->manifest_ = std::move(manifest);
   return bundle;
@@ -331,9 +488,16 @@ const LearnedCache* Bundle::Find(int tap, const std::string& variant) const {
   return nullptr;
 }
 
+absl::Status Bundle::WriteManifest(const std::string& dir,
+                                   const BundleManifest& manifest) {
+  return WriteFileAtomic((fs::path(dir) / kManifestFileName).string(),
+                         ManifestToJson(manifest));
+}
+
 absl::Status Bundle::Write(const std::string& dir, BundleManifest manifest,
                            const std::string& model_path,
-                           const std::vector<const CacheWeights*>& caches) {
+                           const std::vector<const CacheWeights*>& caches,
+                           const PlanningRecords* records) {
   std::error_code error;
   const fs::path target = fs::absolute(dir);
   if (fs::exists(target)) {
@@ -388,6 +552,17 @@ absl::Status Bundle::Write(const std::string& dir, BundleManifest manifest,
     entry->threshold = weights->threshold;
     status = WriteFileAtomic((staging / entry->file).string(), *bytes);
     if (!status.ok()) return fail(status);
+  }
+  if (records != nullptr) {
+    auto bytes = SerializeRecords(*records);
+    if (!bytes.ok()) return fail(bytes.status());
+    manifest.planning_file = kPlanningFileName;
+    manifest.planning_sha256 = Sha256Hex(*bytes);
+    manifest.planning_samples = static_cast<int64_t>(records->base_classes.size());
+    status = WriteFileAtomic((staging / kPlanningFileName).string(), *bytes);
+    if (!status.ok()) return fail(status);
+  } else {
+    manifest.planning_file.clear();
   }
   std::sort(manifest.caches.begin(), manifest.caches.end(),
             [](const CacheEntry& a, const CacheEntry& b) {

@@ -13,6 +13,7 @@
 #include "cli/commands.h"
 #include "cli/progress_bar.h"
 #include "data/fashion_mnist.h"
+#include "plan/bundle_plan.h"
 
 namespace gati::cli {
 namespace {
@@ -24,6 +25,11 @@ struct BuildFlags {
   std::string taps = "all";
   std::string variants;
   int64_t limit = 0;
+  std::string memory_budget = "4MB";
+  double plan_epsilon = 0;  // 0: the same as --epsilon.
+  std::string mode = "parallel";
+  int max_taps = 0;
+  bool no_plan = false;
 };
 
 int Fail(const absl::Status& status) {
@@ -78,6 +84,12 @@ int RunBuild(BuildFlags& flags) {
     auto variant = ParseVariantSpec(spec);
     if (!variant.ok()) return Fail(variant.status());
   }
+  options.plan = !flags.no_plan;
+  auto plan_options = MakePlanOptions(
+      flags.memory_budget, flags.plan_epsilon > 0 ? flags.plan_epsilon : options.epsilon,
+      flags.mode, flags.max_taps);
+  if (!plan_options.ok()) return Fail(plan_options.status());
+  options.plan_options = *plan_options;
   const std::string dir = flags.data == "fashion-mnist" ? kFashionMnistDir : flags.data;
   auto images = LoadFashionMnist(Split::kValidation, dir);
   if (!images.ok()) return Fail(images.status());
@@ -142,6 +154,7 @@ int RunBuild(BuildFlags& flags) {
                 e.variant.c_str(), e.threshold, m.hit_rate, m.false_hit_rate,
                 m.false_hit_upper_bound, static_cast<long long>(m.hits));
   }
+  if (manifest.has_plan) std::printf("\n%s", PlanReport(manifest.plan).c_str());
   std::printf("\nsteps:");
   for (const auto& [name, step_seconds] : report->step_seconds) {
     std::printf(" %s %.1f s;", name.c_str(), step_seconds);
@@ -198,6 +211,14 @@ std::function<int()> RegisterBuildCommand(CLI::App& app) {
   command->add_option("--limit", flags->limit,
                       "use only the first N validation images (0: all)")
       ->check(CLI::NonNegativeNumber);
+  command->add_option("--memory-budget", flags->memory_budget,
+                      "planner: memory of all chosen caches, e.g. 4MB");
+  command->add_option("--plan-epsilon", flags->plan_epsilon,
+                      "planner: bound on the share of answers that differ from the base "
+                      "model (default: --epsilon)");
+  command->add_option("--mode", flags->mode, "planner: parallel or sequential lookups");
+  command->add_option("--max-taps", flags->max_taps, "planner: at most this many caches");
+  command->add_flag("--no-plan", flags->no_plan, "do not run the planner");
   return [flags] { return RunBuild(*flags); };
 }
 

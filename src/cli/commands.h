@@ -4,6 +4,9 @@
 #define GATI_CLI_COMMANDS_H_
 
 #include <functional>
+#include <string>
+
+#include "gati/plan.h"
 
 namespace CLI {
 class App;
@@ -21,6 +24,14 @@ std::function<int()> RegisterInfoCommand(CLI::App& app);
 std::function<int()> RegisterEvalCommand(CLI::App& app);
 // Registers `gati build` on `app`; the returned function runs it.
 std::function<int()> RegisterBuildCommand(CLI::App& app);
+// Registers `gati plan` on `app`; the returned function runs it.
+std::function<int()> RegisterPlanCommand(CLI::App& app);
+
+// Planner options from the flags `gati plan` and `gati build` share; the
+// error names the bad flag.
+absl::StatusOr<PlanOptions> MakePlanOptions(const std::string& memory_budget,
+                                            double epsilon, const std::string& mode,
+                                            int max_taps);
 
 }  // namespace gati::cli
 

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   auto run_info = gati::cli::RegisterInfoCommand(app);
   auto run_eval = gati::cli::RegisterEvalCommand(app);
   auto run_build = gati::cli::RegisterBuildCommand(app);
+  auto run_plan = gati::cli::RegisterPlanCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -22,6 +23,7 @@ int main(int argc, char** argv) {
   if (app.got_subcommand("info")) return run_info();
   if (app.got_subcommand("eval")) return run_eval();
   if (app.got_subcommand("build")) return run_build();
+  if (app.got_subcommand("plan")) return run_plan();
   std::fprintf(stderr, "gati: no subcommand\n");
   return 2;
 }

@@ -162,3 +162,34 @@ absl::StatusOr<std::vector<CutSetTiming>> CompareCutSets(
 }
 
 }  // namespace gati
+
+namespace gati {
+
+absl::StatusOr<std::vector<double>> ProfileSegments(
+    const StagedModel& model, const std::vector<int>& cut_taps,
+    const ProfileOptions& options) {
+  GATI_RETURN_IF_ERROR(CheckOptions(options));
+  GATI_ASSIGN_OR_RETURN(auto segments, model.Segment(cut_taps));
+  GATI_ASSIGN_OR_RETURN(at::Tensor input, RandomInput(model, options));
+  // Each segment's input is the previous segment's output, as when served.
+  std::vector<at::Tensor> inputs = {input};
+  for (int s = 0; s + 1 < segments->num_segments(); ++s) {
+    GATI_ASSIGN_OR_RETURN(at::Tensor out, segments->RunSegment(s, inputs.back()));
+    inputs.push_back(out);
+  }
+  const int count = segments->num_segments();
+  std::vector<std::vector<double>> times(count);
+  for (int r = 0; r < options.warmup + options.repetitions; ++r) {
+    for (int s = 0; s < count; ++s) {
+      Clock::time_point start = Clock::now();
+      GATI_ASSIGN_OR_RETURN(at::Tensor out, segments->RunSegment(s, inputs[s]));
+      (void)out;
+      if (r >= options.warmup) times[s].push_back(MillisSince(start));
+    }
+  }
+  std::vector<double> p50;
+  for (const std::vector<double>& t : times) p50.push_back(Percentile(t, 0.5));
+  return p50;
+}
+
+}  // namespace gati

@@ -46,10 +46,22 @@ class BundleTest : public ::testing::Test {
     }
   }
 
-  absl::Status Write(const std::string& dir) {
+  absl::Status Write(const std::string& dir, const PlanningRecords* records = nullptr) {
     std::vector<const CacheWeights*> caches;
     for (const CacheWeights& w : weights_) caches.push_back(&w);
-    return Bundle::Write(dir, manifest_, model_path_, caches);
+    return Bundle::Write(dir, manifest_, model_path_, caches, records);
+  }
+
+  // Records for every cache, in reverse order (Write matches them by key).
+  PlanningRecords Records() {
+    PlanningRecords records;
+    records.base_classes = {1, 2, 3, 4};
+    for (auto w = weights_.rbegin(); w != weights_.rend(); ++w) {
+      records.caches.push_back({w->tap, w->variant.name,
+                                {0.1f, 0.9f, 0.5f, static_cast<float>(w->tap)},
+                                {1, 2, 0, w->tap}});
+    }
+    return records;
   }
 
   TempDir dir_;
@@ -170,6 +182,65 @@ TEST_F(BundleTest, WriteNeedsAnEntryPerCache) {
   EXPECT_ERROR(Write(dir_.File("bundle")), absl::StatusCode::kInvalidArgument,
                "manifest entries");
   EXPECT_FALSE(std::filesystem::exists(dir_.File("bundle")));
+}
+
+TEST_F(BundleTest, PlanningRecordsAndPlanRoundTrip) {
+  const std::string out = dir_.File("bundle");
+  PlanningRecords records = Records();
+  manifest_.has_plan = true;
+  manifest_.plan.mode = "sequential";
+  manifest_.plan.memory_budget_bytes = 12345;
+  manifest_.plan.caches = {{1, "pool4:mlp256", 0.731f}};
+  manifest_.plan.exit_share = {0.25, 0.75};
+  manifest_.plan.mean_ms = 1.5;
+  ASSERT_TRUE(Write(out, &records).ok());
+  auto bundle = Bundle::Load(out);
+  ASSERT_TRUE(bundle.ok()) << bundle.status();
+  const PlanningRecords& loaded = (*bundle)->records();
+  EXPECT_EQ(loaded.base_classes, records.base_classes);
+  ASSERT_EQ(loaded.caches.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    const CacheEntry& entry = (*bundle)->manifest().caches[i];
+    EXPECT_EQ(loaded.caches[i].tap, entry.tap);
+    EXPECT_EQ(loaded.caches[i].variant, entry.variant);
+    EXPECT_EQ(loaded.caches[i].classes[3], entry.tap);
+  }
+  const StoredPlan& plan = (*bundle)->manifest().plan;
+  EXPECT_TRUE((*bundle)->manifest().has_plan);
+  EXPECT_EQ(plan.mode, "sequential");
+  EXPECT_EQ(plan.memory_budget_bytes, 12345);
+  ASSERT_EQ(plan.caches.size(), 1u);
+  EXPECT_EQ(plan.caches[0].threshold, 0.731f);
+  EXPECT_EQ(plan.exit_share, (std::vector<double>{0.25, 0.75}));
+
+  // A new plan replaces only the manifest.
+  BundleManifest manifest = (*bundle)->manifest();
+  manifest.plan.caches.clear();
+  ASSERT_TRUE(Bundle::WriteManifest(out, manifest).ok());
+  auto replanned = Bundle::Load(out);
+  ASSERT_TRUE(replanned.ok()) << replanned.status();
+  EXPECT_TRUE((*replanned)->manifest().plan.caches.empty());
+
+  // A plan naming a cache the bundle lacks, a future plan version, and
+  // damaged records are errors.
+  std::string text = ReadFile(out + "/manifest.json");
+  manifest.plan.caches = {{2, "gap:linear", 0.5f}};
+  EXPECT_ERROR(ParseManifest(ManifestToJson(manifest), "m.json").status(),
+               absl::StatusCode::kInvalidArgument, "names no cache of the bundle");
+  manifest.plan.caches.clear();
+  manifest.plan.version = 9;
+  EXPECT_ERROR(ParseManifest(ManifestToJson(manifest), "m.json").status(),
+               absl::StatusCode::kInvalidArgument, "field 'plan.version' is 9");
+  WriteFile(out + "/planning.safetensors", "short");
+  EXPECT_ERROR(Bundle::Load(out).status(), absl::StatusCode::kDataLoss,
+               "planning.safetensors: SHA-256 differs");
+}
+
+TEST_F(BundleTest, RecordsMustMatchTheSplitLength) {
+  PlanningRecords records = Records();
+  records.caches[1].scores.pop_back();
+  EXPECT_ERROR(Write(dir_.File("bundle"), &records), absl::StatusCode::kInvalidArgument,
+               "have another length");
 }
 
 TEST(LearnedCacheTest, CreateRejectsMismatchedLayers) {

@@ -1,0 +1,160 @@
+// The planner: which taps get a cache, which variant and which threshold, to
+// minimize expected latency under a memory budget and a bound on
+// disagreement with the base model.
+//
+// A plan is evaluated exactly by replaying the planning split: every sample
+// leaves at the first planned tap whose cache hits (selector score >=
+// threshold), paying the fused segments it ran plus what lookups add to the
+// critical path; its answer is false when the cache's class differs from the
+// base model's. No LibTorch here.
+#ifndef GATI_PLAN_H_
+#define GATI_PLAN_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gati/status.h"
+
+namespace gati {
+
+// How the engine runs lookups. kParallel: a lookup overlaps the next segment,
+// so a miss costs only the part that outlasts that segment, a hit costs the
+// whole lookup (the answer waits for it). kSequential: every lookup on the
+// path costs its full time.
+enum class LookupMode { kParallel, kSequential };
+
+absl::StatusOr<LookupMode> ParseLookupMode(const std::string& text);
+const char* LookupModeName(LookupMode mode);
+
+// Parses "4MB", "512KB", "1.5MiB", "2000000" (bytes; K/M/G are powers of
+// 1000, Ki/Mi/Gi of 1024, a trailing B is optional). InvalidArgument for
+// anything else, negative or non-finite sizes.
+absl::StatusOr<int64_t> ParseByteSize(const std::string& text);
+
+// One tap x variant the planner may choose, with its records on the planning
+// split (sample i: scores[i], classes[i]).
+struct CandidateCache {
+  int tap = 0;
+  std::string variant;
+  double lookup_ms = 0;
+  int64_t memory_bytes = 0;
+  // Thresholds the planner may pick for this cache, strictest first.
+  std::vector<float> thresholds;
+  std::vector<float> scores;
+  std::vector<int32_t> classes;
+};
+
+struct PlanningProblem {
+  // Per-stage latency of each stage frozen alone, and of the whole model
+  // fused; their ratio scales summed stage times to fused segment times.
+  std::vector<double> stage_ms;
+  double whole_ms = 0;
+  // Extra latency of one cut (segment boundary), from the profile of the
+  // model cut at every tap against the whole model.
+  double cut_overhead_ms = 0;
+  std::vector<int32_t> base_classes;  // Per planning sample.
+  std::vector<CandidateCache> caches;
+  // Measured latency of fused segments [first, end), keyed (first, end);
+  // used instead of the model above wherever present.
+  std::map<std::pair<int, int>, double> measured_segment_ms;
+};
+
+// Checks sizes and values; InvalidArgument naming the first problem.
+absl::Status ValidateProblem(const PlanningProblem& problem);
+
+struct PlanOptions {
+  int64_t memory_budget_bytes = 4 << 20;  // Sum over chosen caches.
+  // Bound on the share of all answers that differ from the base model, as a
+  // one-sided Clopper-Pearson upper bound at `confidence` on the split.
+  double epsilon = 0.01;
+  double confidence = 0.95;
+  LookupMode mode = LookupMode::kParallel;
+  int max_taps = 0;  // 0 = no limit.
+};
+
+// One chosen cache: indices into problem.caches and its thresholds.
+struct PlanChoice {
+  int cache = 0;
+  int threshold = 0;
+  bool operator==(const PlanChoice& o) const {
+    return cache == o.cache && threshold == o.threshold;
+  }
+};
+
+struct PlanEvaluation {
+  double mean_ms = 0;
+  double p50_ms = 0;
+  double p95_ms = 0;
+  int64_t false_answers = 0;
+  double disagreement = 0;        // false_answers / samples.
+  double disagreement_bound = 0;  // Clopper-Pearson upper bound.
+  int64_t memory_bytes = 0;
+  // Share of samples answered at each chosen cache (plan order), then by
+  // the base model (last element).
+  std::vector<double> exit_share;
+  bool feasible = false;  // Memory, taps and bound all hold.
+};
+
+struct Plan {
+  std::vector<PlanChoice> choices;  // Sorted by tap; at most one per tap.
+  PlanEvaluation evaluation;
+  double base_ms = 0;          // The whole model, fused.
+  double oracle_mean_ms = 0;   // See OracleMeanMs.
+  int evaluations = 0;         // Plans replayed by the search.
+  std::string note;            // Why the plan is empty, when it is.
+};
+
+// Fused latency of stages [first, end) as one segment: measured when
+// problem.measured_segment_ms has it, else modelled as the stage times
+// scaled to the fused whole model plus one cut's overhead when the segment
+// does not start at stage 0.
+double SegmentMs(const PlanningProblem& problem, int first, int end);
+
+// Replays the planning split under `choices` (sorted by tap).
+PlanEvaluation EvaluatePlan(const PlanningProblem& problem,
+                            const std::vector<PlanChoice>& choices,
+                            const PlanOptions& options);
+
+// The same, with each cache's hits per threshold precomputed as bit masks,
+// so that one replay costs O(choices x samples / 64). Keeps a reference to
+// `problem`, which must outlive it. Not thread-safe (it memoizes bounds).
+class PlanEvaluator {
+ public:
+  explicit PlanEvaluator(const PlanningProblem& problem);
+  // `segment_ms`, when given (choices.size() + 1 values), replaces the cost
+  // model's segment latencies, e.g. by measured ones of the fused segments.
+  PlanEvaluation Evaluate(const std::vector<PlanChoice>& choices,
+                          const PlanOptions& options,
+                          const std::vector<double>* segment_ms = nullptr) const;
+
+ private:
+  double Bound(int64_t false_answers, double confidence) const;
+  mutable std::vector<double> bounds_;  // By false-answer count; -1 = unknown.
+  mutable double bound_confidence_ = -1;
+  const PlanningProblem& problem_;
+  size_t words_ = 0;
+  // [cache][threshold] -> samples whose score reaches it; [cache] -> samples
+  // whose predictor class differs from the base model's.
+  std::vector<std::vector<std::vector<uint64_t>>> hit_masks_;
+  std::vector<std::vector<uint64_t>> wrong_masks_;
+};
+
+// Greedy forward selection with exact replay, then local improvement (add,
+// drop, swap variant, move threshold) until no move lowers the mean latency.
+// Never fails: with no feasible cache the plan is empty (the base model) and
+// `note` says why.
+Plan SearchPlan(const PlanningProblem& problem, const PlanOptions& options);
+
+// Every plan, for tests on small instances (exponential).
+Plan BruteForcePlan(const PlanningProblem& problem, const PlanOptions& options);
+
+// Mean latency if every sample left at the earliest tap where some cache's
+// predictor matches the base model, with free lookups and no cut overhead.
+double OracleMeanMs(const PlanningProblem& problem);
+
+}  // namespace gati
+
+#endif  // GATI_PLAN_H_

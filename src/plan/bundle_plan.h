@@ -1,0 +1,48 @@
+// Planning from a bundle: the problem its records and profiles define, and
+// the plan as stored back into its manifest.
+#ifndef GATI_PLAN_BUNDLE_PLAN_H_
+#define GATI_PLAN_BUNDLE_PLAN_H_
+
+#include "gati/bundle.h"
+#include "gati/model.h"
+#include "gati/plan.h"
+
+namespace gati {
+
+// The planning problem of `bundle`: stage profile, cut overhead, lookup
+// times and memory from the manifest, records from planning.safetensors.
+// Candidate thresholds per cache (at most `thresholds_per_cache`, strictest
+// first): the calibrated one when the cache is enabled, and the scores at
+// which 20/40/60/80 % of the planning split would hit. FailedPrecondition
+// when the bundle has no planning records.
+absl::StatusOr<PlanningProblem> ProblemFromBundle(const Bundle& bundle,
+                                                  int thresholds_per_cache = 5);
+
+// The same from a manifest and records aligned with manifest.caches.
+absl::StatusOr<PlanningProblem> ProblemFromManifest(const BundleManifest& manifest,
+                                                    const PlanningRecords& records,
+                                                    int thresholds_per_cache = 5);
+
+// The plan in the manifest's terms.
+StoredPlan ToStoredPlan(const Plan& plan, const PlanningProblem& problem,
+                        const PlanOptions& options);
+
+// Plans with measured segment latencies: searches with the cost model,
+// measures the fused segments the plan implies on `model` (batch 1,
+// `repetitions` interleaved runs) into problem->measured_segment_ms, and
+// searches again, until the plan's segments are all measured (at most
+// `rounds` searches). The returned plan's predictions use measured segment
+// latencies; stored->model_only_mean_ms keeps the first search's cost-model
+// estimate for the same plan, to show the model's error.
+absl::StatusOr<Plan> PlanWithMeasuredSegments(const StagedModel& model,
+                                              PlanningProblem* problem,
+                                              const PlanOptions& options,
+                                              int repetitions, int rounds,
+                                              double* model_only_mean_ms);
+
+// A readable report of a stored plan, one line per fact, for the CLI.
+std::string PlanReport(const StoredPlan& plan);
+
+}  // namespace gati
+
+#endif  // GATI_PLAN_BUNDLE_PLAN_H_
