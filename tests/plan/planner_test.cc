@@ -69,6 +69,20 @@ TEST(PlannerTest, SearchIsWithinOnePercentOfBruteForce) {
   EXPECT_GE(compared, 20) << "most instances should admit a non-empty plan";
 }
 
+// Without a tap limit, on instances small enough to enumerate every plan.
+TEST(PlannerTest, SearchMatchesBruteForceWithoutATapLimit) {
+  for (uint32_t seed = 50; seed < 60; ++seed) {
+    PlanningProblem problem = RandomProblem(6, 2, 2, 300, seed);
+    PlanOptions options;
+    options.epsilon = 0.03;
+    options.memory_budget_bytes = 4000 + 1000 * (seed % 5);
+    Plan searched = SearchPlan(problem, options);
+    Plan best = BruteForcePlan(problem, options);
+    EXPECT_EQ(best.evaluations, 15625);  // (1 + 2 x 2)^6 plans.
+    EXPECT_LE(searched.evaluation.mean_ms, best.evaluation.mean_ms * 1.01) << "seed " << seed;
+  }
+}
+
 TEST(PlannerTest, PlansKeepMemoryEpsilonAndTapLimits) {
   for (uint32_t seed = 100; seed < 130; ++seed) {
     PlanningProblem problem = RandomProblem(10, 3, 3, 600, seed);
