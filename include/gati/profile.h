@@ -79,11 +79,13 @@ absl::StatusOr<std::vector<CutSetTiming>> CompareCutSets(
 
 // p50 latency (ms) of each segment of the model cut at `cut_taps` (frozen,
 // fused, as served), each fed the previous segment's output for a seeded
-// random input, interleaved over repetitions. Fails like Segment and on bad
+// random input, interleaved over repetitions. When `whole_p50_ms` is not
+// null, the whole model (one fused segment) is timed in the same
+// repetitions and its p50 stored there. Fails like Segment and on bad
 // options.
 absl::StatusOr<std::vector<double>> ProfileSegments(
     const StagedModel& model, const std::vector<int>& cut_taps,
-    const ProfileOptions& options);
+    const ProfileOptions& options, double* whole_p50_ms = nullptr);
 
 // The q-quantile (0 <= q <= 1, nearest rank) of `values`; 0 when empty.
 double Percentile(std::vector<double> values, double q);

@@ -167,9 +167,13 @@ namespace gati {
 
 absl::StatusOr<std::vector<double>> ProfileSegments(
     const StagedModel& model, const std::vector<int>& cut_taps,
-    const ProfileOptions& options) {
+    const ProfileOptions& options, double* whole_p50_ms) {
   GATI_RETURN_IF_ERROR(CheckOptions(options));
   GATI_ASSIGN_OR_RETURN(auto segments, model.Segment(cut_taps));
+  std::unique_ptr<SegmentedModel> whole;
+  if (whole_p50_ms != nullptr) {
+    GATI_ASSIGN_OR_RETURN(whole, model.Segment({}));
+  }
   GATI_ASSIGN_OR_RETURN(at::Tensor input, RandomInput(model, options));
   // Each segment's input is the previous segment's output, as when served.
   std::vector<at::Tensor> inputs = {input};
@@ -179,6 +183,7 @@ absl::StatusOr<std::vector<double>> ProfileSegments(
   }
   const int count = segments->num_segments();
   std::vector<std::vector<double>> times(count);
+  std::vector<double> whole_times;
   for (int r = 0; r < options.warmup + options.repetitions; ++r) {
     for (int s = 0; s < count; ++s) {
       Clock::time_point start = Clock::now();
@@ -186,9 +191,14 @@ absl::StatusOr<std::vector<double>> ProfileSegments(
       (void)out;
       if (r >= options.warmup) times[s].push_back(MillisSince(start));
     }
+    if (whole != nullptr) {
+      GATI_ASSIGN_OR_RETURN(double ms, TimeRun(*whole, input));
+      if (r >= options.warmup) whole_times.push_back(ms);
+    }
   }
   std::vector<double> p50;
   for (const std::vector<double>& t : times) p50.push_back(Percentile(t, 0.5));
+  if (whole_p50_ms != nullptr) *whole_p50_ms = Percentile(whole_times, 0.5);
   return p50;
 }
 

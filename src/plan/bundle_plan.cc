@@ -116,15 +116,18 @@ absl::StatusOr<Plan> PlanWithMeasuredSegments(const StagedModel& model,
     ProfileOptions profile;
     profile.warmup = 5;
     profile.repetitions = repetitions;
+    // The whole model is timed in the same repetitions, so that the speedup
+    // compares runs under the same machine noise.
+    double whole_ms = 0;
     GATI_ASSIGN_OR_RETURN(std::vector<double> segments,
-                          ProfileSegments(model, cuts, profile));
+                          ProfileSegments(model, cuts, profile, &whole_ms));
     for (size_t i = 0; i < ranges.size(); ++i) {
       problem->measured_segment_ms[ranges[i]] = segments[i];
     }
+    if (!cuts.empty()) problem->measured_segment_ms[{0, stages}] = whole_ms;
     // The last round's plan is re-evaluated below with what was measured.
     plan.evaluation = EvaluatePlan(*problem, plan.choices, options);
   }
-  // The whole model as served, for the speedup.
   if (problem->measured_segment_ms.count({0, stages}) == 0) {
     ProfileOptions profile;
     profile.warmup = 5;
