@@ -108,6 +108,12 @@ absl::StatusOr<std::unique_ptr<LearnedCache>> LearnedCache::Create(
         absl::StrCat(where, ": bad activation shape ",
                      ActivationShapeToString(shape)));
   }
+  if (shape.width > cache_internal::kMaxPoolWidth ||
+      weights.variant.pool > cache_internal::kMaxPool) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": activations wider than ", cache_internal::kMaxPoolWidth,
+        " or pools over ", cache_internal::kMaxPool, " bins per side are not supported"));
+  }
   if (weights.num_classes < 2) {
     return absl::InvalidArgumentError(
         absl::StrCat(where, ": needs at least 2 classes"));

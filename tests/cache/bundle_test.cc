@@ -255,6 +255,9 @@ TEST(LearnedCacheTest, CreateRejectsMismatchedLayers) {
   no_selector.selector.clear();
   EXPECT_ERROR(LearnedCache::Create(no_selector).status(),
                absl::StatusCode::kInvalidArgument, "no selector");
+  CacheWeights wide = testing::RandomCacheWeights("gap:linear", 0, {4, 1, 5000}, 10, 5);
+  EXPECT_ERROR(LearnedCache::Create(wide).status(), absl::StatusCode::kInvalidArgument,
+               "activations wider than 4096");
   CacheWeights nan = weights;
   nan.predictor[1].bias[3] = NAN;
   EXPECT_ERROR(LearnedCache::Create(nan).status(),
