@@ -40,13 +40,18 @@ struct Splits {
   std::vector<int64_t> calibration;
 };
 
+// Images in the predictor-train and selector-train splits; the rest calibrate.
+std::pair<int64_t, int64_t> SplitSizes(int64_t count, const BuildOptions& options) {
+  return {static_cast<int64_t>(count * options.predictor_share),
+          static_cast<int64_t>(count * options.selector_share)};
+}
+
 Splits MakeSplits(int64_t count, const BuildOptions& options) {
   std::vector<int64_t> order(count);
   std::iota(order.begin(), order.end(), 0);
   std::mt19937_64 rng(MixSeed(options.seed, 0, 0));
   std::shuffle(order.begin(), order.end(), rng);
-  const int64_t predictor = static_cast<int64_t>(count * options.predictor_share);
-  const int64_t selector = static_cast<int64_t>(count * options.selector_share);
+  const auto [predictor, selector] = SplitSizes(count, options);
   Splits splits;
   splits.predictor.assign(order.begin(), order.begin() + predictor);
   splits.selector.assign(order.begin() + predictor,
@@ -295,9 +300,8 @@ absl::Status ValidateOptions(const BuildOptions& o, const StagedModel& model,
                             absl::StrJoin(input, ","), "], the data has 1x",
                             images.rows, "x", images.cols, " images"));
   }
-  Splits splits = MakeSplits(images.count, o);
-  if (splits.predictor.empty() || splits.selector.empty() ||
-      splits.calibration.empty()) {
+  const auto [predictor, selector] = SplitSizes(images.count, o);
+  if (predictor < 1 || selector < 1 || images.count - predictor - selector < 1) {
     return bad(absl::StrCat(images.count,
                             " images are too few to split three ways"));
   }

@@ -76,14 +76,8 @@ int RunBuild(BuildFlags& flags) {
   if (!flags.variants.empty()) {
     options.variants = absl::StrSplit(flags.variants, ',');
   }
-  if (!(options.epsilon > 0 && options.epsilon < 1)) {
-    return Fail(absl::InvalidArgumentError(
-        "--epsilon must lie in (0, 1), got " + std::to_string(options.epsilon)));
-  }
-  for (const std::string& spec : options.variants) {
-    auto variant = ParseVariantSpec(spec);
-    if (!variant.ok()) return Fail(variant.status());
-  }
+  // Epsilon, variants and taps are validated by BuildBundle (and epsilon by
+  // MakePlanOptions), with the same messages.
   options.plan = !flags.no_plan;
   auto plan_options = MakePlanOptions(
       flags.memory_budget, flags.plan_epsilon > 0 ? flags.plan_epsilon : options.epsilon,

@@ -111,6 +111,10 @@ double SegmentMs(const PlanningProblem& problem, int first, int end) {
     auto found = problem.measured_segment_ms.find({first, end});
     if (found != problem.measured_segment_ms.end()) return found->second;
   }
+  // The whole model was profiled as one fused segment: use it as measured.
+  if (first == 0 && end == static_cast<int>(problem.stage_ms.size())) {
+    return problem.whole_ms;
+  }
   double sum = 0;
   for (int s = first; s < end; ++s) sum += problem.stage_ms[s];
   return sum * FusionFactor(problem) + (first > 0 ? problem.cut_overhead_ms : 0);
@@ -154,9 +158,7 @@ PlanEvaluation PlanEvaluator::Evaluate(const std::vector<PlanChoice>& choices,
     first = cache.tap + 1;
     result.memory_bytes += cache.memory_bytes;
   }
-  segment[k] = k == 0 && problem.measured_segment_ms.count({0, stages}) == 0
-                   ? problem.whole_ms
-                   : SegmentMs(problem, first, stages);
+  segment[k] = SegmentMs(problem, first, stages);
   if (segment_ms != nullptr && segment_ms->size() == k + 1) segment = *segment_ms;
   // Every sample that leaves at choice j has the same latency: the segments
   // up to it, the lookups it passed, its own lookup.
@@ -261,11 +263,12 @@ bool TapTaken(const std::vector<PlanChoice>& choices, const PlanningProblem& pro
   return false;
 }
 
-Plan Finish(const PlanningProblem& problem, const PlanOptions& options,
-            std::vector<PlanChoice> choices, int evaluations) {
+Plan Finish(const PlanningProblem& problem, const PlanEvaluator& evaluator,
+            const PlanOptions& options, std::vector<PlanChoice> choices,
+            int evaluations) {
   Plan plan;
   plan.choices = std::move(choices);
-  plan.evaluation = EvaluatePlan(problem, plan.choices, options);
+  plan.evaluation = evaluator.Evaluate(plan.choices, options);
   plan.base_ms = problem.whole_ms;
   plan.oracle_mean_ms = OracleMeanMs(problem);
   plan.evaluations = evaluations;
@@ -408,7 +411,7 @@ Plan SearchPlan(const PlanningProblem& problem, const PlanOptions& options) {
       best_eval = current_eval;
     }
   }
-  return Finish(problem, options, best, search.evaluations);
+  return Finish(problem, search.evaluator, options, best, search.evaluations);
 }
 
 Plan BruteForcePlan(const PlanningProblem& problem, const PlanOptions& options) {
@@ -450,7 +453,7 @@ Plan BruteForcePlan(const PlanningProblem& problem, const PlanOptions& options) 
     }
   };
   visit(0);
-  return Finish(problem, options, best, evaluations);
+  return Finish(problem, evaluator, options, best, evaluations);
 }
 
 double OracleMeanMs(const PlanningProblem& problem) {
