@@ -7,17 +7,24 @@
 namespace gati {
 namespace {
 
+// lgamma writes the global `signgam`, a data race when monitors and
+// learners compute bounds on several threads; lgamma_r does not.
+double LogGamma(double x) {
+  int sign = 0;
+  return ::lgamma_r(x, &sign);
+}
+
 // P(Binomial(n, p) <= k), summed in log space so large n does not underflow.
 double BinomialCdf(int64_t k, int64_t n, double p) {
   if (p <= 0) return 1;
   if (p >= 1) return k >= n ? 1 : 0;
   const double log_p = std::log(p);
   const double log_q = std::log1p(-p);
-  const double log_n_fact = std::lgamma(n + 1.0);
+  const double log_n_fact = LogGamma(n + 1.0);
   double max_term = -INFINITY;
   std::vector<double> terms(k + 1);
   for (int64_t i = 0; i <= k; ++i) {
-    terms[i] = log_n_fact - std::lgamma(i + 1.0) - std::lgamma(n - i + 1.0) +
+    terms[i] = log_n_fact - LogGamma(i + 1.0) - LogGamma(n - i + 1.0) +
                i * log_p + (n - i) * log_q;
     max_term = std::max(max_term, terms[i]);
   }

@@ -9,7 +9,13 @@ namespace gati::cache_internal {
 // that the output row is loaded and stored a quarter as often. The AVX2
 // clone is picked at load time on machines that have it (a feature test;
 // "arch=..." clones would test for one CPU model).
+// Sanitizer builds skip the clones: the ifunc resolver that picks one runs
+// during relocation, before ThreadSanitizer's runtime is up, and crashes.
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define GATI_VECTOR_CLONES
+#else
 #define GATI_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#endif
 
 namespace {
 
