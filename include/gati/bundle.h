@@ -73,6 +73,16 @@ struct PlanningRecords {
 };
 inline constexpr char kPlanningFileName[] = "planning.safetensors";
 
+// A sample of build-time model inputs (from the predictor-train split) that
+// the online learner mixes into its fine-tuning so that caches do not forget
+// the traffic they were built for. Stored as replay.safetensors.
+struct ReplaySample {
+  int64_t count = 0;
+  // count x input_shape float32 model inputs (normalized), back to back.
+  std::vector<float> inputs;
+};
+inline constexpr char kReplayFileName[] = "replay.safetensors";
+
 // A plan as stored in the manifest (see gati/plan.h for the search).
 inline constexpr int kPlanVersion = 1;
 struct PlannedCache {
@@ -126,6 +136,10 @@ struct BundleManifest {
   std::string planning_sha256;
   int64_t planning_samples = 0;
   std::string planning_split;
+  // Replay sample: file (empty when none), hash, count.
+  std::string replay_file;
+  std::string replay_sha256;
+  int64_t replay_samples = 0;
   // The plan in force; absent (has_plan = false) until the planner ran.
   bool has_plan = false;
   StoredPlan plan;
@@ -154,11 +168,13 @@ class Bundle {
   // when it is an empty directory or a bundle (has a manifest.json);
   // otherwise FailedPrecondition and nothing is touched.
   // `records` (optional) are written as planning.safetensors; every record
-  // set must match a cache.
+  // set must match a cache. `replay` (optional) as replay.safetensors; its
+  // size must be count x the manifest's input shape.
   static absl::Status Write(const std::string& dir, BundleManifest manifest,
                             const std::string& model_path,
                             const std::vector<const CacheWeights*>& caches,
-                            const PlanningRecords* records = nullptr);
+                            const PlanningRecords* records = nullptr,
+                            const ReplaySample* replay = nullptr);
 
   // Replaces only manifest.json of the bundle at `dir`, atomically (for a
   // new plan); the caller keeps every other field as loaded.
@@ -177,6 +193,8 @@ class Bundle {
   // Planning records aligned with caches() (records().caches[i] belongs to
   // caches()[i]); empty when the bundle has none.
   const PlanningRecords& records() const { return records_; }
+  // The replay sample; count 0 when the bundle has none.
+  const ReplaySample& replay() const { return replay_; }
 
  private:
   Bundle() = default;
@@ -184,6 +202,7 @@ class Bundle {
   BundleManifest manifest_;
   std::vector<std::unique_ptr<LearnedCache>> caches_;
   PlanningRecords records_;
+  ReplaySample replay_;
 };
 
 // Weight-file name of a cache inside the bundle, e.g.

@@ -130,6 +130,15 @@ class LearnedCache {
   // Selector score for the predictor's logits.
   float SelectorScore(const float* logits) const;
 
+  // What the online learner stores per request and trains on: the pooled
+  // features (FeatureSize values) for pooled variants; for conv variants,
+  // whose trainable convolution runs before pooling, the whole activation.
+  // This is the `input` layout of PredictorTrainer::Step, flattened.
+  int64_t training_input_size() const;
+  void ExtractTrainingInput(const float* activation, float* out) const;
+  // Predictor logits from a training input (num_classes values).
+  void PredictFromTrainingInput(const float* input, float* logits) const;
+
   const CacheWeights& weights() const { return weights_; }
   int num_classes() const { return weights_.num_classes; }
   // Bytes of parameters plus per-thread scratch a lookup needs.

@@ -639,8 +639,24 @@ absl::StatusOr<BuildReport> BuildBundleOrThrow(const BuildOptions& options,
     manifest.has_plan = true;
     end_step("plan");
   }
-  GATI_RETURN_IF_ERROR(
-      Bundle::Write(out_dir, manifest, options.model_path, weights, &records));
+  // Replay sample: the first predictor-train images (already shuffled).
+  ReplaySample replay;
+  replay.count = std::min<int64_t>(options.replay_samples, report.predictor_train);
+  if (replay.count > 0) {
+    std::vector<uint8_t> pixels;
+    const int64_t image_size = images.rows * images.cols;
+    for (int64_t i = 0; i < replay.count; ++i) {
+      const uint8_t* image = images.image(splits.predictor[i]);
+      pixels.insert(pixels.end(), image, image + image_size);
+    }
+    GATI_ASSIGN_OR_RETURN(at::Tensor inputs,
+                          ImagesToInput(pixels.data(), replay.count, model->metadata()));
+    inputs = inputs.contiguous();
+    replay.inputs.assign(inputs.data_ptr<float>(),
+                         inputs.data_ptr<float>() + inputs.numel());
+  }
+  GATI_RETURN_IF_ERROR(Bundle::Write(out_dir, manifest, options.model_path,
+                                     weights, &records, &replay));
   // Report the manifest as written (file names, hashes, sorted caches).
   GATI_ASSIGN_OR_RETURN(auto written, Bundle::Load(out_dir));
   report.manifest = written->manifest();

@@ -51,6 +51,9 @@ struct BuildOptions {
   // Timed repetitions for the stage profile and each lookup.
   int profile_repetitions = 30;
   int lookup_repetitions = 300;
+  // Model inputs from the predictor-train split stored as the bundle's
+  // replay sample for the online learner (0 = none).
+  int replay_samples = 512;
   // Run the planner on the calibration split (the planning split) and store
   // the plan in the manifest.
   bool plan = true;

@@ -237,6 +237,11 @@ std::string ManifestToJson(const BundleManifest& manifest) {
                        {"samples", manifest.planning_samples},
                        {"split", manifest.planning_split}};
   }
+  if (!manifest.replay_file.empty()) {
+    out["replay"] = {{"file", manifest.replay_file},
+                     {"sha256", manifest.replay_sha256},
+                     {"samples", manifest.replay_samples}};
+  }
   if (manifest.has_plan) {
     const StoredPlan& plan = manifest.plan;
     json planned = json::array();
@@ -358,6 +363,19 @@ absl::StatusOr<BundleManifest> ParseManifest(const std::string& json_text,
       return reader.Error("planning.file", std::string("must be ") + kPlanningFileName);
     }
   }
+  if (root.contains("replay")) {
+    const json& replay = root["replay"];
+    GATI_RETURN_IF_ERROR(reader.Get(replay, "file", &manifest.replay_file, "replay."));
+    GATI_RETURN_IF_ERROR(reader.Get(replay, "sha256", &manifest.replay_sha256, "replay."));
+    GATI_RETURN_IF_ERROR(
+        reader.Get(replay, "samples", &manifest.replay_samples, "replay."));
+    if (manifest.replay_file != kReplayFileName) {
+      return reader.Error("replay.file", std::string("must be ") + kReplayFileName);
+    }
+    if (manifest.replay_samples < 1) {
+      return reader.Error("replay.samples", "must be at least 1");
+    }
+  }
   if (root.contains("plan")) {
     const json& item = root["plan"];
     StoredPlan& plan = manifest.plan;
@@ -470,6 +488,24 @@ absl::StatusOr<std::unique_ptr<Bundle>> Bundle::Load(const std::string& dir) {
       bundle->records_.caches.push_back(std::move(records));
     }
   }
+  if (!manifest.replay_file.empty()) {
+    const std::string path = (fs::path(dir) / manifest.replay_file).string();
+    GATI_ASSIGN_OR_RETURN(std::string bytes, ReadFileBytes(path));
+    if (Sha256Hex(bytes) != manifest.replay_sha256) {
+      return absl::DataLossError(absl::StrCat(
+          path, ": SHA-256 differs from the manifest (truncated or corrupt)"));
+    }
+    GATI_ASSIGN_OR_RETURN(TensorFile file, ParseSafetensors(bytes, path));
+    std::vector<int64_t> want = {manifest.replay_samples};
+    want.insert(want.end(), manifest.input_shape.begin(), manifest.input_shape.end());
+    auto found = file.tensors.find("inputs");
+    if (found == file.tensors.end() || found->second.shape != want) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": missing or mis-shaped 'inputs'"));
+    }
+    bundle->replay_.count = manifest.replay_samples;
+    bundle->replay_.inputs = std::move(found->second.data);
+  }
   bundle->dir_ = dir;
   bundle->manifest_ = std::move(manifest);
   return bundle;
@@ -497,7 +533,8 @@ absl::Status Bundle::WriteManifest(const std::string& dir,
 absl::Status Bundle::Write(const std::string& dir, BundleManifest manifest,
                            const std::string& model_path,
                            const std::vector<const CacheWeights*>& caches,
-                           const PlanningRecords* records) {
+                           const PlanningRecords* records,
+                           const ReplaySample* replay) {
   std::error_code error;
   const fs::path target = fs::absolute(dir);
   if (fs::exists(target)) {
@@ -563,6 +600,29 @@ absl::Status Bundle::Write(const std::string& dir, BundleManifest manifest,
     if (!status.ok()) return fail(status);
   } else {
     manifest.planning_file.clear();
+  }
+  manifest.replay_file.clear();
+  if (replay != nullptr && replay->count > 0) {
+    int64_t per_input = 1;
+    for (int64_t d : manifest.input_shape) per_input *= d;
+    TensorFile file;
+    FloatTensor& inputs = file.tensors["inputs"];
+    inputs.shape = {replay->count};
+    inputs.shape.insert(inputs.shape.end(), manifest.input_shape.begin(),
+                        manifest.input_shape.end());
+    if (static_cast<int64_t>(replay->inputs.size()) != replay->count * per_input) {
+      return fail(absl::InvalidArgumentError(absl::StrCat(
+          "replay sample: ", replay->inputs.size(), " values for ", replay->count,
+          " inputs of ", per_input)));
+    }
+    inputs.data = replay->inputs;
+    auto bytes = SerializeSafetensors(file);
+    if (!bytes.ok()) return fail(bytes.status());
+    manifest.replay_file = kReplayFileName;
+    manifest.replay_sha256 = Sha256Hex(*bytes);
+    manifest.replay_samples = replay->count;
+    status = WriteFileAtomic((staging / kReplayFileName).string(), *bytes);
+    if (!status.ok()) return fail(status);
   }
   std::sort(manifest.caches.begin(), manifest.caches.end(),
             [](const CacheEntry& a, const CacheEntry& b) {

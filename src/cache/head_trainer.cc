@@ -3,6 +3,7 @@
 #include <torch/optim/adam.h>
 #include <torch/script.h>
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <random>
@@ -27,6 +28,18 @@ Layer MakeLayer(int64_t in, int64_t out, std::mt19937_64& rng) {
   for (int64_t i = 0; i < out * in; ++i) w[i] = bound * uniform(rng);
   float* b = layer.bias.data_ptr<float>();
   for (int64_t i = 0; i < out; ++i) b[i] = bound * uniform(rng);
+  layer.weight.set_requires_grad(true);
+  layer.bias.set_requires_grad(true);
+  return layer;
+}
+
+Layer FromDense(const DenseLayer& dense) {
+  Layer layer{at::from_blob(const_cast<float*>(dense.weight.data()),
+                            {dense.out, dense.in}, at::kFloat)
+                  .clone(),
+              at::from_blob(const_cast<float*>(dense.bias.data()), {dense.out},
+                            at::kFloat)
+                  .clone()};
   layer.weight.set_requires_grad(true);
   layer.bias.set_requires_grad(true);
   return layer;
@@ -110,6 +123,25 @@ PredictorTrainer::PredictorTrainer(const VariantSpec& variant, int tap,
     width = hidden;
   }
   s.layers.push_back(MakeLayer(width, num_classes, s.rng));
+  std::vector<at::Tensor> parameters = Parameters(s.conv);
+  for (const at::Tensor& p : Parameters(s.layers)) parameters.push_back(p);
+  s.optimizer = std::make_unique<torch::optim::Adam>(
+      parameters, torch::optim::AdamOptions(options.learning_rate));
+}
+
+PredictorTrainer::PredictorTrainer(const CacheWeights& start,
+                                   const DistillationOptions& options,
+                                   uint64_t seed)
+    : state_(std::make_unique<State>()) {
+  State& s = *state_;
+  s.variant = start.variant;
+  s.tap = start.tap;
+  s.shape = start.shape;
+  s.num_classes = start.num_classes;
+  s.options = options;
+  s.rng.seed(seed);
+  if (start.variant.streams()) s.conv.push_back(FromDense(start.conv));
+  for (const DenseLayer& layer : start.predictor) s.layers.push_back(FromDense(layer));
   std::vector<at::Tensor> parameters = Parameters(s.conv);
   for (const at::Tensor& p : Parameters(s.layers)) parameters.push_back(p);
   s.optimizer = std::make_unique<torch::optim::Adam>(
@@ -264,6 +296,76 @@ std::vector<DenseLayer> TrainSelector(const std::vector<float>& inputs,
   std::vector<DenseLayer> trained;
   for (const Layer& layer : layers) trained.push_back(ToDense(layer));
   return trained;
+}
+
+absl::StatusOr<CacheWeights> FineTuneCache(const CacheWeights& current,
+                                           const TrainingRowsView& predictor_rows,
+                                           const TrainingRowsView& selector_rows,
+                                           const FineTuneOptions& options,
+                                           uint64_t seed,
+                                           const std::function<void()>& yield) {
+  const std::string where = "fine-tuning " + current.variant.name + " at tap " +
+                            std::to_string(current.tap);
+  if (predictor_rows.count < 1) {
+    return absl::InvalidArgumentError(where + ": no training rows");
+  }
+  try {
+    auto cache = LearnedCache::Create(current);
+    if (!cache.ok()) return cache.status();
+    const int64_t size = (*cache)->training_input_size();
+    const int64_t n = predictor_rows.count;
+    const int64_t k = current.num_classes;
+    at::Tensor x = at::from_blob(const_cast<float*>(predictor_rows.features), {n, size},
+                                 at::kFloat)
+                       .clone();
+    if (current.variant.streams()) {
+      x = x.view({n, current.shape.channels, current.shape.height, current.shape.width});
+    }
+    at::Tensor teacher =
+        at::from_blob(const_cast<float*>(predictor_rows.logits), {n, k}, at::kFloat).clone();
+    PredictorTrainer trainer(current, options.distillation, seed);
+    const int64_t batch = options.distillation.batch;
+    trainer.SetTotalSteps(options.epochs * ((n + batch - 1) / batch));
+    std::mt19937_64 rng(seed);
+    std::vector<int64_t> order(n);
+    std::iota(order.begin(), order.end(), 0);
+    for (int epoch = 0; epoch < options.epochs; ++epoch) {
+      std::shuffle(order.begin(), order.end(), rng);
+      for (int64_t begin = 0; begin < n; begin += batch) {
+        const int64_t count = std::min(batch, n - begin);
+        at::Tensor index = at::from_blob(order.data() + begin, {count}, at::kLong).clone();
+        trainer.Step(x.index_select(0, index), teacher.index_select(0, index));
+        if (yield) yield();
+      }
+    }
+    CacheWeights tuned = trainer.Export();
+    tuned.selector = current.selector;
+    tuned.enabled = current.enabled;
+    tuned.threshold = current.threshold;
+    // The selector learns when the fine-tuned predictor agrees.
+    auto tuned_cache = LearnedCache::Create(tuned);
+    if (!tuned_cache.ok()) return tuned_cache.status();
+    std::vector<float> inputs(selector_rows.count * kSelectorInputs);
+    std::vector<bool> agrees(selector_rows.count);
+    std::vector<float> logits(k);
+    for (int64_t i = 0; i < selector_rows.count; ++i) {
+      (*tuned_cache)->PredictFromTrainingInput(selector_rows.features + i * size,
+                                               logits.data());
+      SelectorFeatures(logits.data(), static_cast<int>(k), inputs.data() + i * kSelectorInputs);
+      const float* base = selector_rows.logits + i * k;
+      agrees[i] = std::max_element(logits.begin(), logits.end()) - logits.begin() ==
+                  std::max_element(base, base + k) - base;
+    }
+    if (selector_rows.count > 0) {
+      tuned.selector = TrainSelector(inputs, agrees, options.selector, seed);
+    }
+    if (yield) yield();
+    return tuned;
+  } catch (const c10::Error& e) {
+    return absl::InvalidArgumentError(where + ": " + e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(where + ": " + e.what());
+  }
 }
 
 }  // namespace gati

@@ -5,10 +5,12 @@
 #define GATI_CACHE_HEAD_TRAINER_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
 #include "gati/cache.h"
+#include "gati/status.h"
 
 namespace at {
 class Tensor;
@@ -33,6 +35,10 @@ class PredictorTrainer {
   // as torch.nn.Linear), so training is deterministic for a fixed seed.
   PredictorTrainer(const VariantSpec& variant, int tap,
                    const ActivationShape& shape, int num_classes,
+                   const DistillationOptions& options, uint64_t seed);
+  // Starts from trained weights (conv and predictor layers of `start`) to
+  // fine-tune them; `seed` drives only the shuffling.
+  PredictorTrainer(const CacheWeights& start,
                    const DistillationOptions& options, uint64_t seed);
   ~PredictorTrainer();
 
@@ -75,6 +81,33 @@ std::vector<DenseLayer> TrainSelector(const std::vector<float>& inputs,
                                       const std::vector<bool>& agrees,
                                       const SelectorOptions& options,
                                       uint64_t seed);
+
+// Rows of training inputs (LearnedCache::ExtractTrainingInput layout) and
+// the base model's logits, row-major; not owned.
+struct TrainingRowsView {
+  const float* features = nullptr;
+  const float* logits = nullptr;
+  int64_t count = 0;
+};
+
+struct FineTuneOptions {
+  DistillationOptions distillation;  // Learning rate and batch of the update.
+  int epochs = 4;
+  SelectorOptions selector;
+};
+
+// The online learner's update of one cache: fine-tunes `current`'s conv and
+// predictor layers on `predictor_rows`, then trains a new selector on
+// `selector_rows` from the fine-tuned predictor's outputs (agreement with
+// the base class). The threshold and enabled flag are left as in `current`.
+// `yield` runs after every optimizer step (the caller's time slicing).
+// InvalidArgument when there are no predictor rows or LibTorch fails.
+absl::StatusOr<CacheWeights> FineTuneCache(const CacheWeights& current,
+                                           const TrainingRowsView& predictor_rows,
+                                           const TrainingRowsView& selector_rows,
+                                           const FineTuneOptions& options,
+                                           uint64_t seed,
+                                           const std::function<void()>& yield);
 
 }  // namespace gati
 

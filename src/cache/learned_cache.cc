@@ -244,6 +244,31 @@ LookupResult LearnedCache::Lookup(const float* activation,
   return result;
 }
 
+int64_t LearnedCache::training_input_size() const {
+  return weights_.variant.streams() ? weights_.shape.size()
+                                    : FeatureSize(weights_.variant, weights_.shape);
+}
+
+void LearnedCache::ExtractTrainingInput(const float* activation,
+                                        float* out) const {
+  const ActivationShape& shape = weights_.shape;
+  if (weights_.variant.streams()) {
+    std::copy(activation, activation + shape.size(), out);
+    return;
+  }
+  AdaptiveAvgPool(activation, shape.channels, shape.height, shape.width,
+                  weights_.variant.pool, out);
+}
+
+void LearnedCache::PredictFromTrainingInput(const float* input,
+                                            float* logits) const {
+  if (weights_.variant.streams()) {
+    Predict(input, logits);
+  } else {
+    PredictFromFeatures(input, logits);
+  }
+}
+
 int64_t LearnedCache::memory_bytes() const {
   int64_t floats = scratch_floats_;
   auto add = [&floats](const DenseLayer& layer) {
