@@ -1,6 +1,7 @@
 # The commands a newcomer needs; each installs what is missing first.
 #   make demo   install, build, run gati info + eval + build on the demo model
-#   make test   install, build, run the whole test suite (ctest)
+#   make test   install, build, run the whole test suite (ctest + make tsan)
+#   make tsan   the engine core's concurrency tests under ThreadSanitizer
 #   make build  install and build only
 #   make bench  install, build, run the benchmarks under bench/
 
@@ -11,7 +12,7 @@ DEMO_BUNDLE ?= $(BUILD_DIR)/demo.bundle
 THREADS ?= 1
 EVAL_THREADS ?= $(JOBS)
 
-.PHONY: deps configure build test demo bench clean
+.PHONY: deps configure build test tsan demo bench clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -25,6 +26,19 @@ build: configure
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+	$(MAKE) tsan
+
+# The engine core's concurrency tests (hot swap under load, parallel
+# lookups) under ThreadSanitizer; LibTorch is not involved, so every
+# reported race is ours.
+TSAN_DIR ?= build-tsan
+tsan: deps
+	cmake -S . -B $(TSAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCMAKE_CXX_FLAGS="-fsanitize=thread" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" \
+	  -DGATI_BUILD_TESTS=ON -DGATI_BUILD_BENCHMARKS=OFF
+	cmake --build $(TSAN_DIR) -j $(JOBS) --target runtime_core_test
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	  $(TSAN_DIR)/tests/runtime_core_test --gtest_repeat=3
 
 demo: build
 	$(BUILD_DIR)/gati info $(DEMO_MODEL) --threads $(THREADS)
@@ -38,4 +52,4 @@ bench: build
 	$(BUILD_DIR)/bench/gati_bench_lookup --model $(DEMO_MODEL)
 
 clean:
-	rm -rf $(BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(TSAN_DIR)

@@ -27,6 +27,11 @@ std::function<int()> RegisterBuildCommand(CLI::App& app);
 // Registers `gati plan` on `app`; the returned function runs it.
 std::function<int()> RegisterPlanCommand(CLI::App& app);
 
+// Registers `gati replay` on `app`; the returned function runs it.
+std::function<int()> RegisterReplayCommand(CLI::App& app);
+// Registers `gati trace` on `app`; the returned function runs it.
+std::function<int()> RegisterTraceCommand(CLI::App& app);
+
 // Planner options from the flags `gati plan` and `gati build` share; the
 // error names the bad flag.
 absl::StatusOr<PlanOptions> MakePlanOptions(const std::string& memory_budget,

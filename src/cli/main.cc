@@ -15,6 +15,8 @@ int main(int argc, char** argv) {
   auto run_eval = gati::cli::RegisterEvalCommand(app);
   auto run_build = gati::cli::RegisterBuildCommand(app);
   auto run_plan = gati::cli::RegisterPlanCommand(app);
+  auto run_replay = gati::cli::RegisterReplayCommand(app);
+  auto run_trace = gati::cli::RegisterTraceCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -24,6 +26,8 @@ int main(int argc, char** argv) {
   if (app.got_subcommand("eval")) return run_eval();
   if (app.got_subcommand("build")) return run_build();
   if (app.got_subcommand("plan")) return run_plan();
+  if (app.got_subcommand("replay")) return run_replay();
+  if (app.got_subcommand("trace")) return run_trace();
   std::fprintf(stderr, "gati: no subcommand\n");
   return 2;
 }

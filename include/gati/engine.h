@@ -1,0 +1,209 @@
+// The engine: serves one bundle with early exits at the planned taps.
+//
+// Per request, the base model runs as frozen segments cut at the planned
+// taps, on one of the engine's workers (the request's thread). After each
+// segment the tap's features and lookup go to the lookup executor while the
+// next segment starts; the first hit, in tap order, answers the request at
+// once and later work for it is dropped. On a miss the last segment answers
+// with the base model's class. Mode `sequential` does the lookup on the
+// request's thread before the next segment instead; both answer identically.
+//
+// Feedback: the base model's answer for a request (always known on a miss;
+// for a `feedback_rate` share of hits the remaining segments keep running
+// after the answer was returned). Feedback rows go to bounded per-tap ring
+// buffers, feed the live monitor (a tap whose false-hit rate is shown to
+// exceed its bound is switched off) and, when enabled, the online learner,
+// which fine-tunes caches in the background and swaps in those that pass a
+// validation gate. Readers never wait for the learner: a swap is a pointer
+// swap and every request sees one whole cache version.
+#ifndef GATI_ENGINE_H_
+#define GATI_ENGINE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gati/plan.h"
+#include "gati/status.h"
+
+namespace gati {
+
+struct LearnerOptions {
+  // Run the online learner (off: caches stay as built; feedback still feeds
+  // the monitor).
+  bool enabled = false;
+  // An update round starts after this many new feedback rows ...
+  int64_t trigger_rows = 1024;
+  // ... or this many seconds after the last round, whichever comes first
+  // (rounds with too few rows per tap change nothing).
+  double trigger_seconds = 30;
+  // Fewest feedback rows a tap needs before the learner touches it.
+  int64_t min_rows = 600;
+  // Share of a tap's recent rows held out for recalibration and the gate;
+  // of the rest, `selector_share` trains the selector, the remainder the
+  // predictor.
+  double holdout_share = 0.5;
+  double selector_share = 0.25;
+  // Replay rows from the bundle's build-time sample per feedback training
+  // row (0 = feedback only).
+  double replay_ratio = 1.0;
+  // Fine-tuning: epochs over the training rows, Adam learning rate, batch.
+  int epochs = 4;
+  double learning_rate = 2e-3;
+  int batch = 64;
+  // Largest share of one core the learner may use: after each slice of
+  // work it sleeps so that busy / (busy + sleep) <= max_cpu_share.
+  double max_cpu_share = 0.25;
+  // The learner thread runs under SCHED_IDLE (only when a core is idle);
+  // where that is refused, at this niceness (0..19).
+  int nice = 19;
+  uint64_t seed = 1;
+};
+
+struct EngineOptions {
+  // LibTorch intra-op threads (process-wide).
+  int intra_op_threads = 1;
+  // "cpu", or "cuda"/"cuda:N" with a CUDA build of LibTorch.
+  std::string device = "cpu";
+  // Requests computed at once (the requests' threads); more callers queue.
+  int workers = 2;
+  // Threads of the lookup executor (parallel mode).
+  int lookup_threads = 1;
+  LookupMode mode = LookupMode::kParallel;
+  // false: serve the base model alone, as if the plan had no taps.
+  bool use_caches = true;
+  // Share of hits whose remaining segments still run, off the critical
+  // path, to learn the base model's answer.
+  double feedback_rate = 0.05;
+  // Cap on the feedback ring buffers, all taps together, and on rows per tap.
+  int64_t feedback_memory_bytes = 64ll << 20;
+  int64_t feedback_rows_per_tap = 4096;
+  // Live monitor: outcomes of the last `monitor_window` checked hits per
+  // tap; once `monitor_min_checks` are in, the tap is switched off when the
+  // lower confidence bound of its false-hit rate exceeds epsilon. The test
+  // repeats after every check, hence the high default confidence.
+  int monitor_window = 1000;
+  int monitor_min_checks = 50;
+  double monitor_confidence = 0.99;
+  // Per-tap bound on the false-hit rate among hits (monitor and learner);
+  // 0 = the epsilon the bundle was built with.
+  double epsilon = 0;
+  // Exact-match front cache (LRU on the input bytes); 0 bytes = off.
+  int64_t exact_cache_bytes = 0;
+  LearnerOptions learner;
+  // Seeds the feedback sampling.
+  uint64_t seed = 1;
+};
+
+// The tap reported for answers of the base model.
+inline constexpr int kBaseExit = -1;
+
+struct InferOptions {
+  // Also return class probabilities (the predictor's on a hit, the base
+  // model's otherwise).
+  bool want_scores = false;
+};
+
+struct InferTimings {
+  double total_us = 0;  // Call to answer.
+  double queue_us = 0;  // Waiting for a worker.
+};
+
+struct InferResult {
+  int label = -1;
+  std::vector<float> scores;  // Empty unless InferOptions::want_scores.
+  int exit_tap = kBaseExit;   // The answering tap, or kBaseExit.
+  bool cache_hit = false;     // Answered by a learned cache.
+  bool exact_hit = false;     // Answered by the exact-match front cache.
+  int64_t cache_version = 0;  // The cache version the request used.
+  InferTimings timings;
+};
+
+struct TapStats {
+  int tap = 0;
+  std::string variant;
+  float threshold = 1.0f;
+  int64_t lookups = 0;
+  int64_t hits = 0;  // Requests this tap answered.
+  // Among feedback-sampled hits of this tap: checked, and false.
+  int64_t feedback_hits = 0;
+  int64_t feedback_false_hits = 0;
+  // Monitor window: lower confidence bound of the false-hit rate.
+  double live_false_hit_lower = 0;
+  bool disabled = false;
+  int64_t times_disabled = 0;
+  int64_t feedback_rows = 0;  // Rows held in the tap's ring buffer now.
+  int64_t updates_accepted = 0;
+  int64_t updates_rejected = 0;
+};
+
+struct EngineStats {
+  int64_t requests = 0;
+  int64_t errors = 0;  // Rejected inputs and failed requests.
+  int64_t base_answers = 0;
+  int64_t cache_hits = 0;
+  int64_t exact_hits = 0;
+  int64_t exact_misses = 0;
+  int64_t exact_bytes = 0;
+  int64_t feedback_requests = 0;  // Requests whose base answer was learned.
+  int64_t feedback_bytes = 0;     // Held by the ring buffers now.
+  int64_t feedback_capacity_bytes = 0;
+  int64_t cache_version = 0;
+  int64_t updates_accepted = 0;  // Over all taps and rounds.
+  int64_t updates_rejected = 0;
+  int64_t learner_rounds = 0;
+  double learner_busy_seconds = 0;
+  std::vector<TapStats> taps;  // One per planned tap, in tap order.
+};
+
+class Engine {
+ public:
+  // Loads the bundle at `bundle_dir` (Bundle::Load checks), cuts its base
+  // model at the plan's taps and starts the workers, lookup executor and,
+  // when enabled, the learner. A bundle without a plan serves the base model
+  // alone. Fails with the load error, or InvalidArgument naming the bad
+  // option.
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(
+      const std::string& bundle_dir, const EngineOptions& options);
+
+  // Stops the learner, waits for in-flight requests and feedback work.
+  virtual ~Engine();
+
+  // Classifies one input: `count` float32 values in the model's input shape
+  // (input_shape()), normalized as the model expects. Thread-safe; any
+  // number of callers. InvalidArgument for a wrong size or a non-finite
+  // value; Internal when the model fails. The engine keeps serving either way.
+  virtual absl::StatusOr<InferResult> Infer(const float* input, int64_t count,
+                                            const InferOptions& options = {}) = 0;
+
+  // The whole base model, frozen and optimized as one segment, run on the
+  // caller's thread: the reference every speedup is measured against.
+  // Thread-safe. Same errors as Infer.
+  virtual absl::StatusOr<InferResult> InferBase(const float* input,
+                                                int64_t count) = 0;
+
+  // Runs one learner round now, on the caller's thread, whatever the
+  // triggers say; returns the number of caches installed. FailedPrecondition
+  // when the learner is not enabled.
+  virtual absl::StatusOr<int> UpdateNow() = 0;
+
+  // Waits until feedback work of answered requests has finished and its
+  // rows are recorded.
+  virtual void WaitForFeedback() = 0;
+
+  virtual EngineStats Stats() const = 0;
+  virtual const std::vector<int64_t>& input_shape() const = 0;
+  virtual int num_classes() const = 0;
+  // Planned taps in use (empty with use_caches = false or no plan).
+  virtual const std::vector<int>& planned_taps() const = 0;
+  // The planner's predicted mean latency (ms), 0 without a plan.
+  virtual double predicted_mean_ms() const = 0;
+  // True while a learner round is running (for reports that separate
+  // latency during training from latency at rest).
+  virtual bool learner_busy() const = 0;
+};
+
+}  // namespace gati
+
+#endif  // GATI_ENGINE_H_

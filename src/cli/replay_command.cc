@@ -1,0 +1,439 @@
+// `gati replay BUNDLE --trace T.npy`: replays a trace through the engine and
+// through the whole frozen base model in the same run, interleaved, and
+// reports latency, speedup, exits, agreement, accuracy and learner activity.
+#include <CLI/CLI.hpp>
+
+#include <torch/script.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "cli/commands.h"
+#include "cli/progress_bar.h"
+#include "data/file_io.h"
+#include "data/npy.h"
+#include "gati/bundle.h"
+#include "gati/engine.h"
+#include "gati/model.h"
+#include "gati/profile.h"
+
+namespace gati::cli {
+namespace {
+
+struct ReplayFlags {
+  std::string bundle;
+  std::string trace;
+  std::string labels;
+  std::string online = "off";
+  std::string mode = "parallel";
+  int threads = 1;
+  int workers = 2;
+  int concurrency = 1;
+  double feedback_rate = 0.05;
+  std::string exact_cache = "0";
+  int64_t limit = 0;
+  int warmup = 20;
+  int64_t trigger_rows = 1024;
+  double learner_share = 0.25;
+  double epsilon = 0;
+  bool no_cache = false;
+  std::string dump_taps;
+  std::string device = "cpu";
+};
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "gati replay: %s\n", status.ToString().c_str());
+  return kExitError;
+}
+
+// One replayed request: the engine's answer and the base model's, timed.
+struct Outcome {
+  int label = -1;
+  int exit_tap = kBaseExit;
+  bool exact_hit = false;
+  int base_label = -1;
+  double gati_us = 0;
+  double base_us = 0;
+  bool learner_busy = false;
+};
+
+struct LatencySummary {
+  double mean = 0, p50 = 0, p95 = 0, p99 = 0;
+};
+
+LatencySummary Summarize(const std::vector<double>& micros) {
+  LatencySummary s;
+  if (micros.empty()) return s;
+  double total = 0;
+  for (double v : micros) total += v;
+  s.mean = total / micros.size() / 1000;
+  s.p50 = Percentile(micros, 0.50) / 1000;
+  s.p95 = Percentile(micros, 0.95) / 1000;
+  s.p99 = Percentile(micros, 0.99) / 1000;
+  return s;
+}
+
+// Loads the trace as normalized model inputs, checking it against the model.
+absl::StatusOr<std::vector<float>> LoadInputs(const std::string& path,
+                                              const ModelMetadata& metadata,
+                                              int64_t* count) {
+  GATI_ASSIGN_OR_RETURN(NpyArray trace, ReadNpy(path));
+  if (trace.dtype != NpyDtype::kFloat32 || trace.shape.size() != metadata.input_shape.size() + 1 ||
+      !std::equal(metadata.input_shape.begin(), metadata.input_shape.end(),
+                  trace.shape.begin() + 1)) {
+    std::string want = "[N";
+    for (int64_t d : metadata.input_shape) absl::StrAppend(&want, ", ", d);
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": a trace for this model is float32 ", want, "]"));
+  }
+  *count = trace.shape[0];
+  if (*count < 1) return absl::InvalidArgumentError(path + ": the trace is empty");
+  const int64_t channels = metadata.input_shape[0];
+  const int64_t plane = trace.num_elements() / (*count * channels);
+  std::vector<float> inputs = std::move(trace.f32);
+  for (int64_t i = 0; i < static_cast<int64_t>(inputs.size()); ++i) {
+    const float value = inputs[i];
+    if (!std::isfinite(value) || value < 0 || value > 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": value ", i, " is ", value, "; trace pixels must be in [0, 1]"));
+    }
+    const int64_t c = (i / plane) % channels;
+    inputs[i] = (value - metadata.mean[c]) / metadata.std[c];
+  }
+  return inputs;
+}
+
+absl::StatusOr<std::vector<int64_t>> LoadLabels(const std::string& path, int64_t count,
+                                                int num_classes) {
+  GATI_ASSIGN_OR_RETURN(NpyArray labels, ReadNpy(path));
+  if (labels.dtype != NpyDtype::kInt64 || labels.shape != std::vector<int64_t>{count}) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": labels must be int64 [", count, "] (one per request)"));
+  }
+  for (int64_t i = 0; i < count; ++i) {
+    if (labels.i64[i] < 0 || labels.i64[i] >= num_classes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": label ", i, " is ", labels.i64[i], ", not a class"));
+    }
+  }
+  return labels.i64;
+}
+
+// Per request and per cache of the bundle: predictor class, its top
+// probability, selector score and the base class, as CSV.
+absl::Status DumpTaps(const std::string& out_path, const Bundle& bundle,
+                      const StagedModel& model, const std::vector<float>& inputs,
+                      int64_t count) {
+  std::vector<int> taps;
+  for (const CacheEntry& entry : bundle.manifest().caches) {
+    if (taps.empty() || taps.back() != entry.tap) taps.push_back(entry.tap);
+  }
+  GATI_ASSIGN_OR_RETURN(auto segments, model.Segment(taps));
+  int64_t per_input = 1;
+  for (int64_t d : model.metadata().input_shape) per_input *= d;
+  std::vector<int64_t> shape = {0};
+  for (int64_t d : model.metadata().input_shape) shape.push_back(d);
+  std::string csv = "request,tap,variant,predicted_class,top_probability,selector_score,base_class\n";
+  const int num_classes = model.num_classes();
+  std::vector<float> probabilities(num_classes);
+  constexpr int64_t kBatch = 64;
+  ProgressBar progress("dump taps", count);
+  for (int64_t begin = 0; begin < count; begin += kBatch) {
+    const int64_t batch = std::min(kBatch, count - begin);
+    shape[0] = batch;
+    at::Tensor x = at::from_blob(const_cast<float*>(inputs.data()) + begin * per_input,
+                                 shape, at::kFloat)
+                       .clone();
+    if (model.options().device != "cpu") x = x.to(at::Device(model.options().device));
+    std::vector<at::Tensor> activations;
+    for (int s = 0; s < segments->num_segments(); ++s) {
+      GATI_ASSIGN_OR_RETURN(x, segments->RunSegment(s, x));
+      if (s + 1 < segments->num_segments()) activations.push_back(x.cpu().contiguous());
+    }
+    at::Tensor base = x.argmax(1).cpu();
+    for (int64_t i = 0; i < batch; ++i) {
+      const int64_t base_class = base[i].item<int64_t>();
+      for (size_t c = 0; c < bundle.caches().size(); ++c) {
+        const CacheEntry& entry = bundle.manifest().caches[c];
+        const size_t slot = std::find(taps.begin(), taps.end(), entry.tap) - taps.begin();
+        const at::Tensor& a = activations[slot];
+        const int64_t row = a.numel() / batch;
+        LookupResult result =
+            bundle.caches()[c]->Lookup(a.data_ptr<float>() + i * row, probabilities.data());
+        absl::StrAppendFormat(&csv, "%d,%d,%s,%d,%.6f,%.6f,%d\n", begin + i, entry.tap,
+                              entry.variant, result.label, probabilities[result.label],
+                              result.score, base_class);
+      }
+    }
+    progress.Update(begin + batch);
+  }
+  progress.Finish();
+  return WriteFileAtomic(out_path, csv);
+}
+
+int RunReplay(const ReplayFlags& flags) {
+  auto exact_bytes = ParseByteSize(flags.exact_cache);
+  if (!exact_bytes.ok()) {
+    return Fail(absl::InvalidArgumentError("--exact-cache: " +
+                                           std::string(exact_bytes.status().message())));
+  }
+  auto mode = ParseLookupMode(flags.mode);
+  if (!mode.ok()) return Fail(mode.status());
+  auto bundle = Bundle::Load(flags.bundle);
+  if (!bundle.ok()) return Fail(bundle.status());
+  ModelOptions model_options;
+  model_options.intra_op_threads = flags.threads;
+  model_options.device = flags.device;
+  auto model = StagedModel::Load((*bundle)->model_path(), model_options);
+  if (!model.ok()) return Fail(model.status());
+  int64_t count = 0;
+  auto inputs = LoadInputs(flags.trace, (*model)->metadata(), &count);
+  if (!inputs.ok()) return Fail(inputs.status());
+  std::vector<int64_t> labels;
+  if (!flags.labels.empty()) {
+    auto loaded = LoadLabels(flags.labels, count, (*model)->num_classes());
+    if (!loaded.ok()) return Fail(loaded.status());
+    labels = std::move(*loaded);
+  }
+  if (flags.limit > 0) count = std::min(count, flags.limit);
+  int64_t input_size = 1;
+  for (int64_t d : (*model)->metadata().input_shape) input_size *= d;
+
+  EngineOptions options;
+  options.intra_op_threads = flags.threads;
+  options.device = flags.device;
+  options.workers = flags.workers;
+  options.mode = *mode;
+  options.use_caches = !flags.no_cache;
+  options.feedback_rate = flags.feedback_rate;
+  options.exact_cache_bytes = *exact_bytes;
+  options.epsilon = flags.epsilon;
+  options.learner.enabled = flags.online == "on";
+  options.learner.trigger_rows = flags.trigger_rows;
+  options.learner.max_cpu_share = flags.learner_share;
+  auto engine = Engine::Create(flags.bundle, options);
+  if (!engine.ok()) return Fail(engine.status());
+  Engine& gati = **engine;
+
+  // Warm-up on the first requests: allocations, lazy initialization.
+  for (int i = 0; i < flags.warmup && i < count; ++i) {
+    const float* x = inputs->data() + i * input_size;
+    auto a = gati.Infer(x, input_size);
+    auto b = gati.InferBase(x, input_size);
+    if (!a.ok()) return Fail(a.status());
+    if (!b.ok()) return Fail(b.status());
+  }
+  gati.WaitForFeedback();
+
+  std::vector<Outcome> outcomes(count);
+  std::atomic<int64_t> next{0};
+  std::atomic<bool> failed{false};
+  absl::Status first_error;
+  std::mutex error_mutex;
+  ProgressBar progress("replay", count);
+  std::atomic<int64_t> done{0};
+  auto client = [&] {
+    for (int64_t i = next++; i < count && !failed; i = next++) {
+      const float* x = inputs->data() + i * input_size;
+      Outcome& out = outcomes[i];
+      // Alternate the order so that neither side always runs second.
+      for (int side = 0; side < 2; ++side) {
+        if ((side + i) % 2 == 0) {
+          out.learner_busy = gati.learner_busy();
+          auto result = gati.Infer(x, input_size);
+          if (!result.ok()) {
+            std::lock_guard<std::mutex> lock(error_mutex);
+            first_error = result.status();
+            failed = true;
+            return;
+          }
+          out.label = result->label;
+          out.exit_tap = result->exit_tap;
+          out.exact_hit = result->exact_hit;
+          out.gati_us = result->timings.total_us;
+          out.learner_busy = out.learner_busy || gati.learner_busy();
+        } else {
+          auto result = gati.InferBase(x, input_size);
+          if (!result.ok()) {
+            std::lock_guard<std::mutex> lock(error_mutex);
+            first_error = result.status();
+            failed = true;
+            return;
+          }
+          out.base_label = result->label;
+          out.base_us = result->timings.total_us;
+        }
+      }
+      progress.Update(++done);
+    }
+  };
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> clients;
+  for (int c = 0; c < flags.concurrency; ++c) clients.emplace_back(client);
+  for (std::thread& t : clients) t.join();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  progress.Finish();
+  if (failed) return Fail(first_error);
+  gati.WaitForFeedback();
+  EngineStats stats = gati.Stats();
+
+  std::vector<double> gati_us, base_us, busy_us, rest_us, base_busy_us, base_rest_us;
+  int64_t agree = 0, correct = 0, base_correct = 0, exact_hits = 0;
+  std::map<int, int64_t> exits;
+  for (int64_t i = 0; i < count; ++i) {
+    const Outcome& o = outcomes[i];
+    gati_us.push_back(o.gati_us);
+    base_us.push_back(o.base_us);
+    (o.learner_busy ? busy_us : rest_us).push_back(o.gati_us);
+    (o.learner_busy ? base_busy_us : base_rest_us).push_back(o.base_us);
+    agree += o.label == o.base_label;
+    exact_hits += o.exact_hit;
+    ++exits[o.exit_tap];
+    if (!labels.empty()) {
+      correct += o.label == labels[i];
+      base_correct += o.base_label == labels[i];
+    }
+  }
+  const LatencySummary g = Summarize(gati_us);
+  const LatencySummary b = Summarize(base_us);
+  std::printf("\n%lld requests, concurrency %d, %s mode, intra-op threads %d, workers %d, "
+              "online learning %s, %.1f s\n",
+              static_cast<long long>(count), flags.concurrency, LookupModeName(*mode),
+              flags.threads, flags.workers, flags.online.c_str(), seconds);
+  std::printf("planned taps: %zu%s\n\n", gati.planned_taps().size(),
+              flags.no_cache ? " (caches off: --no-cache)" : "");
+  std::printf("%-22s %9s %9s %9s %9s\n", "latency (ms)", "mean", "p50", "p95", "p99");
+  std::printf("%-22s %9.3f %9.3f %9.3f %9.3f\n", "gati", g.mean, g.p50, g.p95, g.p99);
+  std::printf("%-22s %9.3f %9.3f %9.3f %9.3f\n", "base model (frozen)", b.mean, b.p50,
+              b.p95, b.p99);
+  auto ratio = [](double base, double ours) { return ours > 0 ? base / ours : 0.0; };
+  std::printf("%-22s %8.2fx %8.2fx %8.2fx %8.2fx\n\n", "speedup (base / gati)",
+              ratio(b.mean, g.mean), ratio(b.p50, g.p50), ratio(b.p95, g.p95),
+              ratio(b.p99, g.p99));
+  if (gati.predicted_mean_ms() > 0) {
+    std::printf("planner's predicted mean %.3f ms, measured %.3f ms (measured / predicted "
+                "%.2f)\n",
+                gati.predicted_mean_ms(), g.mean, g.mean / gati.predicted_mean_ms());
+  }
+  std::printf("answered at:");
+  for (const auto& [tap, n] : exits) {
+    std::printf("  %s %.1f%%", tap == kBaseExit ? "base" : absl::StrCat("tap ", tap).c_str(),
+                100.0 * n / count);
+  }
+  std::printf("\n");
+  if (exact_hits > 0 || *exact_bytes > 0) {
+    std::printf("exact-match cache: %lld hits (%.1f%%), %lld bytes\n",
+                static_cast<long long>(exact_hits), 100.0 * exact_hits / count,
+                static_cast<long long>(stats.exact_bytes));
+  }
+  std::printf("agreement with the base model: %.4f (%lld/%lld)\n",
+              static_cast<double>(agree) / count, static_cast<long long>(agree),
+              static_cast<long long>(count));
+  if (!labels.empty()) {
+    std::printf("accuracy: gati %.4f, base model %.4f\n", static_cast<double>(correct) / count,
+                static_cast<double>(base_correct) / count);
+  }
+  std::printf("feedback: %lld requests, %.1f of %.1f MB held; cache version %lld\n",
+              static_cast<long long>(stats.feedback_requests), stats.feedback_bytes / 1e6,
+              stats.feedback_capacity_bytes / 1e6, static_cast<long long>(stats.cache_version));
+  std::printf("cache updates: %lld accepted, %lld rejected in %lld learner rounds "
+              "(%.1f s of learner CPU)\n",
+              static_cast<long long>(stats.updates_accepted),
+              static_cast<long long>(stats.updates_rejected),
+              static_cast<long long>(stats.learner_rounds), stats.learner_busy_seconds);
+  if (!busy_us.empty()) {
+    // Requests that overlapped a learner round against the rest, for gati
+    // and for the base model (which shows what the machine itself did).
+    const LatencySummary busy = Summarize(busy_us);
+    const LatencySummary rest = Summarize(rest_us);
+    const LatencySummary base_busy = Summarize(base_busy_us);
+    const LatencySummary base_rest = Summarize(base_rest_us);
+    std::printf("while the learner trained (%zu requests) vs at rest (%zu): p99 gati %.3f vs "
+                "%.3f ms (x%.2f), base model %.3f vs %.3f ms (x%.2f); p50 gati x%.2f\n",
+                busy_us.size(), rest_us.size(), busy.p99, rest.p99,
+                rest.p99 > 0 ? busy.p99 / rest.p99 : 0.0, base_busy.p99, base_rest.p99,
+                base_rest.p99 > 0 ? base_busy.p99 / base_rest.p99 : 0.0,
+                rest.p50 > 0 ? busy.p50 / rest.p50 : 0.0);
+  }
+  int disabled = 0;
+  std::printf("\n%5s %-24s %9s %9s %8s %10s %10s %9s %8s\n", "tap", "variant", "threshold",
+              "lookups", "hits", "checked", "false", "disabled", "updates");
+  for (const TapStats& t : stats.taps) {
+    disabled += t.disabled;
+    std::printf("%5d %-24s %9.4f %9lld %8lld %10lld %10lld %9s %4lld/%lld\n", t.tap,
+                t.variant.c_str(), t.threshold, static_cast<long long>(t.lookups),
+                static_cast<long long>(t.hits), static_cast<long long>(t.feedback_hits),
+                static_cast<long long>(t.feedback_false_hits),
+                t.disabled ? "yes" : (t.times_disabled > 0 ? "was" : "no"),
+                static_cast<long long>(t.updates_accepted),
+                static_cast<long long>(t.updates_accepted + t.updates_rejected));
+  }
+  std::printf("taps disabled now: %d\n", disabled);
+  if (!flags.dump_taps.empty()) {
+    absl::Status dumped = DumpTaps(flags.dump_taps, **bundle, **model, *inputs, count);
+    if (!dumped.ok()) return Fail(dumped);
+    std::printf("wrote %s\n", flags.dump_taps.c_str());
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+std::function<int()> RegisterReplayCommand(CLI::App& app) {
+  auto flags = std::make_shared<ReplayFlags>();
+  CLI::App* command = app.add_subcommand(
+      "replay",
+      "Replay a trace through the engine and the whole base model (same run, "
+      "interleaved) and compare latency, exits and agreement.");
+  command->add_option("BUNDLE", flags->bundle, "bundle directory (gati build)")->required();
+  command->add_option("--trace", flags->trace,
+                      "NPY float32 [N, C, H, W] images with pixels in [0, 1] (gati trace)")
+      ->required();
+  command->add_option("--labels", flags->labels, "NPY int64 [N] ground-truth classes");
+  command->add_option("--online", flags->online, "online learning: on or off")
+      ->check(CLI::IsMember({"on", "off"}));
+  command->add_option("--mode", flags->mode, "lookups: parallel or sequential")
+      ->check(CLI::IsMember({"parallel", "sequential"}));
+  command->add_option("--threads", flags->threads, "LibTorch intra-op threads")
+      ->check(CLI::Range(1, 256));
+  command->add_option("--workers", flags->workers, "requests computed at once")
+      ->check(CLI::Range(1, 256));
+  command->add_option("--concurrency", flags->concurrency, "replaying client threads")
+      ->check(CLI::Range(1, 1024));
+  command->add_option("--feedback-rate", flags->feedback_rate,
+                      "share of hits that still run the whole model for feedback")
+      ->check(CLI::Range(0.0, 1.0));
+  command->add_option("--exact-cache", flags->exact_cache,
+                      "exact-match front cache size, e.g. 16MB (0: off)");
+  command->add_option("--epsilon", flags->epsilon,
+                      "per-tap false-hit bound for the monitor and learner (0: the bundle's)")
+      ->check(CLI::Range(0.0, 0.5));
+  command->add_option("--trigger-rows", flags->trigger_rows,
+                      "feedback requests between learner rounds")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  command->add_option("--learner-share", flags->learner_share,
+                      "largest share of one core the learner uses")
+      ->check(CLI::Range(0.01, 1.0));
+  command->add_option("--limit", flags->limit, "replay only the first N requests (0: all)")
+      ->check(CLI::NonNegativeNumber);
+  command->add_option("--warmup", flags->warmup, "untimed requests first")
+      ->check(CLI::Range(0, 100000));
+  command->add_flag("--no-cache", flags->no_cache, "serve the base model alone");
+  command->add_option("--dump-taps", flags->dump_taps,
+                      "write per request and cache: class, top probability, selector "
+                      "score, base class (CSV)");
+  command->add_option("--device", flags->device, "cpu, or cuda with a CUDA build of LibTorch");
+  return [flags] { return RunReplay(*flags); };
+}
+
+}  // namespace gati::cli

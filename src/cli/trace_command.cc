@@ -1,0 +1,74 @@
+// `gati trace`: writes a workload trace (NPY images + labels) made from the
+// Fashion-MNIST test split.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "cli/commands.h"
+#include "data/fashion_mnist.h"
+#include "data/trace.h"
+
+namespace gati::cli {
+namespace {
+
+struct TraceFlags {
+  std::string kind = "iid";
+  int64_t count = 10000;
+  uint64_t seed = 1;
+  std::string out;
+  std::string labels_out;
+  std::string data_dir = kFashionMnistDir;
+};
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "gati trace: %s\n", status.ToString().c_str());
+  return kExitError;
+}
+
+// "T.npy" -> "T.labels.npy".
+std::string LabelsPath(const std::string& out) {
+  const std::string suffix = ".npy";
+  if (out.size() > suffix.size() && out.compare(out.size() - suffix.size(), suffix.size(), suffix) == 0) {
+    return out.substr(0, out.size() - suffix.size()) + ".labels.npy";
+  }
+  return out + ".labels.npy";
+}
+
+int RunTrace(const TraceFlags& flags) {
+  auto kind = ParseTraceKind(flags.kind);
+  if (!kind.ok()) return Fail(kind.status());
+  // Traces come from the test split only: it trains and calibrates nothing.
+  auto source = LoadFashionMnist(Split::kTest, flags.data_dir);
+  if (!source.ok()) return Fail(source.status());
+  auto trace = MakeTrace(*kind, flags.count, flags.seed, *source);
+  if (!trace.ok()) return Fail(trace.status());
+  const std::string labels_path = flags.labels_out.empty() ? LabelsPath(flags.out) : flags.labels_out;
+  absl::Status status = WriteNpy(flags.out, trace->images);
+  if (!status.ok()) return Fail(status);
+  status = WriteNpy(labels_path, trace->labels);
+  if (!status.ok()) return Fail(status);
+  std::printf("wrote %s (%lld %s requests from the Fashion-MNIST test split, seed %llu) and %s\n",
+              flags.out.c_str(), static_cast<long long>(flags.count), TraceKindName(*kind),
+              static_cast<unsigned long long>(flags.seed), labels_path.c_str());
+  return kExitOk;
+}
+
+}  // namespace
+
+std::function<int()> RegisterTraceCommand(CLI::App& app) {
+  auto flags = std::make_shared<TraceFlags>();
+  CLI::App* command = app.add_subcommand(
+      "trace", "Write a workload trace from the Fashion-MNIST test split.");
+  command->add_option("--kind", flags->kind, "iid");
+  command->add_option("--n", flags->count, "requests")->check(CLI::Range(int64_t{1}, int64_t{10000000}));
+  command->add_option("--seed", flags->seed, "random seed");
+  command->add_option("--out", flags->out, "trace file (NPY float32 [N, 1, 28, 28])")->required();
+  command->add_option("--labels-out", flags->labels_out,
+                      "labels file (default: OUT with .labels.npy)");
+  command->add_option("--data-dir", flags->data_dir, "directory of the Fashion-MNIST files");
+  return [flags] { return RunTrace(*flags); };
+}
+
+}  // namespace gati::cli

@@ -1,0 +1,49 @@
+// How an Engine is assembled from parts. The LibTorch backend
+// (torch_backend.cc) loads a bundle into EngineParts; tests build parts from
+// fakes, so the engine's scheduling, feedback, monitor and hot swap are
+// exercised without LibTorch (and under ThreadSanitizer).
+#ifndef GATI_RUNTIME_ENGINE_INTERNAL_H_
+#define GATI_RUNTIME_ENGINE_INTERNAL_H_
+
+#include <memory>
+#include <vector>
+
+#include "gati/cache.h"
+#include "gati/engine.h"
+#include "runtime/learner.h"
+#include "runtime/segment_runner.h"
+#include "runtime/training_rows.h"
+
+namespace gati::runtime {
+
+struct EngineParts {
+  std::vector<int64_t> input_shape;  // One input, without the batch dimension.
+  int num_classes = 0;
+  // Planned taps (strictly increasing) and their caches (enabled, at the
+  // plan's thresholds), one per tap.
+  std::vector<int> taps;
+  std::vector<std::shared_ptr<const LearnedCache>> caches;
+  // The base model cut at `taps` (taps.size() + 1 segments).
+  std::unique_ptr<SegmentRunner> runner;
+  // Required when the learner is enabled.
+  std::unique_ptr<CacheTrainer> trainer;
+  // Build-time replay rows per tap (may be empty).
+  std::vector<TrainingRows> replay;
+  double predicted_mean_ms = 0;
+  // The bundle's per-cache epsilon (used when EngineOptions::epsilon is 0)
+  // and the confidence its thresholds were certified at (the learner's gate
+  // uses the same).
+  double bundle_epsilon = 0.01;
+  double bundle_confidence = 0.95;
+};
+
+// InvalidArgument naming the first bad field of `options`.
+absl::Status ValidateEngineOptions(const EngineOptions& options);
+
+// Checks that the parts fit together and starts the engine.
+absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(EngineParts parts,
+                                                     const EngineOptions& options);
+
+}  // namespace gati::runtime
+
+#endif  // GATI_RUNTIME_ENGINE_INTERNAL_H_

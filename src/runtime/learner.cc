@@ -1,0 +1,252 @@
+#include "runtime/learner.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <functional>
+#include <chrono>
+#include <numeric>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "spdlog/spdlog.h"
+
+namespace gati::runtime {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+struct Scored {
+  std::vector<float> scores;
+  std::vector<bool> agrees;
+  std::vector<bool> hits;  // At the cache's own threshold.
+};
+
+Scored Score(const LearnedCache& cache, const TrainingRows& rows) {
+  Scored out;
+  std::vector<float> logits(cache.num_classes());
+  for (int64_t i = 0; i < rows.count; ++i) {
+    cache.PredictFromTrainingInput(rows.features.data() + i * rows.feature_size,
+                                   logits.data());
+    const int label = static_cast<int>(
+        std::max_element(logits.begin(), logits.end()) - logits.begin());
+    const float score = cache.SelectorScore(logits.data());
+    out.scores.push_back(score);
+    out.agrees.push_back(label == rows.label(i));
+    out.hits.push_back(cache.weights().enabled && score >= cache.weights().threshold);
+  }
+  return out;
+}
+
+}  // namespace
+
+GateDecision ValidateUpdate(const LearnedCache& current, bool current_disabled,
+                            CacheWeights candidate, const TrainingRows& reference,
+                            const TrainingRows& holdout, double epsilon,
+                            double confidence) {
+  GateDecision decision;
+  if (holdout.count == 0) {
+    decision.reason = "no held-out rows";
+    return decision;
+  }
+  candidate.enabled = false;
+  candidate.threshold = 1.0f;
+  auto scored_cache = LearnedCache::Create(candidate);
+  if (!scored_cache.ok()) {
+    decision.reason = std::string(scored_cache.status().message());
+    return decision;
+  }
+  const Scored reference_scores = Score(**scored_cache, reference);
+  const Scored held = Score(**scored_cache, holdout);
+  std::vector<float> candidates = CandidateThresholds(
+      reference_scores.scores.empty() ? held.scores : reference_scores.scores,
+      holdout.count, epsilon, confidence);
+  // The threshold in force is fixed before the slice is seen too; offering
+  // it lets an equally good candidate match the current hit rate exactly.
+  if (current.weights().enabled) candidates.push_back(current.weights().threshold);
+  std::sort(candidates.begin(), candidates.end(), std::greater<float>());
+  candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+  decision.candidate =
+      CalibrateThreshold(held.scores, held.agrees, candidates, epsilon, confidence);
+  const Scored now = Score(current, holdout);
+  const int64_t current_hits = std::count(now.hits.begin(), now.hits.end(), true);
+  decision.current_hit_rate = static_cast<double>(current_hits) / holdout.count;
+  if (!decision.candidate.found) {
+    decision.reason = absl::StrCat("no threshold keeps the false-hit bound ", epsilon,
+                                   " on ", holdout.count, " held-out rows");
+    return decision;
+  }
+  if (!current_disabled && decision.candidate.hit_rate < decision.current_hit_rate) {
+    decision.reason = absl::StrFormat("hit rate %.3f below the current cache's %.3f",
+                                      decision.candidate.hit_rate,
+                                      decision.current_hit_rate);
+    return decision;
+  }
+  candidate.enabled = true;
+  candidate.threshold = decision.candidate.threshold;
+  auto accepted = LearnedCache::Create(std::move(candidate));
+  if (!accepted.ok()) {
+    decision.reason = std::string(accepted.status().message());
+    return decision;
+  }
+  decision.cache = std::move(*accepted);
+  decision.accepted = true;
+  decision.reason = absl::StrFormat(
+      "hit rate %.3f (was %.3f), false-hit bound %.4f", decision.candidate.hit_rate,
+      decision.current_hit_rate, decision.candidate.false_hit_upper_bound);
+  return decision;
+}
+
+OnlineLearner::OnlineLearner(const FeedbackStore* store,
+                             std::unique_ptr<CacheTrainer> trainer,
+                             std::vector<TrainingRows> replay,
+                             const LearnerOptions& options, double epsilon,
+                             double confidence, Hooks hooks)
+    : store_(store),
+      trainer_(std::move(trainer)),
+      replay_(std::move(replay)),
+      options_(options),
+      epsilon_(epsilon),
+      confidence_(confidence),
+      hooks_(std::move(hooks)) {
+  for (int slot = 0; slot < store_->num_slots(); ++slot) {
+    accepted_.push_back(std::make_unique<std::atomic<int64_t>>(0));
+    rejected_.push_back(std::make_unique<std::atomic<int64_t>>(0));
+  }
+  replay_.resize(store_->num_slots());
+}
+
+OnlineLearner::~OnlineLearner() {
+  stop_requested_ = true;
+  {
+    std::lock_guard<std::mutex> lock(stop_mutex_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void OnlineLearner::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+double OnlineLearner::busy_seconds() const { return busy_micros_.load() / 1e6; }
+
+void OnlineLearner::Loop() {
+  // Lowest priority for this thread only: SCHED_IDLE runs it only on cores
+  // that requests leave idle; niceness where that is refused.
+  sched_param param{};
+  if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &param) != 0) {
+    setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)),
+                std::clamp(options_.nice, 0, 19));
+  }
+  int64_t rows_at_last_round = hooks_.feedback_requests();
+  Clock::time_point last_round = Clock::now();
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(stop_mutex_);
+      // Poll the row trigger; the timeout also serves the time trigger.
+      stop_cv_.wait_for(lock, std::chrono::milliseconds(100), [this] { return stopping_; });
+      if (stopping_) return;
+    }
+    const int64_t rows = hooks_.feedback_requests();
+    if (rows - rows_at_last_round < options_.trigger_rows &&
+        SecondsSince(last_round) < options_.trigger_seconds) {
+      continue;
+    }
+    rows_at_last_round = rows;
+    last_round = Clock::now();
+    auto installed = RunRound(/*throttled=*/true);
+    if (!installed.ok()) {
+      spdlog::warn("online learner: {}", std::string(installed.status().message()));
+    }
+  }
+}
+
+absl::StatusOr<int> OnlineLearner::RunRound(bool throttled) {
+  std::lock_guard<std::mutex> round_lock(round_mutex_);
+  busy_ = true;
+  const int64_t round = rounds_++;
+  Clock::time_point slice_start = Clock::now();
+  auto add_busy = [this](Clock::time_point from) {
+    busy_micros_ += static_cast<int64_t>(SecondsSince(from) * 1e6);
+  };
+  // Sleeps so that busy time stays within max_cpu_share of the wall time.
+  auto yield = [&] {
+    if (!throttled) return;
+    const double busy = SecondsSince(slice_start);
+    add_busy(slice_start);
+    const double share = std::clamp(options_.max_cpu_share, 0.01, 1.0);
+    if (!stop_requested_ && share < 1.0) {
+      std::this_thread::sleep_for(std::chrono::duration<double>(busy * (1 - share) / share));
+    }
+    slice_start = Clock::now();
+  };
+  std::shared_ptr<const CacheSet> current = hooks_.current();
+  std::vector<std::pair<int, std::shared_ptr<const LearnedCache>>> updates;
+  for (int slot = 0; slot < store_->num_slots() && !stop_requested_; ++slot) {
+    TrainingRows rows = store_->Snapshot(slot);
+    if (rows.count < options_.min_rows) continue;
+    std::mt19937_64 rng(options_.seed + 7919 * round + slot);
+    std::vector<int64_t> order(rows.count);
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), rng);
+    const int64_t holdout_n = static_cast<int64_t>(options_.holdout_share * rows.count);
+    const int64_t selector_n =
+        static_cast<int64_t>(options_.selector_share * (rows.count - holdout_n));
+    auto take = [&](int64_t begin, int64_t end) {
+      return rows.Select(std::vector<int64_t>(order.begin() + begin, order.begin() + end));
+    };
+    TrainingRows holdout = take(0, holdout_n);
+    TrainingRows selector_rows = take(holdout_n, holdout_n + selector_n);
+    TrainingRows predictor_rows = take(holdout_n + selector_n, rows.count);
+    const TrainingRows& replay = replay_[slot];
+    if (replay.count > 0 && options_.replay_ratio > 0 &&
+        replay.feature_size == rows.feature_size) {
+      const int64_t want = std::min<int64_t>(
+          replay.count,
+          static_cast<int64_t>(options_.replay_ratio * predictor_rows.count));
+      std::vector<int64_t> replay_order(replay.count);
+      std::iota(replay_order.begin(), replay_order.end(), 0);
+      std::shuffle(replay_order.begin(), replay_order.end(), rng);
+      for (int64_t i = 0; i < want; ++i) predictor_rows.Append(replay, replay_order[i]);
+    }
+    const LearnedCache& in_force = *current->caches[slot];
+    auto trained = trainer_->Train(in_force.weights(), predictor_rows, selector_rows,
+                                   options_, options_.seed + round, yield);
+    if (!trained.ok()) {
+      busy_ = false;
+      add_busy(slice_start);
+      return trained.status();
+    }
+    const bool disabled = hooks_.disabled(slot);
+    GateDecision decision = ValidateUpdate(in_force, disabled, std::move(*trained),
+                                           selector_rows, holdout, epsilon_, confidence_);
+    const int tap = in_force.weights().tap;
+    if (decision.accepted) {
+      ++*accepted_[slot];
+      spdlog::info("online learner: tap {} update accepted: {}", tap, decision.reason);
+      updates.emplace_back(slot, std::move(decision.cache));
+    } else {
+      ++*rejected_[slot];
+      spdlog::info("online learner: tap {} update rejected: {}", tap, decision.reason);
+    }
+    yield();
+  }
+  const int installed = static_cast<int>(updates.size());
+  if (installed > 0) hooks_.install(std::move(updates));
+  add_busy(slice_start);
+  busy_ = false;
+  return installed;
+}
+
+}  // namespace gati::runtime

@@ -1,0 +1,58 @@
+// The live agreement monitor: per tap, the outcomes (false hit or not) of
+// its last `window` checked hits. A tap is switched off when the
+// one-sided lower confidence bound (Clopper-Pearson) of its false-hit rate
+// exceeds epsilon: with the given confidence, the tap is then really worse
+// than its bound, not just unlucky.
+#ifndef GATI_RUNTIME_MONITOR_H_
+#define GATI_RUNTIME_MONITOR_H_
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+
+namespace gati::runtime {
+
+class TapMonitor {
+ public:
+  // Judges a tap once it has `min_checks` outcomes in its window.
+  // REQUIRES: window >= 1, 0 < epsilon < 1, 0 < confidence < 1.
+  TapMonitor(int slots, int window, int min_checks, double epsilon, double confidence);
+
+  // Records one checked hit of `slot`; thread-safe. Returns true when this
+  // record switched the tap off (it was on and now is not).
+  bool Record(int slot, bool false_hit);
+  // Switches `slot` back on with an empty window (after a validated update).
+  void Reset(int slot);
+
+  bool disabled(int slot) const;
+  double lower_bound(int slot) const;
+  int64_t checked(int slot) const;     // All checked hits since creation.
+  int64_t false_hits(int slot) const;  // All false hits since creation.
+  int64_t times_disabled(int slot) const;
+
+ private:
+  struct Tap {
+    mutable std::mutex mutex;
+    std::vector<uint8_t> window ABSL_GUARDED_BY(mutex);  // Ring of outcomes.
+    int64_t next ABSL_GUARDED_BY(mutex) = 0;
+    int64_t filled ABSL_GUARDED_BY(mutex) = 0;
+    int64_t window_false ABSL_GUARDED_BY(mutex) = 0;
+    int64_t checked ABSL_GUARDED_BY(mutex) = 0;
+    int64_t false_hits ABSL_GUARDED_BY(mutex) = 0;
+    int64_t times_disabled ABSL_GUARDED_BY(mutex) = 0;
+    double lower ABSL_GUARDED_BY(mutex) = 0;
+    bool disabled ABSL_GUARDED_BY(mutex) = false;
+  };
+  int window_;
+  int min_checks_;
+  double epsilon_;
+  double confidence_;
+  std::vector<std::unique_ptr<Tap>> taps_;
+};
+
+}  // namespace gati::runtime
+
+#endif  // GATI_RUNTIME_MONITOR_H_

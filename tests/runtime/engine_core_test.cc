@@ -1,0 +1,280 @@
+// The engine's request path, feedback, monitor, exact-match cache and hot
+// swap on a fake model (no LibTorch). The concurrency tests also run under
+// ThreadSanitizer (`make tsan`).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <thread>
+
+#include "runtime/engine_internal.h"
+#include "runtime/runtime_testutil.h"
+
+namespace gati {
+namespace {
+
+using testing::FakeBaseClass;
+using testing::FakeCacheWeights;
+using testing::FakeInputs;
+using testing::FakeParts;
+using testing::kAlwaysHit;
+using testing::kFakeClasses;
+using testing::kNeverHit;
+
+// Options for tests of the answer path with deliberately wrong caches, which
+// the live monitor would otherwise switch off.
+EngineOptions MonitorOff() {
+  EngineOptions options;
+  options.epsilon = 0.999;
+  return options;
+}
+
+std::unique_ptr<Engine> MakeEngine(const std::vector<CacheWeights>& caches,
+                                   EngineOptions options = {}) {
+  auto engine = runtime::CreateEngine(FakeParts(caches), options);
+  EXPECT_TRUE(engine.ok()) << engine.status();
+  return std::move(*engine);
+}
+
+InferResult MustInfer(Engine& engine, const std::vector<float>& input,
+                      const InferOptions& options = {}) {
+  auto result = engine.Infer(input.data(), static_cast<int64_t>(input.size()), options);
+  EXPECT_TRUE(result.ok()) << result.status();
+  return result.ok() ? *result : InferResult{};
+}
+
+TEST(EngineCoreTest, HitAnswersWithThePredictorsClass) {
+  // Tap 3's predictor is deliberately off by one class and always hits.
+  auto engine = MakeEngine({FakeCacheWeights(3, /*shift=*/1, kAlwaysHit)}, MonitorOff());
+  for (const auto& input : FakeInputs(50, 1)) {
+    InferResult result = MustInfer(*engine, input, {.want_scores = true});
+    EXPECT_TRUE(result.cache_hit);
+    EXPECT_EQ(result.exit_tap, 3);
+    EXPECT_EQ(result.label, (FakeBaseClass(input) + 1) % kFakeClasses);
+    ASSERT_EQ(result.scores.size(), static_cast<size_t>(kFakeClasses));
+    EXPECT_EQ(std::max_element(result.scores.begin(), result.scores.end()) -
+                  result.scores.begin(),
+              result.label);
+  }
+}
+
+TEST(EngineCoreTest, MissAnswersWithTheBaseModelsClass) {
+  auto engine = MakeEngine({FakeCacheWeights(0, 1, kNeverHit), FakeCacheWeights(4, 2, kNeverHit)});
+  for (const auto& input : FakeInputs(50, 2)) {
+    InferResult result = MustInfer(*engine, input);
+    EXPECT_FALSE(result.cache_hit);
+    EXPECT_EQ(result.exit_tap, kBaseExit);
+    EXPECT_EQ(result.label, FakeBaseClass(input));
+  }
+  EngineStats stats = engine->Stats();
+  EXPECT_EQ(stats.base_answers, 50);
+  EXPECT_EQ(stats.taps[0].lookups, 50);
+  EXPECT_EQ(stats.taps[1].hits, 0);
+}
+
+TEST(EngineCoreTest, FirstHitInTapOrderAnswers) {
+  // Both taps always hit; tap 1 must win although tap 5 hits too.
+  auto engine = MakeEngine({FakeCacheWeights(1, 1, kAlwaysHit), FakeCacheWeights(5, 2, kAlwaysHit)},
+                           MonitorOff());
+  for (const auto& input : FakeInputs(30, 3)) {
+    EXPECT_EQ(MustInfer(*engine, input).exit_tap, 1);
+  }
+}
+
+TEST(EngineCoreTest, ParallelAndSequentialAnswerIdentically) {
+  // Selectors that hit on confident inputs only, at different margins, and
+  // predictors that differ, so every exit shows in the answer.
+  std::vector<CacheWeights> caches = {FakeCacheWeights(0, 1, 0.85f),
+                                      FakeCacheWeights(2, 2, 0.6f),
+                                      FakeCacheWeights(7, 0, 0.3f)};
+  EngineOptions parallel = MonitorOff();
+  parallel.mode = LookupMode::kParallel;
+  parallel.lookup_threads = 2;
+  parallel.feedback_rate = 0.3;
+  EngineOptions sequential = parallel;
+  sequential.mode = LookupMode::kSequential;
+  auto a = MakeEngine(caches, parallel);
+  auto b = MakeEngine(caches, sequential);
+  std::map<int, int> exits;
+  for (const auto& input : FakeInputs(400, 4)) {
+    InferResult x = MustInfer(*a, input);
+    InferResult y = MustInfer(*b, input);
+    EXPECT_EQ(x.label, y.label);
+    EXPECT_EQ(x.exit_tap, y.exit_tap);
+    ++exits[x.exit_tap];
+  }
+  // The inputs exercise every exit, or the comparison proves little.
+  EXPECT_EQ(exits.size(), 4u);
+  for (const auto& [tap, n] : exits) EXPECT_GT(n, 10) << "tap " << tap;
+}
+
+TEST(EngineCoreTest, NoTapsServesLikeTheBaseModel) {
+  auto engine = MakeEngine({});
+  for (const auto& input : FakeInputs(20, 5)) {
+    InferResult result = MustInfer(*engine, input);
+    auto base = engine->InferBase(input.data(), kFakeClasses);
+    ASSERT_TRUE(base.ok());
+    EXPECT_EQ(result.label, base->label);
+    EXPECT_EQ(result.exit_tap, kBaseExit);
+  }
+}
+
+TEST(EngineCoreTest, BadInputIsAnErrorAndTheEngineKeepsServing) {
+  auto engine = MakeEngine({FakeCacheWeights(0, 0, 0.5f)});
+  std::vector<float> short_input(kFakeClasses - 1, 0.5f);
+  auto wrong_size = engine->Infer(short_input.data(), short_input.size());
+  EXPECT_EQ(wrong_size.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(wrong_size.status().message().find("takes 4"), std::string::npos);
+  std::vector<float> nan_input = {0.1f, NAN, 0.2f, 0.3f};
+  auto nan = engine->Infer(nan_input.data(), nan_input.size());
+  EXPECT_EQ(nan.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(nan.status().message().find("value 1"), std::string::npos);
+  std::vector<float> inf_input = {0.1f, 0.2f, INFINITY, 0.3f};
+  EXPECT_FALSE(engine->InferBase(inf_input.data(), inf_input.size()).ok());
+  EXPECT_FALSE(engine->Infer(nullptr, kFakeClasses).ok());
+  std::vector<float> good = {0.1f, 0.9f, 0.2f, 0.3f};
+  EXPECT_EQ(MustInfer(*engine, good).label, 1);
+  EXPECT_EQ(engine->Stats().errors, 3);
+}
+
+TEST(EngineCoreTest, RejectsBadOptions) {
+  EngineOptions options;
+  options.feedback_rate = 1.5;
+  auto engine = runtime::CreateEngine(FakeParts({}), options);
+  EXPECT_EQ(engine.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(engine.status().message().find("feedback_rate"), std::string::npos);
+  options = {};
+  options.workers = 0;
+  EXPECT_FALSE(runtime::CreateEngine(FakeParts({}), options).ok());
+}
+
+TEST(EngineCoreTest, MonitorSwitchesOffATapFedWithFalseHits) {
+  // Tap 2 always hits and is always wrong; every hit is checked.
+  EngineOptions options;
+  options.feedback_rate = 1.0;
+  options.epsilon = 0.01;
+  auto engine = MakeEngine({FakeCacheWeights(2, 1, kAlwaysHit), FakeCacheWeights(6, 0, kAlwaysHit)},
+                           options);
+  auto inputs = FakeInputs(80, 6);
+  for (const auto& input : inputs) MustInfer(*engine, input);
+  engine->WaitForFeedback();
+  EngineStats stats = engine->Stats();
+  EXPECT_TRUE(stats.taps[0].disabled);
+  // Judged after 50 checks; requests that started while the last checks
+  // were still running (one per worker) may hit too.
+  EXPECT_GE(stats.taps[0].hits, options.monitor_min_checks);
+  EXPECT_LE(stats.taps[0].hits, options.monitor_min_checks + options.workers);
+  EXPECT_EQ(stats.taps[0].times_disabled, 1);
+  EXPECT_GT(stats.taps[0].live_false_hit_lower, 0.01);
+  EXPECT_FALSE(stats.taps[1].disabled);
+  // From now on the switched-off tap answers nothing; tap 6 (right) does.
+  for (const auto& input : FakeInputs(20, 7)) {
+    InferResult result = MustInfer(*engine, input);
+    EXPECT_EQ(result.exit_tap, 6);
+    EXPECT_EQ(result.label, FakeBaseClass(input));
+  }
+}
+
+TEST(EngineCoreTest, FeedbackBuffersStayUnderTheirCap) {
+  EngineOptions options;
+  options.feedback_rate = 1.0;
+  // Rows are (4 features + 4 logits) * 4 bytes = 32 bytes; 2 taps share 2 KB.
+  options.feedback_memory_bytes = 2048;
+  auto engine = MakeEngine({FakeCacheWeights(0, 0, 0.5f), FakeCacheWeights(3, 0, 0.2f)}, options);
+  for (const auto& input : FakeInputs(300, 8)) MustInfer(*engine, input);
+  engine->WaitForFeedback();
+  EngineStats stats = engine->Stats();
+  EXPECT_GT(stats.feedback_requests, 100);
+  EXPECT_LE(stats.feedback_bytes, 2048);
+  EXPECT_EQ(stats.feedback_bytes, stats.feedback_capacity_bytes);
+  EXPECT_EQ(stats.taps[0].feedback_rows, 32);  // 1024 bytes / 32 bytes.
+}
+
+TEST(EngineCoreTest, ExactMatchCacheAnswersRepeatsWithinItsCap) {
+  EngineOptions options;
+  options.exact_cache_bytes = 4096;
+  auto engine = MakeEngine({FakeCacheWeights(0, 0, 0.5f)}, options);
+  auto inputs = FakeInputs(10, 9);
+  InferResult first = MustInfer(*engine, inputs[0]);
+  InferResult again = MustInfer(*engine, inputs[0]);
+  EXPECT_FALSE(first.exact_hit);
+  EXPECT_TRUE(again.exact_hit);
+  EXPECT_EQ(again.label, first.label);
+  // A different input with the same size is no hit.
+  EXPECT_FALSE(MustInfer(*engine, inputs[1]).exact_hit);
+  for (const auto& input : FakeInputs(500, 10)) MustInfer(*engine, input);
+  EngineStats stats = engine->Stats();
+  EXPECT_EQ(stats.exact_hits, 1);
+  EXPECT_EQ(stats.exact_misses, 502);
+  EXPECT_LE(stats.exact_bytes, 4096);
+  EXPECT_GT(stats.exact_bytes, 0);
+}
+
+TEST(EngineCoreTest, UpdateNeedsTheLearner) {
+  auto engine = MakeEngine({FakeCacheWeights(0, 0, 0.5f)});
+  EXPECT_EQ(engine->UpdateNow().status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// Many callers while the learner installs 100 new versions (swaps): no error, every
+// answer right, versions never go backwards for a caller.
+TEST(EngineCoreTest, ConcurrentInferWhileTheLearnerSwapsCaches) {
+  EngineOptions options;
+  options.feedback_rate = 1.0;
+  options.epsilon = 0.05;
+  options.workers = 3;
+  options.lookup_threads = 2;
+  options.learner.enabled = true;
+  options.learner.min_rows = 100;
+  options.learner.trigger_rows = int64_t{1} << 40;  // Rounds only on UpdateNow.
+  options.learner.trigger_seconds = 1e9;
+  auto engine = MakeEngine({FakeCacheWeights(0, 0, 0.3f), FakeCacheWeights(4, 0, kAlwaysHit)},
+                           options);
+  auto inputs = FakeInputs(200, 11);
+  for (const auto& input : inputs) MustInfer(*engine, input);
+  engine->WaitForFeedback();
+
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> wrong{0}, failed{0}, backwards{0}, served{0};
+  std::vector<std::thread> callers;
+  for (int c = 0; c < 4; ++c) {
+    callers.emplace_back([&, c] {
+      int64_t last_version = 0;
+      for (size_t i = c; !stop; i = (i + 7) % inputs.size()) {
+        auto result = engine->Infer(inputs[i].data(), kFakeClasses);
+        if (!result.ok()) {
+          ++failed;
+          continue;
+        }
+        wrong += result->label != FakeBaseClass(inputs[i]);
+        backwards += result->cache_version < last_version;
+        last_version = result->cache_version;
+        ++served;
+      }
+    });
+  }
+  // Rounds until 100 swaps happened; the gate may reject an update now and
+  // then (its thresholds come from small, shifting samples).
+  int installed = 0, swaps = 0, rounds = 0;
+  while (swaps < 100 && rounds < 400) {
+    auto n = engine->UpdateNow();
+    ASSERT_TRUE(n.ok()) << n.status();
+    installed += *n;
+    swaps += *n > 0;
+    ++rounds;
+  }
+  stop = true;
+  for (std::thread& t : callers) t.join();
+  engine->WaitForFeedback();
+  EngineStats stats = engine->Stats();
+  EXPECT_EQ(swaps, 100);
+  EXPECT_EQ(stats.cache_version, 101);
+  EXPECT_EQ(stats.updates_accepted, installed);
+  EXPECT_GE(installed, 190);  // Nearly every update of an equal cache passes.
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(wrong, 0);
+  EXPECT_EQ(backwards, 0);
+  EXPECT_GT(served, 0);
+}
+
+}  // namespace
+}  // namespace gati
