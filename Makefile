@@ -3,7 +3,8 @@
 #   make test   install, build, run the whole test suite (ctest + make tsan)
 #   make tsan   the engine core's concurrency tests under ThreadSanitizer
 #   make build  install and build only
-#   make bench  install, build, run the benchmarks under bench/
+#   make bench  install, build, run the benchmarks under bench/ (builds the
+#               demo bundle first when it is missing)
 
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
@@ -12,7 +13,7 @@ DEMO_BUNDLE ?= $(BUILD_DIR)/demo.bundle
 THREADS ?= 1
 EVAL_THREADS ?= $(JOBS)
 
-.PHONY: deps configure build test tsan demo bench clean
+.PHONY: deps configure build test tsan demo bench bench-learner clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -40,9 +41,19 @@ tsan: deps
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
 	  $(TSAN_DIR)/tests/runtime_core_test --gtest_repeat=3
 
+DEMO_TRACE ?= $(BUILD_DIR)/demo.iid.npy
+
 demo: build
 	$(BUILD_DIR)/gati info $(DEMO_MODEL) --threads $(THREADS)
 	$(BUILD_DIR)/gati eval $(DEMO_MODEL) --split test --threads $(EVAL_THREADS)
+	$(BUILD_DIR)/gati build --model $(DEMO_MODEL) --out $(DEMO_BUNDLE) \
+	  --threads $(EVAL_THREADS)
+	$(BUILD_DIR)/gati trace --kind iid --n 2000 --seed 1 --out $(DEMO_TRACE)
+	$(BUILD_DIR)/gati replay $(DEMO_BUNDLE) --trace $(DEMO_TRACE) \
+	  --labels $(BUILD_DIR)/demo.iid.labels.npy --threads $(THREADS)
+
+# The demo bundle, built once for the benchmarks when `make demo` has not.
+$(DEMO_BUNDLE)/manifest.json:
 	$(BUILD_DIR)/gati build --model $(DEMO_MODEL) --out $(DEMO_BUNDLE) \
 	  --threads $(EVAL_THREADS)
 
@@ -50,6 +61,13 @@ bench: build
 	$(BUILD_DIR)/bench/gati_bench_segments models/resnet20.pt \
 	  models/resnet56.pt --threads $(THREADS)
 	$(BUILD_DIR)/bench/gati_bench_lookup --model $(DEMO_MODEL)
+	$(MAKE) bench-learner
+
+# p99 of concurrent requests while the online learner trains, against the
+# same run's requests at rest (and the base model's, for the machine's own
+# drift); the learner is made busy with a high feedback rate.
+bench-learner: build $(DEMO_BUNDLE)/manifest.json
+	bash bench/learner_interference.sh $(BUILD_DIR)/gati $(DEMO_BUNDLE) $(BUILD_DIR)
 
 clean:
 	rm -rf $(BUILD_DIR) $(TSAN_DIR)

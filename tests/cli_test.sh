@@ -84,6 +84,41 @@ expect "plan runs" 0 "predicted latency: mean [0-9.]+ ms" -- "$GATI" plan "$WORK
 expect "plan stored" 0 "\"mode\": \"sequential\"" -- cat "$WORK/b/manifest.json"
 expect "plan infeasible is the base model" 0 "no caches: every request runs the base model \(no cache fits the memory budget" -- "$GATI" plan "$WORK/b" --memory-budget 10B
 expect "plan bundle still loads" 0 "search: [0-9]+ plans replayed" -- "$GATI" plan "$WORK/b"
+# gati trace + gati replay on the bundle just planned.
+expect "trace unknown kind" nonzero "unknown trace kind 'zipf'; known: iid" -- "$GATI" trace --kind zipf --n 10 --out "$WORK/t.npy"
+expect "trace needs out" nonzero "--out is required" -- "$GATI" trace --n 10
+expect "trace runs" 0 "wrote .*t.npy \(120 iid requests" -- "$GATI" trace --n 120 --seed 3 --out "$WORK/t.npy"
+expect "trace wrote labels" 0 "^present$" -- bash -c "[[ -s '$WORK/t.labels.npy' ]] && echo present"
+"$GATI" trace --n 50 --out "$WORK/t50.npy" >/dev/null
+/usr/bin/python3 - "$WORK" <<'PY'
+import sys, numpy as np
+work = sys.argv[1]
+x = np.load(work + "/t.npy")
+bad = x.copy(); bad[3, 0, 5, 5] = 2.0
+np.save(work + "/bad_range.npy", bad)
+nan = x.copy(); nan[7, 0, 1, 1] = np.nan
+np.save(work + "/bad_nan.npy", nan)
+np.save(work + "/bad_shape.npy", x[:, :, :20, :])
+PY
+expect "replay needs trace" nonzero "--trace is required" -- "$GATI" replay "$WORK/b"
+expect "replay missing bundle" nonzero "manifest.json: cannot open" -- "$GATI" replay "$WORK/absent" --trace "$WORK/t.npy"
+expect "replay missing trace" nonzero "none.npy: cannot open" -- "$GATI" replay "$WORK/b" --trace "$WORK/none.npy"
+expect "replay wrong trace shape" nonzero "a trace for this model is float32 \[N, 1, 28, 28\]" -- "$GATI" replay "$WORK/b" --trace "$WORK/bad_shape.npy"
+expect "replay labels as trace" nonzero "a trace for this model is float32" -- "$GATI" replay "$WORK/b" --trace "$WORK/t.labels.npy"
+expect "replay pixel out of range" nonzero "value 2497 is 2; trace pixels must be in \[0, 1\]" -- "$GATI" replay "$WORK/b" --trace "$WORK/bad_range.npy"
+expect "replay NaN pixel" nonzero "value 5517 is nan" -- "$GATI" replay "$WORK/b" --trace "$WORK/bad_nan.npy"
+expect "replay labels of another trace" nonzero "labels must be int64 \[120\]" -- "$GATI" replay "$WORK/b" --trace "$WORK/t.npy" --labels "$WORK/t50.labels.npy"
+expect "replay bad mode" nonzero "mode" -- "$GATI" replay "$WORK/b" --trace "$WORK/t.npy" --mode fast
+expect "replay bad exact cache" nonzero "--exact-cache: 'big' is not a size" -- "$GATI" replay "$WORK/b" --trace "$WORK/t.npy" --exact-cache big
+expect "replay runs" 0 "speedup \(base / gati\) +[0-9.]+x" -- "$GATI" replay "$WORK/b" --trace "$WORK/t.npy" --labels "$WORK/t.labels.npy" --warmup 2
+expect "replay reports agreement" 0 "agreement with the base model: (1\.0000|0\.9[0-9]+) \([0-9]+/120\)" -- "$GATI" replay "$WORK/b" --trace "$WORK/t.npy" --warmup 0
+expect "replay reports accuracy" 0 "accuracy: gati [01]\.[0-9]+, base model" -- "$GATI" replay "$WORK/b" --trace "$WORK/t.npy" --labels "$WORK/t.labels.npy" --limit 30
+expect "replay sequential online" 0 "sequential mode.*online learning on" -- "$GATI" replay "$WORK/b" --trace "$WORK/t.npy" --mode sequential --online on --concurrency 2 --limit 60
+expect "replay without caches" 0 "planned taps: 0 \(caches off" -- "$GATI" replay "$WORK/b" --trace "$WORK/t.npy" --no-cache --limit 20
+expect "replay exact-match cache" 0 "exact-match cache: [0-9]+ hits" -- "$GATI" replay "$WORK/b" --trace "$WORK/t.npy" --exact-cache 1MB --limit 60
+expect "replay dump taps" 0 "wrote .*taps.csv" -- "$GATI" replay "$WORK/b" --trace "$WORK/t.npy" --limit 40 --dump-taps "$WORK/taps.csv"
+expect "dump header" 0 "^request,tap,variant,predicted_class,top_probability,selector_score,base_class$" -- head -1 "$WORK/taps.csv"
+expect "dump one row per request and cache" 0 "^41$" -- bash -c "wc -l < '$WORK/taps.csv'"
 mkdir -p "$WORK/notes" && echo keep > "$WORK/notes/file.txt"
 expect "build keeps other directories" nonzero "exists and is not a bundle" -- "$GATI" build --model "$TINY" --out "$WORK/notes" "${QUICK[@]}"
 

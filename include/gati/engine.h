@@ -87,7 +87,9 @@ struct EngineOptions {
   int monitor_min_checks = 50;
   double monitor_confidence = 0.99;
   // Per-tap bound on the false-hit rate among hits (monitor and learner);
-  // 0 = the epsilon the bundle was built with.
+  // 0 = per tap, the bound the plan holds it to: the upper confidence bound
+  // of its false-hit rate on the planning split at the planned threshold
+  // (the bundle's build epsilon when the bundle has no planning records).
   double epsilon = 0;
   // Exact-match front cache (LRU on the input bytes); 0 bytes = off.
   int64_t exact_cache_bytes = 0;
@@ -124,6 +126,7 @@ struct TapStats {
   int tap = 0;
   std::string variant;
   float threshold = 1.0f;
+  double epsilon = 0;  // The tap's false-hit bound (monitor and gate).
   int64_t lookups = 0;
   int64_t hits = 0;  // Requests this tap answered.
   // Among feedback-sampled hits of this tap: checked, and false.
@@ -192,13 +195,18 @@ class Engine {
   // rows are recorded.
   virtual void WaitForFeedback() = 0;
 
+  // Counters since Create and the state of every planned tap; a consistent
+  // snapshot per counter, not across counters. Thread-safe.
   virtual EngineStats Stats() const = 0;
+  // Shape of one input without the batch dimension, e.g. {1, 28, 28}.
   virtual const std::vector<int64_t>& input_shape() const = 0;
   virtual int num_classes() const = 0;
   // Planned taps in use (empty with use_caches = false or no plan).
   virtual const std::vector<int>& planned_taps() const = 0;
-  // The planner's predicted mean latency (ms), 0 without a plan.
+  // The planner's predicted mean latency (ms) and the base model's latency
+  // it was predicted against (as profiled at build time); 0 without a plan.
   virtual double predicted_mean_ms() const = 0;
+  virtual double predicted_base_ms() const = 0;
   // True while a learner round is running (for reports that separate
   // latency during training from latency at rest).
   virtual bool learner_busy() const = 0;

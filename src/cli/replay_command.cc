@@ -321,9 +321,14 @@ int RunReplay(const ReplayFlags& flags) {
               ratio(b.mean, g.mean), ratio(b.p50, g.p50), ratio(b.p95, g.p95),
               ratio(b.p99, g.p99));
   if (gati.predicted_mean_ms() > 0) {
+    // Absolute times drift with the machine's load between build and replay;
+    // the speedup is the comparable figure.
+    const double predicted_speedup =
+        gati.predicted_base_ms() > 0 ? gati.predicted_base_ms() / gati.predicted_mean_ms() : 0;
     std::printf("planner's predicted mean %.3f ms, measured %.3f ms (measured / predicted "
-                "%.2f)\n",
-                gati.predicted_mean_ms(), g.mean, g.mean / gati.predicted_mean_ms());
+                "%.2f); predicted speedup %.2fx (base %.3f ms at build), measured %.2fx\n",
+                gati.predicted_mean_ms(), g.mean, g.mean / gati.predicted_mean_ms(),
+                predicted_speedup, gati.predicted_base_ms(), ratio(b.mean, g.mean));
   }
   std::printf("answered at:");
   for (const auto& [tap, n] : exits) {
@@ -366,12 +371,13 @@ int RunReplay(const ReplayFlags& flags) {
                 rest.p50 > 0 ? busy.p50 / rest.p50 : 0.0);
   }
   int disabled = 0;
-  std::printf("\n%5s %-24s %9s %9s %8s %10s %10s %9s %8s\n", "tap", "variant", "threshold",
-              "lookups", "hits", "checked", "false", "disabled", "updates");
+  std::printf("\n%5s %-24s %9s %8s %9s %8s %10s %10s %9s %8s\n", "tap", "variant",
+              "threshold", "epsilon", "lookups", "hits", "checked", "false", "disabled",
+              "updates");
   for (const TapStats& t : stats.taps) {
     disabled += t.disabled;
-    std::printf("%5d %-24s %9.4f %9lld %8lld %10lld %10lld %9s %4lld/%lld\n", t.tap,
-                t.variant.c_str(), t.threshold, static_cast<long long>(t.lookups),
+    std::printf("%5d %-24s %9.4f %8.4f %9lld %8lld %10lld %10lld %9s %4lld/%lld\n", t.tap,
+                t.variant.c_str(), t.threshold, t.epsilon, static_cast<long long>(t.lookups),
                 static_cast<long long>(t.hits), static_cast<long long>(t.feedback_hits),
                 static_cast<long long>(t.feedback_false_hits),
                 t.disabled ? "yes" : (t.times_disabled > 0 ? "was" : "no"),

@@ -83,6 +83,7 @@ class EngineImpl final : public Engine {
   int num_classes() const override { return parts_.num_classes; }
   const std::vector<int>& planned_taps() const override { return parts_.taps; }
   double predicted_mean_ms() const override { return parts_.predicted_mean_ms; }
+  double predicted_base_ms() const override { return parts_.predicted_base_ms; }
   bool learner_busy() const override { return learner_ && learner_->busy(); }
 
  private:
@@ -104,7 +105,7 @@ class EngineImpl final : public Engine {
   const EngineOptions options_;
   EngineParts parts_;
   int64_t input_size_ = 1;
-  double epsilon_ = 0.01;
+  std::vector<double> epsilons_;  // Per slot.
 
   std::shared_ptr<const CacheSet> current_;  // std::atomic_load/store only.
   std::mutex install_mutex_;
@@ -133,8 +134,13 @@ class EngineImpl final : public Engine {
 EngineImpl::EngineImpl(EngineParts parts, const EngineOptions& options)
     : options_(options), parts_(std::move(parts)) {
   for (int64_t d : parts_.input_shape) input_size_ *= d;
-  epsilon_ = options.epsilon > 0 ? options.epsilon : parts_.bundle_epsilon;
   const int slots = num_slots();
+  for (int s = 0; s < slots; ++s) {
+    epsilons_.push_back(options.epsilon > 0 ? options.epsilon
+                        : s < static_cast<int>(parts_.tap_epsilon.size())
+                            ? parts_.tap_epsilon[s]
+                            : parts_.bundle_epsilon);
+  }
   auto set = std::make_shared<CacheSet>();
   set->version = 1;
   set->caches = parts_.caches;
@@ -152,8 +158,8 @@ EngineImpl::EngineImpl(EngineParts parts, const EngineOptions& options)
   feedback_ = std::make_unique<FeedbackStore>(feature_sizes, parts_.num_classes,
                                               options.feedback_memory_bytes,
                                               options.feedback_rows_per_tap);
-  monitor_ = std::make_unique<TapMonitor>(slots, options.monitor_window,
-                                          options.monitor_min_checks, epsilon_,
+  monitor_ = std::make_unique<TapMonitor>(epsilons_, options.monitor_window,
+                                          options.monitor_min_checks,
                                           options.monitor_confidence);
   if (options.exact_cache_bytes > 0) {
     exact_ = std::make_unique<ExactCache>(options.exact_cache_bytes);
@@ -168,7 +174,7 @@ EngineImpl::EngineImpl(EngineParts parts, const EngineOptions& options)
     hooks.feedback_requests = [this] { return feedback_requests_.load(); };
     learner_ = std::make_unique<OnlineLearner>(
         feedback_.get(), std::move(parts_.trainer), std::move(parts_.replay),
-        options.learner, epsilon_, parts_.bundle_confidence, std::move(hooks));
+        options.learner, epsilons_, parts_.bundle_confidence, std::move(hooks));
     learner_->Start();
   }
 }
@@ -378,7 +384,7 @@ void EngineImpl::Compute(const std::shared_ptr<Request>& request_ptr) {
   if (hit_slot >= 0 && monitor_->Record(hit_slot, hit_label != base_label)) {
     disabled_[hit_slot] = true;
     spdlog::warn("live monitor: tap {} switched off: false-hit rate lower bound {:.4f} > {}",
-                 parts_.taps[hit_slot], monitor_->lower_bound(hit_slot), epsilon_);
+                 parts_.taps[hit_slot], monitor_->lower_bound(hit_slot), epsilons_[hit_slot]);
   }
   RecordFeedback(request, current);
   finish();
@@ -467,6 +473,7 @@ EngineStats EngineImpl::Stats() const {
     tap.tap = parts_.taps[s];
     tap.variant = set->caches[s]->weights().variant.name;
     tap.threshold = set->caches[s]->weights().threshold;
+    tap.epsilon = epsilons_[s];
     tap.lookups = lookups_[s];
     tap.hits = hits_[s];
     tap.feedback_hits = monitor_->checked(s);
@@ -526,7 +533,8 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(EngineParts parts,
                                                      const EngineOptions& options) {
   GATI_RETURN_IF_ERROR(ValidateEngineOptions(options));
   if (!parts.runner) return absl::InvalidArgumentError("engine: no segment runner");
-  if (parts.taps.size() != parts.caches.size()) {
+  if (parts.taps.size() != parts.caches.size() ||
+      (!parts.tap_epsilon.empty() && parts.tap_epsilon.size() != parts.taps.size())) {
     return absl::InvalidArgumentError("engine: one cache per planned tap needed");
   }
   if (parts.runner->num_segments() != static_cast<int>(parts.taps.size()) + 1) {
@@ -538,6 +546,11 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(EngineParts parts,
         (s > 0 && parts.taps[s] <= parts.taps[s - 1])) {
       return absl::InvalidArgumentError(
           absl::StrCat("engine: cache for planned tap ", parts.taps[s], " does not fit"));
+    }
+  }
+  for (double epsilon : parts.tap_epsilon) {
+    if (!(epsilon > 0 && epsilon < 1)) {
+      return absl::InvalidArgumentError("engine: tap epsilons must lie in (0, 1)");
     }
   }
   if (options.learner.enabled && !parts.taps.empty() && !parts.trainer) {

@@ -30,11 +30,16 @@ struct EngineParts {
   // Build-time replay rows per tap (may be empty).
   std::vector<TrainingRows> replay;
   double predicted_mean_ms = 0;
+  double predicted_base_ms = 0;
   // The bundle's per-cache epsilon (used when EngineOptions::epsilon is 0)
   // and the confidence its thresholds were certified at (the learner's gate
   // uses the same).
   double bundle_epsilon = 0.01;
   double bundle_confidence = 0.95;
+  // Per planned tap, the false-hit bound the plan holds it to (upper
+  // confidence bound of its false-hit rate among the planning split's
+  // samples it answers); empty = bundle_epsilon everywhere.
+  std::vector<double> tap_epsilon;
 };
 
 // InvalidArgument naming the first bad field of `options`.

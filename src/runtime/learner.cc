@@ -75,14 +75,39 @@ GateDecision ValidateUpdate(const LearnedCache& current, bool current_disabled,
   if (current.weights().enabled) candidates.push_back(current.weights().threshold);
   std::sort(candidates.begin(), candidates.end(), std::greater<float>());
   candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+  // The candidates come from rows the selector was trained on, where it is
+  // overconfident, so the strictest may hit too few held-out rows to ever
+  // certify and would end the fixed-sequence scan at once. Start at the
+  // first one with enough hits: that choice depends on the held-out scores
+  // only, not on agreement, so each test in the sequence stays valid.
+  const int64_t needed = MinimumHitsFor(epsilon, confidence);
+  std::vector<float> sorted_scores = held.scores;
+  std::sort(sorted_scores.begin(), sorted_scores.end(), std::greater<float>());
+  auto hits_at = [&](float threshold) {
+    return std::upper_bound(sorted_scores.begin(), sorted_scores.end(), threshold,
+                            std::greater_equal<float>()) -
+           sorted_scores.begin();
+  };
+  auto first = std::find_if(candidates.begin(), candidates.end(),
+                            [&](float t) { return hits_at(t) >= needed; });
+  const int64_t skipped = first - candidates.begin();
+  if (first != candidates.end()) candidates.erase(candidates.begin(), first);
   decision.candidate =
       CalibrateThreshold(held.scores, held.agrees, candidates, epsilon, confidence);
   const Scored now = Score(current, holdout);
   const int64_t current_hits = std::count(now.hits.begin(), now.hits.end(), true);
   decision.current_hit_rate = static_cast<double>(current_hits) / holdout.count;
   if (!decision.candidate.found) {
-    decision.reason = absl::StrCat("no threshold keeps the false-hit bound ", epsilon,
-                                   " on ", holdout.count, " held-out rows");
+    // Say why: too few hits to certify anything, or too many false ones.
+    const Calibration strictest =
+        candidates.empty() ? Calibration{}
+                           : EvaluateThreshold(held.scores, held.agrees, candidates.front(),
+                                               confidence);
+    decision.reason = absl::StrCat(
+        "no threshold keeps the false-hit bound ", epsilon, " on ", holdout.count,
+        " held-out rows (strictest candidate: ", strictest.hits, " hits, ",
+        strictest.false_hits, " false; certifying needs >= ", needed, " hits; ",
+        skipped, " stricter candidates skipped)");
     return decision;
   }
   if (!current_disabled && decision.candidate.hit_rate < decision.current_hit_rate) {
@@ -109,13 +134,13 @@ GateDecision ValidateUpdate(const LearnedCache& current, bool current_disabled,
 OnlineLearner::OnlineLearner(const FeedbackStore* store,
                              std::unique_ptr<CacheTrainer> trainer,
                              std::vector<TrainingRows> replay,
-                             const LearnerOptions& options, double epsilon,
-                             double confidence, Hooks hooks)
+                             const LearnerOptions& options,
+                             std::vector<double> epsilons, double confidence, Hooks hooks)
     : store_(store),
       trainer_(std::move(trainer)),
       replay_(std::move(replay)),
       options_(options),
-      epsilon_(epsilon),
+      epsilons_(std::move(epsilons)),
       confidence_(confidence),
       hooks_(std::move(hooks)) {
   for (int slot = 0; slot < store_->num_slots(); ++slot) {
@@ -230,7 +255,8 @@ absl::StatusOr<int> OnlineLearner::RunRound(bool throttled) {
     }
     const bool disabled = hooks_.disabled(slot);
     GateDecision decision = ValidateUpdate(in_force, disabled, std::move(*trained),
-                                           selector_rows, holdout, epsilon_, confidence_);
+                                           selector_rows, holdout, epsilons_[slot],
+                                           confidence_);
     const int tap = in_force.weights().tap;
     if (decision.accepted) {
       ++*accepted_[slot];

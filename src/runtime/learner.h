@@ -79,10 +79,11 @@ class OnlineLearner {
     std::function<int64_t()> feedback_requests;
   };
 
-  // `replay` holds one set of rows per slot (may be empty).
+  // `replay` holds one set of rows per slot (may be empty); `epsilons` the
+  // false-hit bound per slot the gate holds updates to.
   OnlineLearner(const FeedbackStore* store, std::unique_ptr<CacheTrainer> trainer,
                 std::vector<TrainingRows> replay, const LearnerOptions& options,
-                double epsilon, double confidence, Hooks hooks);
+                std::vector<double> epsilons, double confidence, Hooks hooks);
   // Stops the thread (a round in progress finishes first).
   ~OnlineLearner();
 
@@ -108,7 +109,7 @@ class OnlineLearner {
   std::unique_ptr<CacheTrainer> trainer_;
   std::vector<TrainingRows> replay_;
   LearnerOptions options_;
-  double epsilon_;
+  std::vector<double> epsilons_;
   double confidence_;
   Hooks hooks_;
   std::mutex round_mutex_;  // One round at a time.

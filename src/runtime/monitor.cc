@@ -4,10 +4,13 @@
 
 namespace gati::runtime {
 
-TapMonitor::TapMonitor(int slots, int window, int min_checks, double epsilon,
+TapMonitor::TapMonitor(std::vector<double> epsilons, int window, int min_checks,
                        double confidence)
-    : window_(window), min_checks_(min_checks), epsilon_(epsilon), confidence_(confidence) {
-  for (int i = 0; i < slots; ++i) {
+    : epsilons_(std::move(epsilons)),
+      window_(window),
+      min_checks_(min_checks),
+      confidence_(confidence) {
+  for (size_t i = 0; i < epsilons_.size(); ++i) {
     auto tap = std::make_unique<Tap>();
     tap->window.assign(window, 0);
     taps_.push_back(std::move(tap));
@@ -28,7 +31,7 @@ bool TapMonitor::Record(int slot, bool false_hit) {
   tap.window_false += false_hit;
   tap.next = (tap.next + 1) % window_;
   tap.lower = ClopperPearsonLower(tap.window_false, tap.filled, confidence_);
-  if (!tap.disabled && tap.filled >= min_checks_ && tap.lower > epsilon_) {
+  if (!tap.disabled && tap.filled >= min_checks_ && tap.lower > epsilons_[slot]) {
     tap.disabled = true;
     ++tap.times_disabled;
     return true;

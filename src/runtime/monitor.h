@@ -17,9 +17,10 @@ namespace gati::runtime {
 
 class TapMonitor {
  public:
-  // Judges a tap once it has `min_checks` outcomes in its window.
-  // REQUIRES: window >= 1, 0 < epsilon < 1, 0 < confidence < 1.
-  TapMonitor(int slots, int window, int min_checks, double epsilon, double confidence);
+  // One tap per entry of `epsilons` (its bound); judges a tap once it has
+  // `min_checks` outcomes in its window.
+  // REQUIRES: window >= 1, 0 < epsilons[i] < 1, 0 < confidence < 1.
+  TapMonitor(std::vector<double> epsilons, int window, int min_checks, double confidence);
 
   // Records one checked hit of `slot`; thread-safe. Returns true when this
   // record switched the tap off (it was on and now is not).
@@ -46,9 +47,9 @@ class TapMonitor {
     double lower ABSL_GUARDED_BY(mutex) = 0;
     bool disabled ABSL_GUARDED_BY(mutex) = false;
   };
+  std::vector<double> epsilons_;
   int window_;
   int min_checks_;
-  double epsilon_;
   double confidence_;
   std::vector<std::unique_ptr<Tap>> taps_;
 };

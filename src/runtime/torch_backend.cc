@@ -7,6 +7,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "cache/calibration.h"
 #include "cache/head_trainer.h"
 #include "gati/bundle.h"
 #include "gati/engine.h"
@@ -143,6 +144,41 @@ absl::StatusOr<std::vector<TrainingRows>> ReplayRows(
   return rows;
 }
 
+// Per planned cache, the upper confidence bound of its false-hit rate among
+// the planning samples it answers under the plan (first hit in tap order),
+// or nothing when the bundle has no planning records or no plan.
+std::vector<double> PlannedTapBounds(const Bundle& bundle, double confidence) {
+  const BundleManifest& manifest = bundle.manifest();
+  const PlanningRecords& records = bundle.records();
+  if (!manifest.has_plan || records.caches.empty() || records.base_classes.empty()) {
+    return {};
+  }
+  std::vector<const CacheRecords*> planned;
+  for (const PlannedCache& cache : manifest.plan.caches) {
+    const CacheRecords* found = nullptr;
+    for (const CacheRecords& r : records.caches) {
+      if (r.tap == cache.tap && r.variant == cache.variant) found = &r;
+    }
+    if (found == nullptr) return {};
+    planned.push_back(found);
+  }
+  std::vector<int64_t> hits(planned.size()), false_hits(planned.size());
+  for (size_t i = 0; i < records.base_classes.size(); ++i) {
+    for (size_t s = 0; s < planned.size(); ++s) {
+      if (planned[s]->scores[i] >= manifest.plan.caches[s].threshold) {
+        ++hits[s];
+        false_hits[s] += planned[s]->classes[i] != records.base_classes[i];
+        break;
+      }
+    }
+  }
+  std::vector<double> bounds;
+  for (size_t s = 0; s < planned.size(); ++s) {
+    bounds.push_back(std::min(0.999, ClopperPearsonUpper(false_hits[s], hits[s], confidence)));
+  }
+  return bounds;
+}
+
 }  // namespace
 }  // namespace runtime
 
@@ -176,6 +212,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& bundle
   }
   if (options.use_caches && manifest.has_plan) {
     parts.predicted_mean_ms = manifest.plan.mean_ms;
+    parts.predicted_base_ms = manifest.plan.base_ms;
     for (const PlannedCache& planned : manifest.plan.caches) {
       const LearnedCache* cache = bundle->Find(planned.tap, planned.variant);
       if (cache == nullptr) {
@@ -192,6 +229,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& bundle
       parts.caches.push_back(std::move(served));
     }
   }
+  if (!parts.taps.empty()) parts.tap_epsilon = PlannedTapBounds(*bundle, parts.bundle_confidence);
   GATI_ASSIGN_OR_RETURN(std::unique_ptr<SegmentedModel> segments, model->Segment(parts.taps));
   GATI_ASSIGN_OR_RETURN(std::unique_ptr<SegmentedModel> whole, model->Segment({}));
   parts.runner = std::make_unique<TorchSegmentRunner>(std::move(model), std::move(segments),

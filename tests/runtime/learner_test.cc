@@ -96,7 +96,7 @@ TEST(FeedbackStoreTest, RingKeepsTheNewestRowsUnderTheCap) {
 }
 
 TEST(TapMonitorTest, SwitchesOffOnlyWhenTheLowerBoundExceedsEpsilon) {
-  TapMonitor monitor(1, /*window=*/200, /*min_checks=*/50, /*epsilon=*/0.05, 0.95);
+  TapMonitor monitor(/*epsilons=*/{0.05}, /*window=*/200, /*min_checks=*/50, 0.95);
   // One false hit in the first check would put the 95% lower bound at 5%:
   // too few checks to judge.
   EXPECT_FALSE(monitor.Record(0, true));
