@@ -8,6 +8,8 @@
 #include <numeric>
 #include <random>
 
+#include "gati/model.h"
+
 namespace gati {
 namespace {
 
@@ -173,6 +175,7 @@ static Targets MakeTargets(const at::Tensor& teacher_logits, double temperature)
 static void Update(PredictorTrainer::State& s, const at::Tensor& input,
                    const at::Tensor& teacher_p, const at::Tensor& teacher_log_p,
                    const at::Tensor& labels) {
+  ApplyIntraOpThreadsToThisThread();  // Trainers run on their own threads.
   const double progress =
       std::min(1.0, static_cast<double>(s.steps) / s.total_steps);
   const double lr = s.options.learning_rate * 0.5 * (1 + std::cos(kPi * progress));
@@ -253,6 +256,7 @@ std::vector<DenseLayer> TrainSelector(const std::vector<float>& inputs,
                                       const std::vector<bool>& agrees,
                                       const SelectorOptions& options,
                                       uint64_t seed) {
+  ApplyIntraOpThreadsToThisThread();
   std::mt19937_64 rng(seed);
   std::vector<Layer> layers = {MakeLayer(kSelectorInputs, options.hidden, rng),
                                MakeLayer(options.hidden, 1, rng)};

@@ -126,6 +126,7 @@ absl::StatusOr<at::Tensor> SegmentedModel::RunSegment(
                    impl_->first_stage[segment], "..",
                    impl_->end_stage[segment] - 1, ") failed"),
       [&]() -> absl::StatusOr<at::Tensor> {
+        ApplyIntraOpThreadsToThisThread();
         c10::InferenceMode guard;
         torch::jit::Module module = impl_->segments[segment];
         return module.forward({activation}).toTensor();

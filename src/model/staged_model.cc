@@ -1,4 +1,5 @@
 // Loading and validation of staged TorchScript models.
+#include <atomic>
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
 
@@ -188,12 +189,20 @@ absl::StatusOr<std::unique_ptr<StagedModel::Impl>> LoadImpl(
 }  // namespace
 }  // namespace model_internal
 
+namespace {
+// Bumped by every SetIntraOpThreads, so threads know to re-apply the count.
+std::atomic<uint64_t> intra_op_generation{0};
+std::atomic<int> intra_op_threads{1};
+}  // namespace
+
 absl::Status SetIntraOpThreads(int threads) {
   if (threads < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("intra-op threads must be >= 1, got ", threads));
   }
   at::set_num_threads(threads);
+  intra_op_threads = threads;
+  ++intra_op_generation;
   // LibTorch's linear layers call the BLAS, which keeps its own thread pool:
   // OpenBLAS (Debian's libopenblas0-pthread) would otherwise run every call
   // on all cores, and serializes calls from concurrent threads. Looked up at
@@ -206,6 +215,16 @@ absl::Status SetIntraOpThreads(int threads) {
 }
 
 int GetIntraOpThreads() { return at::get_num_threads(); }
+
+void ApplyIntraOpThreadsToThisThread() {
+  thread_local uint64_t seen = 0;
+  const uint64_t generation = intra_op_generation.load(std::memory_order_acquire);
+  if (generation != seen) {
+    // at::set_num_threads also calls omp_set_num_threads for this thread.
+    at::set_num_threads(intra_op_threads.load(std::memory_order_relaxed));
+    seen = generation;
+  }
+}
 
 StagedModel::StagedModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 StagedModel::~StagedModel() = default;

@@ -1,6 +1,9 @@
 #include <torch/script.h>
 
 #include <gtest/gtest.h>
+#include <omp.h>
+
+#include <thread>
 
 #include "gati/model.h"
 #include "testutil.h"
@@ -107,6 +110,29 @@ TEST(StagedModelTest, AppliesTheIntraOpThreadOption) {
   options.intra_op_threads = 1;
   ASSERT_TRUE(StagedModel::Load(FixturePath("tiny_cnn.pt"), options).ok());
   EXPECT_EQ(GetIntraOpThreads(), 1);
+}
+
+// OpenMP keeps its thread count per thread, and oneDNN's convolutions read
+// it directly: threads other than the one that set the option ran segments
+// on every core until segment runs applied the process-wide count.
+TEST(StagedModelTest, SegmentsRunWithTheIntraOpThreadCountOnAnyThread) {
+  ModelOptions options;
+  options.intra_op_threads = 1;
+  auto model = StagedModel::Load(FixturePath("tiny_cnn.pt"), options);
+  ASSERT_TRUE(model.ok());
+  auto segments = (*model)->Segment({0});
+  ASSERT_TRUE(segments.ok());
+  const std::vector<int64_t>& shape = (*model)->metadata().input_shape;
+  std::vector<int64_t> batch = {1};
+  batch.insert(batch.end(), shape.begin(), shape.end());
+  int threads_seen = -1;
+  std::thread worker([&] {
+    at::Tensor input = at::zeros(batch);
+    ASSERT_TRUE((*segments)->RunSegment(0, input).ok());
+    threads_seen = omp_get_max_threads();
+  });
+  worker.join();
+  EXPECT_EQ(threads_seen, 1);
 }
 
 TEST(StagedModelTest, InputOfTheWrongShapeOrTypeIsRejected) {
