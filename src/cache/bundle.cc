@@ -427,6 +427,17 @@ absl::StatusOr<BundleManifest> ParseManifest(const std::string& json_text,
   return manifest;
 }
 
+// The bytes of a bundle file, checked against the manifest's SHA-256.
+static absl::StatusOr<std::string> ReadVerified(const std::string& path,
+                                                const std::string& sha256) {
+  GATI_ASSIGN_OR_RETURN(std::string bytes, ReadFileBytes(path));
+  if (Sha256Hex(bytes) != sha256) {
+    return absl::DataLossError(absl::StrCat(
+        path, ": SHA-256 differs from the manifest (truncated or corrupt)"));
+  }
+  return bytes;
+}
+
 absl::StatusOr<std::unique_ptr<Bundle>> Bundle::Load(const std::string& dir) {
   const std::string manifest_path = (fs::path(dir) / kManifestFileName).string();
   GATI_ASSIGN_OR_RETURN(std::string text, ReadFileBytes(manifest_path));
@@ -441,11 +452,7 @@ absl::StatusOr<std::unique_ptr<Bundle>> Bundle::Load(const std::string& dir) {
   std::unique_ptr<Bundle> bundle(new Bundle());
   for (const CacheEntry& entry : manifest.caches) {
     const std::string path = (fs::path(dir) / entry.file).string();
-    GATI_ASSIGN_OR_RETURN(std::string bytes, ReadFileBytes(path));
-    if (Sha256Hex(bytes) != entry.sha256) {
-      return absl::DataLossError(absl::StrCat(
-          path, ": SHA-256 differs from the manifest (truncated or corrupt)"));
-    }
+    GATI_ASSIGN_OR_RETURN(std::string bytes, ReadVerified(path, entry.sha256));
     GATI_ASSIGN_OR_RETURN(CacheWeights weights, ParseWeights(bytes, entry, path));
     auto cache = LearnedCache::Create(std::move(weights));
     if (!cache.ok()) {
@@ -460,11 +467,7 @@ absl::StatusOr<std::unique_ptr<Bundle>> Bundle::Load(const std::string& dir) {
   }
   if (!manifest.planning_file.empty()) {
     const std::string path = (fs::path(dir) / manifest.planning_file).string();
-    GATI_ASSIGN_OR_RETURN(std::string bytes, ReadFileBytes(path));
-    if (Sha256Hex(bytes) != manifest.planning_sha256) {
-      return absl::DataLossError(absl::StrCat(
-          path, ": SHA-256 differs from the manifest (truncated or corrupt)"));
-    }
+    GATI_ASSIGN_OR_RETURN(std::string bytes, ReadVerified(path, manifest.planning_sha256));
     GATI_ASSIGN_OR_RETURN(TensorFile file, ParseSafetensors(bytes, path));
     const int64_t n = manifest.planning_samples;
     auto take = [&](const std::string& key) -> absl::StatusOr<std::vector<float>> {
@@ -490,11 +493,7 @@ absl::StatusOr<std::unique_ptr<Bundle>> Bundle::Load(const std::string& dir) {
   }
   if (!manifest.replay_file.empty()) {
     const std::string path = (fs::path(dir) / manifest.replay_file).string();
-    GATI_ASSIGN_OR_RETURN(std::string bytes, ReadFileBytes(path));
-    if (Sha256Hex(bytes) != manifest.replay_sha256) {
-      return absl::DataLossError(absl::StrCat(
-          path, ": SHA-256 differs from the manifest (truncated or corrupt)"));
-    }
+    GATI_ASSIGN_OR_RETURN(std::string bytes, ReadVerified(path, manifest.replay_sha256));
     GATI_ASSIGN_OR_RETURN(TensorFile file, ParseSafetensors(bytes, path));
     std::vector<int64_t> want = {manifest.replay_samples};
     want.insert(want.end(), manifest.input_shape.begin(), manifest.input_shape.end());

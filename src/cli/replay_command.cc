@@ -42,6 +42,7 @@ struct ReplayFlags {
   std::string exact_cache = "0";
   int64_t limit = 0;
   int warmup = 20;
+  int64_t block = 50;
   int64_t trigger_rows = 1024;
   double learner_share = 0.25;
   double epsilon = 0;
@@ -62,6 +63,7 @@ struct Outcome {
   bool exact_hit = false;
   int base_label = -1;
   double gati_us = 0;
+  double queue_us = 0;
   double base_us = 0;
   bool learner_busy = false;
 };
@@ -235,45 +237,51 @@ int RunReplay(const ReplayFlags& flags) {
   gati.WaitForFeedback();
 
   std::vector<Outcome> outcomes(count);
-  std::atomic<int64_t> next{0};
   std::atomic<bool> failed{false};
   absl::Status first_error;
   std::mutex error_mutex;
   ProgressBar progress("replay", count);
   std::atomic<int64_t> done{0};
+  // Keeps the first error and stops every client.
+  auto failure = [&](const absl::Status& status) {
+    std::lock_guard<std::mutex> lock(error_mutex);
+    if (!failed) first_error = status;
+    failed = true;
+  };
+  // Clients take blocks of consecutive requests and replay each block on
+  // one side, then on the other (the order alternates per block): each side
+  // runs with its own weights warm in the caches, as it would serving alone,
+  // and both sides see the same stretch of the machine's drift.
+  const int64_t block = flags.block;
+  std::atomic<int64_t> next_block{0};
   auto client = [&] {
-    for (int64_t i = next++; i < count && !failed; i = next++) {
-      const float* x = inputs->data() + i * input_size;
-      Outcome& out = outcomes[i];
-      // Alternate the order so that neither side always runs second.
-      for (int side = 0; side < 2; ++side) {
-        if ((side + i) % 2 == 0) {
-          out.learner_busy = gati.learner_busy();
-          auto result = gati.Infer(x, input_size);
-          if (!result.ok()) {
-            std::lock_guard<std::mutex> lock(error_mutex);
-            first_error = result.status();
-            failed = true;
-            return;
+    for (int64_t b = next_block++; b * block < count && !failed; b = next_block++) {
+      const int64_t begin = b * block;
+      const int64_t end = std::min(count, begin + block);
+      for (int side = 0; side < 2 && !failed; ++side) {
+        const bool engine_side = (side + b) % 2 == 0;
+        for (int64_t i = begin; i < end; ++i) {
+          const float* x = inputs->data() + i * input_size;
+          Outcome& out = outcomes[i];
+          const bool busy_before = gati.learner_busy();
+          auto result =
+              engine_side ? gati.Infer(x, input_size) : gati.InferBase(x, input_size);
+          if (!result.ok()) return failure(result.status());
+          if (engine_side) {
+            out.label = result->label;
+            out.exit_tap = result->exit_tap;
+            out.exact_hit = result->exact_hit;
+            out.gati_us = result->timings.total_us;
+            out.queue_us = result->timings.queue_us;
+            out.learner_busy = busy_before || gati.learner_busy();
+          } else {
+            out.base_label = result->label;
+            out.base_us = result->timings.total_us;
           }
-          out.label = result->label;
-          out.exit_tap = result->exit_tap;
-          out.exact_hit = result->exact_hit;
-          out.gati_us = result->timings.total_us;
-          out.learner_busy = out.learner_busy || gati.learner_busy();
-        } else {
-          auto result = gati.InferBase(x, input_size);
-          if (!result.ok()) {
-            std::lock_guard<std::mutex> lock(error_mutex);
-            first_error = result.status();
-            failed = true;
-            return;
-          }
-          out.base_label = result->label;
-          out.base_us = result->timings.total_us;
         }
       }
-      progress.Update(++done);
+      done += end - begin;
+      progress.Update(done);
     }
   };
   const auto start = std::chrono::steady_clock::now();
@@ -287,12 +295,13 @@ int RunReplay(const ReplayFlags& flags) {
   gati.WaitForFeedback();
   EngineStats stats = gati.Stats();
 
-  std::vector<double> gati_us, base_us, busy_us, rest_us, base_busy_us, base_rest_us;
+  std::vector<double> gati_us, base_us, busy_us, rest_us, base_busy_us, base_rest_us, queue_us;
   int64_t agree = 0, correct = 0, base_correct = 0, exact_hits = 0;
   std::map<int, int64_t> exits;
   for (int64_t i = 0; i < count; ++i) {
     const Outcome& o = outcomes[i];
     gati_us.push_back(o.gati_us);
+    if (!o.exact_hit) queue_us.push_back(o.queue_us);
     base_us.push_back(o.base_us);
     (o.learner_busy ? busy_us : rest_us).push_back(o.gati_us);
     (o.learner_busy ? base_busy_us : base_rest_us).push_back(o.base_us);
@@ -329,6 +338,10 @@ int RunReplay(const ReplayFlags& flags) {
                 "%.2f); predicted speedup %.2fx (base %.3f ms at build), measured %.2fx\n",
                 gati.predicted_mean_ms(), g.mean, g.mean / gati.predicted_mean_ms(),
                 predicted_speedup, gati.predicted_base_ms(), ratio(b.mean, g.mean));
+  }
+  if (!queue_us.empty()) {
+    std::printf("wait for a worker: p50 %.0f us, p99 %.0f us\n", Percentile(queue_us, 0.5),
+                Percentile(queue_us, 0.99));
   }
   std::printf("answered at:");
   for (const auto& [tap, n] : exits) {
@@ -434,6 +447,9 @@ std::function<int()> RegisterReplayCommand(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   command->add_option("--warmup", flags->warmup, "untimed requests first")
       ->check(CLI::Range(0, 100000));
+  command->add_option("--block", flags->block,
+                      "requests replayed on one side before switching to the other")
+      ->check(CLI::Range(int64_t{1}, int64_t{100000}));
   command->add_flag("--no-cache", flags->no_cache, "serve the base model alone");
   command->add_option("--dump-taps", flags->dump_taps,
                       "write per request and cache: class, top probability, selector "
