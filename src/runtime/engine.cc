@@ -93,8 +93,11 @@ class EngineImpl final : public Engine {
   void Install(std::vector<std::pair<int, std::shared_ptr<const LearnedCache>>> updates);
 
   void Compute(const std::shared_ptr<Request>& request);
-  void Lookup(Request& request, int slot, const Activation& activation);
-  void RecordLookup(Request& request, int slot, Request::LookupSlot slot_result);
+  // Looks up `slot` and records the result; `queued` when it ran on the
+  // lookup executor (counted in request.pending).
+  void Lookup(Request& request, int slot, const Activation& activation, bool queued);
+  void RecordLookup(Request& request, int slot, Request::LookupSlot slot_result,
+                    bool queued);
   // REQUIRES: request.mutex held. Answers with the first hit in tap order
   // once every earlier tap is known to miss.
   void ResolveLocked(Request& request);
@@ -291,14 +294,20 @@ void EngineImpl::ResolveLocked(Request& request) {
   }
 }
 
-void EngineImpl::RecordLookup(Request& request, int slot, Request::LookupSlot result) {
+void EngineImpl::RecordLookup(Request& request, int slot, Request::LookupSlot result,
+                              bool queued) {
   std::lock_guard<std::mutex> lock(request.mutex);
   result.decided = result.done = true;
   request.lookups[slot] = std::move(result);
   ResolveLocked(request);
+  if (queued) {
+    --request.pending;
+    request.changed.notify_all();  // The worker may wait for pending lookups.
+  }
 }
 
-void EngineImpl::Lookup(Request& request, int slot, const Activation& activation) {
+void EngineImpl::Lookup(Request& request, int slot, const Activation& activation,
+                        bool queued) {
   Request::LookupSlot out;
   if (!request.answered_flag.load(std::memory_order_acquire)) {
     const LearnedCache& cache = *request.caches->caches[slot];
@@ -307,7 +316,7 @@ void EngineImpl::Lookup(Request& request, int slot, const Activation& activation
                               request.want_scores ? out.probabilities.data() : nullptr);
     ++lookups_[slot];
   }
-  RecordLookup(request, slot, std::move(out));
+  RecordLookup(request, slot, std::move(out), queued);
 }
 
 void EngineImpl::Compute(const std::shared_ptr<Request>& request_ptr) {
@@ -341,7 +350,7 @@ void EngineImpl::Compute(const std::shared_ptr<Request>& request_ptr) {
     const bool skip = request.answered_flag.load(std::memory_order_acquire) ||
                       disabled_[slot].load(std::memory_order_relaxed);
     if (skip) {
-      RecordLookup(request, slot, {});
+      RecordLookup(request, slot, {}, /*queued=*/false);
     } else if (parallel) {
       {
         std::lock_guard<std::mutex> lock(request.mutex);
@@ -349,13 +358,10 @@ void EngineImpl::Compute(const std::shared_ptr<Request>& request_ptr) {
         ++request.pending;
       }
       lookup_queue_->Submit([this, request_ptr, slot, current] {
-        Lookup(*request_ptr, slot, current);
-        std::lock_guard<std::mutex> lock(request_ptr->mutex);
-        --request_ptr->pending;
-        request_ptr->changed.notify_all();
+        Lookup(*request_ptr, slot, current, /*queued=*/true);
       });
     } else {
-      Lookup(request, slot, current);
+      Lookup(request, slot, current, /*queued=*/false);
     }
   }
   // Every segment ran: `current` holds the base model's logits.
