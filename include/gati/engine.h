@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "gati/model.h"
 #include "gati/plan.h"
 #include "gati/status.h"
 
@@ -198,9 +199,11 @@ class Engine {
   // Counters since Create and the state of every planned tap; a consistent
   // snapshot per counter, not across counters. Thread-safe.
   virtual EngineStats Stats() const = 0;
-  // Shape of one input without the batch dimension, e.g. {1, 28, 28}.
-  virtual const std::vector<int64_t>& input_shape() const = 0;
-  virtual int num_classes() const = 0;
+  // The base model's metadata: input shape (one input, without the batch
+  // dimension, e.g. {1, 28, 28}), normalization, class names.
+  virtual const ModelMetadata& metadata() const = 0;
+  const std::vector<int64_t>& input_shape() const { return metadata().input_shape; }
+  int num_classes() const { return static_cast<int>(metadata().class_names.size()); }
   // Planned taps in use (empty with use_caches = false or no plan).
   virtual const std::vector<int>& planned_taps() const = 0;
   // The planner's predicted mean latency (ms) and the base model's latency

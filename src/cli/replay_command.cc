@@ -190,26 +190,6 @@ int RunReplay(const ReplayFlags& flags) {
   }
   auto mode = ParseLookupMode(flags.mode);
   if (!mode.ok()) return Fail(mode.status());
-  auto bundle = Bundle::Load(flags.bundle);
-  if (!bundle.ok()) return Fail(bundle.status());
-  ModelOptions model_options;
-  model_options.intra_op_threads = flags.threads;
-  model_options.device = flags.device;
-  auto model = StagedModel::Load((*bundle)->model_path(), model_options);
-  if (!model.ok()) return Fail(model.status());
-  int64_t count = 0;
-  auto inputs = LoadInputs(flags.trace, (*model)->metadata(), &count);
-  if (!inputs.ok()) return Fail(inputs.status());
-  std::vector<int64_t> labels;
-  if (!flags.labels.empty()) {
-    auto loaded = LoadLabels(flags.labels, count, (*model)->num_classes());
-    if (!loaded.ok()) return Fail(loaded.status());
-    labels = std::move(*loaded);
-  }
-  if (flags.limit > 0) count = std::min(count, flags.limit);
-  int64_t input_size = 1;
-  for (int64_t d : (*model)->metadata().input_shape) input_size *= d;
-
   EngineOptions options;
   options.intra_op_threads = flags.threads;
   options.device = flags.device;
@@ -225,6 +205,18 @@ int RunReplay(const ReplayFlags& flags) {
   auto engine = Engine::Create(flags.bundle, options);
   if (!engine.ok()) return Fail(engine.status());
   Engine& gati = **engine;
+  int64_t count = 0;
+  auto inputs = LoadInputs(flags.trace, gati.metadata(), &count);
+  if (!inputs.ok()) return Fail(inputs.status());
+  std::vector<int64_t> labels;
+  if (!flags.labels.empty()) {
+    auto loaded = LoadLabels(flags.labels, count, gati.num_classes());
+    if (!loaded.ok()) return Fail(loaded.status());
+    labels = std::move(*loaded);
+  }
+  if (flags.limit > 0) count = std::min(count, flags.limit);
+  int64_t input_size = 1;
+  for (int64_t d : gati.input_shape()) input_size *= d;
 
   // Warm-up on the first requests: allocations, lazy initialization.
   for (int i = 0; i < flags.warmup && i < count; ++i) {
@@ -399,6 +391,15 @@ int RunReplay(const ReplayFlags& flags) {
   }
   std::printf("taps disabled now: %d\n", disabled);
   if (!flags.dump_taps.empty()) {
+    // Every cache of the bundle, planned or not, on the model cut at every
+    // tap that has one: a second copy of the model, loaded only for this.
+    auto bundle = Bundle::Load(flags.bundle);
+    if (!bundle.ok()) return Fail(bundle.status());
+    ModelOptions model_options;
+    model_options.intra_op_threads = flags.threads;
+    model_options.device = flags.device;
+    auto model = StagedModel::Load((*bundle)->model_path(), model_options);
+    if (!model.ok()) return Fail(model.status());
     absl::Status dumped = DumpTaps(flags.dump_taps, **bundle, **model, *inputs, count);
     if (!dumped.ok()) return Fail(dumped);
     std::printf("wrote %s\n", flags.dump_taps.c_str());

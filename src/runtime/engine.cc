@@ -79,8 +79,7 @@ class EngineImpl final : public Engine {
   absl::StatusOr<int> UpdateNow() override;
   void WaitForFeedback() override;
   EngineStats Stats() const override;
-  const std::vector<int64_t>& input_shape() const override { return parts_.input_shape; }
-  int num_classes() const override { return parts_.num_classes; }
+  const ModelMetadata& metadata() const override { return parts_.metadata; }
   const std::vector<int>& planned_taps() const override { return parts_.taps; }
   double predicted_mean_ms() const override { return parts_.predicted_mean_ms; }
   double predicted_base_ms() const override { return parts_.predicted_base_ms; }
@@ -107,6 +106,7 @@ class EngineImpl final : public Engine {
 
   const EngineOptions options_;
   EngineParts parts_;
+  int num_classes_ = 0;
   int64_t input_size_ = 1;
   std::vector<double> epsilons_;  // Per slot.
 
@@ -136,7 +136,8 @@ class EngineImpl final : public Engine {
 
 EngineImpl::EngineImpl(EngineParts parts, const EngineOptions& options)
     : options_(options), parts_(std::move(parts)) {
-  for (int64_t d : parts_.input_shape) input_size_ *= d;
+  num_classes_ = static_cast<int>(parts_.metadata.class_names.size());
+  for (int64_t d : parts_.metadata.input_shape) input_size_ *= d;
   const int slots = num_slots();
   for (int s = 0; s < slots; ++s) {
     epsilons_.push_back(options.epsilon > 0 ? options.epsilon
@@ -158,7 +159,7 @@ EngineImpl::EngineImpl(EngineParts parts, const EngineOptions& options)
   }
   std::vector<int64_t> feature_sizes;
   for (const auto& cache : parts_.caches) feature_sizes.push_back(cache->training_input_size());
-  feedback_ = std::make_unique<FeedbackStore>(feature_sizes, parts_.num_classes,
+  feedback_ = std::make_unique<FeedbackStore>(feature_sizes, num_classes_,
                                               options.feedback_memory_bytes,
                                               options.feedback_rows_per_tap);
   monitor_ = std::make_unique<TapMonitor>(epsilons_, options.monitor_window,
@@ -191,7 +192,7 @@ EngineImpl::~EngineImpl() {
 absl::Status EngineImpl::CheckInput(const float* input, int64_t count) const {
   if (input == nullptr || count != input_size_) {
     std::string shape;
-    for (int64_t d : parts_.input_shape) absl::StrAppend(&shape, shape.empty() ? "" : "x", d);
+    for (int64_t d : parts_.metadata.input_shape) absl::StrAppend(&shape, shape.empty() ? "" : "x", d);
     return absl::InvalidArgumentError(absl::StrCat(
         "input has ", count, " values; the model takes ", input_size_, " (", shape,
         " float32)"));
@@ -365,7 +366,7 @@ void EngineImpl::Compute(const std::shared_ptr<Request>& request_ptr) {
     }
   }
   // Every segment ran: `current` holds the base model's logits.
-  const int base_label = cache_internal::ArgMax(current.data, parts_.num_classes);
+  const int base_label = cache_internal::ArgMax(current.data, num_classes_);
   int hit_slot = -1;
   int hit_label = -1;
   {
@@ -379,7 +380,7 @@ void EngineImpl::Compute(const std::shared_ptr<Request>& request_ptr) {
       result.label = base_label;
       result.cache_version = request.caches->version;
       result.timings.queue_us = queue_us;
-      if (request.want_scores) result.scores = Softmax(current.data, parts_.num_classes);
+      if (request.want_scores) result.scores = Softmax(current.data, num_classes_);
       ++base_answers_;
       AnswerLocked(request, std::move(result));
     } else if (request.hit_slot >= 0) {
@@ -419,7 +420,7 @@ absl::StatusOr<InferResult> EngineImpl::InferBase(const float* input, int64_t co
     return absl::InternalError(absl::StrCat("model failed: ", logits.status().message()));
   }
   InferResult result;
-  result.label = cache_internal::ArgMax(logits->data, parts_.num_classes);
+  result.label = cache_internal::ArgMax(logits->data, num_classes_);
   result.timings.total_us = MicrosSince(start);
   return result;
 }
@@ -548,7 +549,8 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(EngineParts parts,
   }
   for (size_t s = 0; s < parts.taps.size(); ++s) {
     if (!parts.caches[s] || parts.caches[s]->weights().tap != parts.taps[s] ||
-        parts.caches[s]->num_classes() != parts.num_classes ||
+        parts.caches[s]->num_classes() !=
+            static_cast<int>(parts.metadata.class_names.size()) ||
         (s > 0 && parts.taps[s] <= parts.taps[s - 1])) {
       return absl::InvalidArgumentError(
           absl::StrCat("engine: cache for planned tap ", parts.taps[s], " does not fit"));

@@ -10,6 +10,7 @@
 
 #include "gati/cache.h"
 #include "gati/engine.h"
+#include "gati/model.h"
 #include "runtime/learner.h"
 #include "runtime/segment_runner.h"
 #include "runtime/training_rows.h"
@@ -17,8 +18,8 @@
 namespace gati::runtime {
 
 struct EngineParts {
-  std::vector<int64_t> input_shape;  // One input, without the batch dimension.
-  int num_classes = 0;
+  // The base model's metadata: input shape, normalization, class names.
+  ModelMetadata metadata;
   // Planned taps (strictly increasing) and their caches (enabled, at the
   // plan's thresholds), one per tap.
   std::vector<int> taps;

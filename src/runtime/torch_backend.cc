@@ -194,8 +194,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& bundle
   GATI_ASSIGN_OR_RETURN(std::unique_ptr<StagedModel> model,
                         StagedModel::Load(bundle->model_path(), model_options));
   EngineParts parts;
-  parts.input_shape = manifest.input_shape;
-  parts.num_classes = manifest.num_classes;
+  parts.metadata = model->metadata();
   auto epsilon = manifest.build.find("epsilon");
   if (epsilon != manifest.build.end()) {
     double value = 0;
@@ -237,7 +236,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& bundle
   if (options.learner.enabled && !parts.taps.empty()) {
     parts.trainer = std::make_unique<TorchCacheTrainer>();
     GATI_ASSIGN_OR_RETURN(parts.replay,
-                          ReplayRows(*bundle, *parts.runner, parts.caches, parts.num_classes));
+                          ReplayRows(*bundle, *parts.runner, parts.caches,
+                                     static_cast<int>(parts.metadata.class_names.size())));
   }
   return CreateEngine(std::move(parts), options);
 }

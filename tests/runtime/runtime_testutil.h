@@ -108,8 +108,12 @@ class NudgingTrainer final : public runtime::CacheTrainer {
 // Engine parts over FakeRunner with one cache per tap.
 inline runtime::EngineParts FakeParts(const std::vector<CacheWeights>& caches) {
   runtime::EngineParts parts;
-  parts.input_shape = {kFakeClasses, 1, 1};
-  parts.num_classes = kFakeClasses;
+  parts.metadata.name = "fake";
+  parts.metadata.input_shape = {kFakeClasses, 1, 1};
+  parts.metadata.input_dtype = "float32";
+  parts.metadata.mean = {0.0f};
+  parts.metadata.std = {1.0f};
+  parts.metadata.class_names = {"a", "b", "c", "d"};
   for (const CacheWeights& w : caches) {
     parts.taps.push_back(w.tap);
     parts.caches.push_back(MakeCache(w));
