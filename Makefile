@@ -1,7 +1,9 @@
 # The commands a newcomer needs; each installs what is missing first.
 #   make demo   install, build, run gati info + eval + build on the demo model
-#   make test   install, build, run the whole test suite (ctest + make tsan)
+#   make test   install, build, run the whole test suite (ctest, make tsan,
+#               make fuzz)
 #   make tsan   the engine core's concurrency tests under ThreadSanitizer
+#   make fuzz   libFuzzer on the request decoders (FUZZ_SECONDS, default 60)
 #   make build  install and build only
 #   make bench  install, build, run the benchmarks under bench/ (builds the
 #               demo bundle first when it is missing)
@@ -13,7 +15,7 @@ DEMO_BUNDLE ?= $(BUILD_DIR)/demo.bundle
 THREADS ?= 1
 EVAL_THREADS ?= $(JOBS)
 
-.PHONY: deps configure build test tsan demo bench bench-learner clean
+.PHONY: deps configure build test tsan fuzz demo bench bench-learner clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -28,6 +30,7 @@ build: configure
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 	$(MAKE) tsan
+	$(MAKE) fuzz
 
 # The engine core's concurrency tests (hot swap under load, parallel
 # lookups) under ThreadSanitizer; LibTorch is not involved, so every
@@ -40,6 +43,20 @@ tsan: deps
 	cmake --build $(TSAN_DIR) -j $(JOBS) --target runtime_core_test
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
 	  $(TSAN_DIR)/tests/runtime_core_test --gtest_repeat=3
+
+# libFuzzer (clang, with ASan and UBSan) on the request decoders, for
+# FUZZ_SECONDS, starting from the seeds in fuzz/corpus/.
+FUZZ_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	cmake -S . -B $(FUZZ_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCMAKE_CXX_COMPILER=clang++ -DGATI_BUILD_TESTS=OFF \
+	  -DGATI_BUILD_BENCHMARKS=OFF -DGATI_BUILD_FUZZERS=ON
+	cmake --build $(FUZZ_DIR) -j $(JOBS) --target oip_decode_fuzzer
+	mkdir -p $(FUZZ_DIR)/corpus/oip_decode
+	cp fuzz/corpus/oip_decode/* $(FUZZ_DIR)/corpus/oip_decode/
+	$(FUZZ_DIR)/fuzz/oip_decode_fuzzer -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	  -print_final_stats=1 $(FUZZ_DIR)/corpus/oip_decode
 
 DEMO_TRACE ?= $(BUILD_DIR)/demo.iid.npy
 
@@ -70,4 +87,4 @@ bench-learner: build $(DEMO_BUNDLE)/manifest.json
 	bash bench/learner_interference.sh $(BUILD_DIR)/gati $(DEMO_BUNDLE) $(BUILD_DIR)
 
 clean:
-	rm -rf $(BUILD_DIR) $(TSAN_DIR)
+	rm -rf $(BUILD_DIR) $(TSAN_DIR) $(FUZZ_DIR)

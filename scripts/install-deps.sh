@@ -10,6 +10,7 @@ PACKAGES=(
   dataset-fashion-mnist
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libabsl-dev
   libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev libssl-dev
+  clang libclang-rt-14-dev
 )
 
 missing=()
