@@ -218,12 +218,11 @@ absl::StatusOr<InferResult> EngineImpl::Infer(const float* input, int64_t count,
   const std::string_view bytes(reinterpret_cast<const char*>(input),
                                count * sizeof(float));
   if (exact_) {
-    if (std::optional<InferResult> found = exact_->Find(bytes)) {
-      if (infer_options.want_scores == !found->scores.empty()) {
-        found->exact_hit = true;
-        found->timings = {MicrosSince(start), 0};
-        return *found;
-      }
+    if (std::optional<InferResult> found = exact_->Find(bytes, infer_options.want_scores)) {
+      if (!infer_options.want_scores) found->scores.clear();
+      found->exact_hit = true;
+      found->timings = {MicrosSince(start), 0};
+      return *found;
     }
   }
   auto request = std::make_shared<Request>();

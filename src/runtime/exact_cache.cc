@@ -10,12 +10,13 @@ uint64_t ExactCache::Hash(std::string_view bytes) {
   return std::hash<std::string_view>()(bytes);
 }
 
-std::optional<InferResult> ExactCache::Find(std::string_view bytes) {
+std::optional<InferResult> ExactCache::Find(std::string_view bytes, bool need_scores) {
   const uint64_t hash = Hash(bytes);
   std::lock_guard<std::mutex> lock(mutex_);
   auto [begin, end] = index_.equal_range(hash);
   for (auto it = begin; it != end; ++it) {
-    if (it->second->bytes == bytes) {
+    if (it->second->bytes == bytes &&
+        (!need_scores || !it->second->result.scores.empty())) {
       lru_.splice(lru_.begin(), lru_, it->second);
       ++hits_;
       return it->second->result;
@@ -33,9 +34,27 @@ void ExactCache::Insert(std::string_view bytes, const InferResult& result) {
   std::lock_guard<std::mutex> lock(mutex_);
   auto [begin, end] = index_.equal_range(hash);
   for (auto it = begin; it != end; ++it) {
-    if (it->second->bytes == bytes) return;  // Another caller stored it.
+    Entry& stored = *it->second;
+    if (stored.bytes != bytes) continue;
+    if (!result.scores.empty() && stored.result.scores.empty()) {
+      // Keep the richer answer, as the most recent entry.
+      lru_.splice(lru_.begin(), lru_, it->second);
+      bytes_ += size - stored.size;
+      stored.result = result;
+      stored.size = size;
+      EvictLocked();
+    }
+    return;
   }
-  while (bytes_ + size > capacity_ && !lru_.empty()) {
+  lru_.push_front(Entry{hash, std::string(bytes), result, size});
+  index_.emplace(hash, lru_.begin());
+  bytes_ += size;
+  EvictLocked();
+}
+
+void ExactCache::EvictLocked() {
+  // The newest entry fits by itself (Insert checked), so it is never dropped.
+  while (bytes_ > capacity_ && lru_.size() > 1) {
     const Entry& victim = lru_.back();
     auto [vb, ve] = index_.equal_range(victim.hash);
     for (auto it = vb; it != ve; ++it) {
@@ -47,9 +66,6 @@ void ExactCache::Insert(std::string_view bytes, const InferResult& result) {
     bytes_ -= victim.size;
     lru_.pop_back();
   }
-  lru_.push_front(Entry{hash, std::string(bytes), result, size});
-  index_.emplace(hash, lru_.begin());
-  bytes_ += size;
 }
 
 int64_t ExactCache::hits() const {

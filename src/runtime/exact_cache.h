@@ -23,10 +23,12 @@ class ExactCache {
   explicit ExactCache(int64_t capacity_bytes);
 
   // The stored answer for exactly these bytes, and marks it most recent;
-  // thread-safe. Counts a hit or a miss.
-  std::optional<InferResult> Find(std::string_view bytes);
+  // with `need_scores`, only an answer stored with its scores counts.
+  // Thread-safe. Counts a hit or a miss.
+  std::optional<InferResult> Find(std::string_view bytes, bool need_scores);
   // Stores an answer (evicting the least recent entries to fit); an entry
-  // larger than the capacity is not stored. Thread-safe.
+  // larger than the capacity is not stored. An answer with scores replaces
+  // a stored one without. Thread-safe.
   void Insert(std::string_view bytes, const InferResult& result);
 
   int64_t hits() const;
@@ -41,6 +43,8 @@ class ExactCache {
     int64_t size;
   };
   static uint64_t Hash(std::string_view bytes);
+  // REQUIRES: mutex_ held. Drops least recent entries until `bytes_` fits.
+  void EvictLocked();
   const int64_t capacity_;
   mutable std::mutex mutex_;
   std::list<Entry> lru_ ABSL_GUARDED_BY(mutex_);  // Most recent first.

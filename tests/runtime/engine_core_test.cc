@@ -202,10 +202,19 @@ TEST(EngineCoreTest, ExactMatchCacheAnswersRepeatsWithinItsCap) {
   EXPECT_EQ(again.label, first.label);
   // A different input with the same size is no hit.
   EXPECT_FALSE(MustInfer(*engine, inputs[1]).exact_hit);
+  // An answer stored without scores cannot serve a request for them; the
+  // computed one, with scores, then serves both kinds.
+  EXPECT_FALSE(MustInfer(*engine, inputs[0], {.want_scores = true}).exact_hit);
+  InferResult with_scores = MustInfer(*engine, inputs[0], {.want_scores = true});
+  EXPECT_TRUE(with_scores.exact_hit);
+  EXPECT_EQ(with_scores.scores.size(), static_cast<size_t>(kFakeClasses));
+  InferResult without = MustInfer(*engine, inputs[0]);
+  EXPECT_TRUE(without.exact_hit);
+  EXPECT_TRUE(without.scores.empty());
   for (const auto& input : FakeInputs(500, 10)) MustInfer(*engine, input);
   EngineStats stats = engine->Stats();
-  EXPECT_EQ(stats.exact_hits, 1);
-  EXPECT_EQ(stats.exact_misses, 502);
+  EXPECT_EQ(stats.exact_hits, 3);
+  EXPECT_EQ(stats.exact_misses, 503);
   EXPECT_LE(stats.exact_bytes, 4096);
   EXPECT_GT(stats.exact_bytes, 0);
 }
