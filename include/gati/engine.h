@@ -5,8 +5,9 @@
 // segment the tap's features and lookup go to the lookup executor while the
 // next segment starts; the first hit, in tap order, answers the request at
 // once and later work for it is dropped. On a miss the last segment answers
-// with the base model's class. Mode `sequential` does the lookup on the
-// request's thread before the next segment instead; both answer identically.
+// with the base model's class. Mode `sequential` runs the request on the
+// caller's thread and does each lookup before the next segment instead (no
+// handoff; workers only finish feedback); both modes answer identically.
 //
 // Feedback: the base model's answer for a request (always known on a miss;
 // for a `feedback_rate` share of hits the remaining segments keep running
@@ -67,7 +68,8 @@ struct EngineOptions {
   int intra_op_threads = 1;
   // "cpu", or "cuda"/"cuda:N" with a CUDA build of LibTorch.
   std::string device = "cpu";
-  // Requests computed at once (the requests' threads); more callers queue.
+  // Parallel mode: requests computed at once (the requests' threads); more
+  // callers queue. Both modes: the threads that finish feedback work.
   int workers = 2;
   // Threads of the lookup executor (parallel mode).
   int lookup_threads = 1;

@@ -331,7 +331,7 @@ int RunReplay(const ReplayFlags& flags) {
                 gati.predicted_mean_ms(), g.mean, g.mean / gati.predicted_mean_ms(),
                 predicted_speedup, gati.predicted_base_ms(), ratio(b.mean, g.mean));
   }
-  if (!queue_us.empty()) {
+  if (!queue_us.empty() && *mode == LookupMode::kParallel) {
     std::printf("wait for a worker: p50 %.0f us, p99 %.0f us\n", Percentile(queue_us, 0.5),
                 Percentile(queue_us, 0.99));
   }

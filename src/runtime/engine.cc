@@ -46,7 +46,7 @@ struct Request {
   bool feedback = false;  // Run every segment to learn the base answer.
   std::shared_ptr<const CacheSet> caches;
   Clock::time_point submitted;
-  double queue_us = 0;  // Written by the worker before any lookup is queued.
+  double queue_us = 0;  // Set before the request runs (0 on the caller's thread).
 
   // Tap activations (worker only), kept for feedback rows.
   std::vector<Activation> activations;
@@ -91,7 +91,15 @@ class EngineImpl final : public Engine {
   std::shared_ptr<const CacheSet> Current() const { return std::atomic_load(&current_); }
   void Install(std::vector<std::pair<int, std::shared_ptr<const LearnedCache>>> updates);
 
-  void Compute(const std::shared_ptr<Request>& request);
+  // Runs `request` from `first_segment` on `current` (ignored for segment
+  // 0, which starts from the request's input) to its answer and, when it is
+  // sampled for feedback or misses, on to the base model's answer, the
+  // monitor and the feedback rings. `on_caller`: running on the caller's
+  // thread (sequential mode), so work after the answer goes to a worker.
+  void Run(const std::shared_ptr<Request>& request, int first_segment, Activation current,
+           bool on_caller);
+  // One request fewer in flight (WaitForFeedback waits for none).
+  void FinishRequest();
   // Looks up `slot` and records the result; `queued` when it ran on the
   // lookup executor (counted in request.pending).
   void Lookup(Request& request, int slot, const Activation& activation, bool queued);
@@ -242,7 +250,16 @@ absl::StatusOr<InferResult> EngineImpl::Infer(const float* input, int64_t count,
     std::lock_guard<std::mutex> lock(inflight_mutex_);
     ++inflight_;
   }
-  workers_->Submit([this, request] { Compute(request); });
+  if (options_.mode == LookupMode::kSequential) {
+    // Nothing runs beside the segments: the caller's thread is the request's
+    // thread, and only work after the answer goes to a worker.
+    Run(request, 0, {}, /*on_caller=*/true);
+  } else {
+    workers_->Submit([this, request] {
+      request->queue_us = MicrosSince(request->submitted);
+      Run(request, 0, {}, /*on_caller=*/false);
+    });
+  }
   absl::StatusOr<InferResult> result;
   {
     std::unique_lock<std::mutex> lock(request->mutex);
@@ -319,27 +336,31 @@ void EngineImpl::Lookup(Request& request, int slot, const Activation& activation
   RecordLookup(request, slot, std::move(out), queued);
 }
 
-void EngineImpl::Compute(const std::shared_ptr<Request>& request_ptr) {
+void EngineImpl::Run(const std::shared_ptr<Request>& request_ptr, int first_segment,
+                     Activation current, bool on_caller) {
   Request& request = *request_ptr;
-  const double queue_us = MicrosSince(request.submitted);
-  request.queue_us = queue_us;
   const bool parallel = options_.mode == LookupMode::kParallel;
   const int slots = num_slots();
-  auto finish = [this] {
-    std::lock_guard<std::mutex> lock(inflight_mutex_);
-    if (--inflight_ == 0) inflight_cv_.notify_all();
-  };
   auto fail = [&](const absl::Status& status) {
     Answer(request, absl::InternalError(absl::StrCat("model failed: ", status.message())));
     // Lookups still queued hold the request; let them finish harmlessly.
-    finish();
+    FinishRequest();
   };
-  auto activation = parts_.runner->MakeInput(request.input.data(), 1);
-  if (!activation.ok()) return fail(activation.status());
-  Activation current = std::move(*activation);
-  for (int segment = 0; segment <= slots; ++segment) {
-    if (request.answered_flag.load(std::memory_order_acquire) && !request.feedback) {
-      return finish();  // Answered by a cache; the rest is dropped.
+  if (first_segment == 0) {
+    auto input = parts_.runner->MakeInput(request.input.data(), 1);
+    if (!input.ok()) return fail(input.status());
+    current = std::move(*input);
+  }
+  for (int segment = first_segment; segment <= slots; ++segment) {
+    if (request.answered_flag.load(std::memory_order_acquire)) {
+      if (!request.feedback) return FinishRequest();  // The rest is dropped.
+      if (on_caller) {
+        // The caller has its answer; a worker learns the base model's.
+        workers_->Submit([this, request_ptr, segment, current] {
+          Run(request_ptr, segment, current, /*on_caller=*/false);
+        });
+        return;
+      }
     }
     auto next = parts_.runner->RunSegment(segment, current);
     if (!next.ok()) return fail(next.status());
@@ -378,7 +399,7 @@ void EngineImpl::Compute(const std::shared_ptr<Request>& request_ptr) {
       InferResult result;
       result.label = base_label;
       result.cache_version = request.caches->version;
-      result.timings.queue_us = queue_us;
+      result.timings.queue_us = request.queue_us;
       if (request.want_scores) result.scores = Softmax(current.data, num_classes_);
       ++base_answers_;
       AnswerLocked(request, std::move(result));
@@ -387,13 +408,26 @@ void EngineImpl::Compute(const std::shared_ptr<Request>& request_ptr) {
       hit_label = request.lookups[hit_slot].result.label;
     }
   }
-  if (hit_slot >= 0 && monitor_->Record(hit_slot, hit_label != base_label)) {
-    disabled_[hit_slot] = true;
-    spdlog::warn("live monitor: tap {} switched off: false-hit rate lower bound {:.4f} > {}",
-                 parts_.taps[hit_slot], monitor_->lower_bound(hit_slot), epsilons_[hit_slot]);
+  auto learn = [this, request_ptr, current, hit_slot, hit_label, base_label] {
+    if (hit_slot >= 0 && monitor_->Record(hit_slot, hit_label != base_label)) {
+      disabled_[hit_slot] = true;
+      spdlog::warn("live monitor: tap {} switched off: false-hit rate lower bound {:.4f} > {}",
+                   parts_.taps[hit_slot], monitor_->lower_bound(hit_slot),
+                   epsilons_[hit_slot]);
+    }
+    RecordFeedback(*request_ptr, current);
+    FinishRequest();
+  };
+  if (on_caller && slots > 0) {
+    workers_->Submit(std::move(learn));  // Off the caller's path.
+  } else {
+    learn();
   }
-  RecordFeedback(request, current);
-  finish();
+}
+
+void EngineImpl::FinishRequest() {
+  std::lock_guard<std::mutex> lock(inflight_mutex_);
+  if (--inflight_ == 0) inflight_cv_.notify_all();
 }
 
 void EngineImpl::RecordFeedback(Request& request, const Activation& logits) {

@@ -226,8 +226,9 @@ TEST(EngineCoreTest, UpdateNeedsTheLearner) {
 
 // Many callers while the learner installs 100 new versions (swaps): no error, every
 // answer right, versions never go backwards for a caller.
-TEST(EngineCoreTest, ConcurrentInferWhileTheLearnerSwapsCaches) {
+void InferWhileTheLearnerSwapsCaches(LookupMode mode) {
   EngineOptions options;
+  options.mode = mode;
   options.feedback_rate = 1.0;
   options.epsilon = 0.05;
   options.workers = 3;
@@ -283,6 +284,14 @@ TEST(EngineCoreTest, ConcurrentInferWhileTheLearnerSwapsCaches) {
   EXPECT_EQ(wrong, 0);
   EXPECT_EQ(backwards, 0);
   EXPECT_GT(served, 0);
+}
+
+TEST(EngineCoreTest, ConcurrentInferWhileTheLearnerSwapsCaches) {
+  InferWhileTheLearnerSwapsCaches(LookupMode::kParallel);
+}
+
+TEST(EngineCoreTest, ConcurrentSequentialInferWhileTheLearnerSwapsCaches) {
+  InferWhileTheLearnerSwapsCaches(LookupMode::kSequential);
 }
 
 }  // namespace
