@@ -85,7 +85,7 @@ expect "plan stored" 0 "\"mode\": \"sequential\"" -- cat "$WORK/b/manifest.json"
 expect "plan infeasible is the base model" 0 "no caches: every request runs the base model \(no cache fits the memory budget" -- "$GATI" plan "$WORK/b" --memory-budget 10B
 expect "plan bundle still loads" 0 "search: [0-9]+ plans replayed" -- "$GATI" plan "$WORK/b"
 # gati trace + gati replay on the bundle just planned.
-expect "trace unknown kind" nonzero "unknown trace kind 'zipf'; known: iid" -- "$GATI" trace --kind zipf --n 10 --out "$WORK/t.npy"
+expect "trace unknown kind" nonzero "unknown trace kind 'zipf'; known: iid, skewed, video, mixed" -- "$GATI" trace --kind zipf --n 10 --out "$WORK/t.npy"
 expect "trace needs out" nonzero "--out is required" -- "$GATI" trace --n 10
 expect "trace runs" 0 "wrote .*t.npy \(120 iid requests" -- "$GATI" trace --n 120 --seed 3 --out "$WORK/t.npy"
 expect "trace wrote labels" 0 "^present$" -- bash -c "[[ -s '$WORK/t.labels.npy' ]] && echo present"

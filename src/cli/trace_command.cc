@@ -15,8 +15,7 @@ namespace {
 
 struct TraceFlags {
   std::string kind = "iid";
-  int64_t count = 10000;
-  uint64_t seed = 1;
+  TraceOptions options;
   std::string out;
   std::string labels_out;
   std::string data_dir = kFashionMnistDir;
@@ -42,7 +41,9 @@ int RunTrace(const TraceFlags& flags) {
   // Traces come from the test split only: it trains and calibrates nothing.
   auto source = LoadFashionMnist(Split::kTest, flags.data_dir);
   if (!source.ok()) return Fail(source.status());
-  auto trace = MakeTrace(*kind, flags.count, flags.seed, *source);
+  TraceOptions options = flags.options;
+  options.kind = *kind;
+  auto trace = MakeTrace(options, *source);
   if (!trace.ok()) return Fail(trace.status());
   const std::string labels_path = flags.labels_out.empty() ? LabelsPath(flags.out) : flags.labels_out;
   absl::Status status = WriteNpy(flags.out, trace->images);
@@ -50,8 +51,8 @@ int RunTrace(const TraceFlags& flags) {
   status = WriteNpy(labels_path, trace->labels);
   if (!status.ok()) return Fail(status);
   std::printf("wrote %s (%lld %s requests from the Fashion-MNIST test split, seed %llu) and %s\n",
-              flags.out.c_str(), static_cast<long long>(flags.count), TraceKindName(*kind),
-              static_cast<unsigned long long>(flags.seed), labels_path.c_str());
+              flags.out.c_str(), static_cast<long long>(options.count), TraceKindName(*kind),
+              static_cast<unsigned long long>(options.seed), labels_path.c_str());
   return kExitOk;
 }
 
@@ -60,10 +61,23 @@ int RunTrace(const TraceFlags& flags) {
 std::function<int()> RegisterTraceCommand(CLI::App& app) {
   auto flags = std::make_shared<TraceFlags>();
   CLI::App* command = app.add_subcommand(
-      "trace", "Write a workload trace from the Fashion-MNIST test split.");
-  command->add_option("--kind", flags->kind, "iid");
-  command->add_option("--n", flags->count, "requests")->check(CLI::Range(int64_t{1}, int64_t{10000000}));
-  command->add_option("--seed", flags->seed, "random seed");
+      "trace", "Write a workload trace (iid, skewed, video, mixed) from the Fashion-MNIST "
+               "test split.");
+  command->add_option("--kind", flags->kind, "iid, skewed, video or mixed");
+  command->add_option("--n", flags->options.count, "requests")
+      ->check(CLI::Range(int64_t{1}, int64_t{10000000}));
+  command->add_option("--seed", flags->options.seed, "random seed");
+  command->add_option("--zipf", flags->options.zipf_exponent,
+                      "skewed: Zipf exponent of class popularity");
+  command->add_option("--rotate-every", flags->options.rotate_every,
+                      "skewed: requests between reshuffles of the class ranking");
+  command->add_option("--burst-mean", flags->options.mean_burst,
+                      "video: mean frames per burst");
+  command->add_option("--max-shift", flags->options.max_shift,
+                      "video: largest shift of a frame, in pixels");
+  command->add_option("--noise", flags->options.noise, "video: pixel noise (std)");
+  command->add_option("--brightness-step", flags->options.brightness_step,
+                      "video: brightness drift per frame");
   command->add_option("--out", flags->out, "trace file (NPY float32 [N, 1, 28, 28])")->required();
   command->add_option("--labels-out", flags->labels_out,
                       "labels file (default: OUT with .labels.npy)");

@@ -1,7 +1,17 @@
 // Workload traces: sequences of requests made from a labelled image split,
-// reproducible from a seed. A trace file is NPY float32 [N, C, H, W] of
+// reproducible from a seed. A trace file is NPY float32 [N, 1, H, W] of
 // pixel values in [0, 1] (what a client would send before normalization);
 // its labels file NPY int64 [N].
+//
+// Kinds:
+//   iid     images drawn uniformly with replacement: no locality.
+//   skewed  classes drawn with Zipf popularity (rank r has weight
+//           1 / r^zipf_exponent); the ranking of classes is reshuffled every
+//           `rotate_every` requests: locality that drifts.
+//   video   bursts of near-duplicate frames of one image (a random walk of
+//           small shifts, brightness drift, pixel noise); burst lengths are
+//           geometric with mean `mean_burst`.
+//   mixed   stretches of 500-2000 requests, each of iid, skewed or video.
 #ifndef GATI_DATA_TRACE_H_
 #define GATI_DATA_TRACE_H_
 
@@ -15,22 +25,36 @@
 
 namespace gati {
 
-// Kinds of trace: `iid` draws images uniformly with replacement (no
-// locality).
-enum class TraceKind { kIid };
+enum class TraceKind { kIid, kSkewed, kVideo, kMixed };
 
+// "iid", "skewed", "video", "mixed"; InvalidArgument listing them otherwise.
 absl::StatusOr<TraceKind> ParseTraceKind(const std::string& text);
 const char* TraceKindName(TraceKind kind);
+
+struct TraceOptions {
+  TraceKind kind = TraceKind::kIid;
+  int64_t count = 10000;
+  uint64_t seed = 1;
+  // skewed: Zipf exponent over class ranks, and requests between reshuffles.
+  double zipf_exponent = 1.2;
+  int64_t rotate_every = 1000;
+  // video: mean burst length, largest shift (pixels) from the first frame,
+  // pixel noise (standard deviation) and brightness drift per frame.
+  double mean_burst = 20;
+  int max_shift = 2;
+  double noise = 0.03;
+  double brightness_step = 0.02;
+};
 
 struct Trace {
   NpyArray images;  // float32 [N, 1, rows, cols], values in [0, 1].
   NpyArray labels;  // int64 [N].
 };
 
-// Makes a trace of `count` requests from `source`. InvalidArgument when
-// count < 1 or the source is empty.
-absl::StatusOr<Trace> MakeTrace(TraceKind kind, int64_t count, uint64_t seed,
-                                const ImageDataset& source);
+// Makes a trace from `source`. InvalidArgument naming the option when
+// count < 1, the source is empty, zipf_exponent <= 0, rotate_every < 1,
+// mean_burst < 1, max_shift < 0, or noise / brightness_step < 0.
+absl::StatusOr<Trace> MakeTrace(const TraceOptions& options, const ImageDataset& source);
 
 }  // namespace gati
 
