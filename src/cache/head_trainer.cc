@@ -204,7 +204,8 @@ void PredictorTrainer::Step(const at::Tensor& input,
 void PredictorTrainer::TrainOnFeatures(const at::Tensor& features,
                                        const at::Tensor& teacher,
                                        const std::vector<int64_t>& rows,
-                                       int epochs) {
+                                       int epochs,
+                                       const std::function<void()>& after_step) {
   State& s = *state_;
   const int64_t batch = s.options.batch;
   const int64_t n = static_cast<int64_t>(rows.size());
@@ -231,6 +232,7 @@ void PredictorTrainer::TrainOnFeatures(const at::Tensor& features,
       int64_t size = std::min(batch, n - begin);
       Update(s, x.narrow(0, begin, size), p.narrow(0, begin, size),
              log_p.narrow(0, begin, size), labels.narrow(0, begin, size));
+      if (after_step) after_step();
     }
   }
 }
@@ -328,20 +330,9 @@ absl::StatusOr<CacheWeights> FineTuneCache(const CacheWeights& current,
     at::Tensor teacher =
         at::from_blob(const_cast<float*>(predictor_rows.logits), {n, k}, at::kFloat).clone();
     PredictorTrainer trainer(current, options.distillation, seed);
-    const int64_t batch = options.distillation.batch;
-    trainer.SetTotalSteps(options.epochs * ((n + batch - 1) / batch));
-    std::mt19937_64 rng(seed);
-    std::vector<int64_t> order(n);
-    std::iota(order.begin(), order.end(), 0);
-    for (int epoch = 0; epoch < options.epochs; ++epoch) {
-      std::shuffle(order.begin(), order.end(), rng);
-      for (int64_t begin = 0; begin < n; begin += batch) {
-        const int64_t count = std::min(batch, n - begin);
-        at::Tensor index = at::from_blob(order.data() + begin, {count}, at::kLong).clone();
-        trainer.Step(x.index_select(0, index), teacher.index_select(0, index));
-        if (yield) yield();
-      }
-    }
+    std::vector<int64_t> rows(n);
+    std::iota(rows.begin(), rows.end(), 0);
+    trainer.TrainOnFeatures(x, teacher, rows, options.epochs, yield);
     CacheWeights tuned = trainer.Export();
     tuned.selector = current.selector;
     tuned.enabled = current.enabled;

@@ -50,10 +50,13 @@ class PredictorTrainer {
   // `teacher_logits` is the base model's [B, num_classes].
   void Step(const at::Tensor& input, const at::Tensor& teacher_logits);
 
-  // Trains for `epochs` over the rows `rows` of a feature bank [N, F] with
-  // teacher logits [N, K], shuffled per epoch from the seed.
+  // Trains for `epochs` over the rows `rows` of a feature bank [N, F] (or
+  // activations [N, C, H, W] for streaming variants) with teacher logits
+  // [N, K], shuffled per epoch from the seed; `after_step` (optional) runs
+  // after every optimizer step.
   void TrainOnFeatures(const at::Tensor& features, const at::Tensor& teacher,
-                       const std::vector<int64_t>& rows, int epochs);
+                       const std::vector<int64_t>& rows, int epochs,
+                       const std::function<void()>& after_step = {});
 
   // Logits for `input` (same layouts as Step), without recording gradients.
   at::Tensor Logits(const at::Tensor& input) const;

@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "cache/kernels.h"
 #include "spdlog/spdlog.h"
 
 namespace gati::runtime {
@@ -37,8 +38,7 @@ Scored Score(const LearnedCache& cache, const TrainingRows& rows) {
   for (int64_t i = 0; i < rows.count; ++i) {
     cache.PredictFromTrainingInput(rows.features.data() + i * rows.feature_size,
                                    logits.data());
-    const int label = static_cast<int>(
-        std::max_element(logits.begin(), logits.end()) - logits.begin());
+    const int label = cache_internal::ArgMax(logits.data(), cache.num_classes());
     const float score = cache.SelectorScore(logits.data());
     out.scores.push_back(score);
     out.agrees.push_back(label == rows.label(i));

@@ -23,11 +23,6 @@ void WorkQueue::Submit(std::function<void()> task) {
   wake_.notify_one();
 }
 
-int64_t WorkQueue::pending() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return static_cast<int64_t>(tasks_.size());
-}
-
 void WorkQueue::Loop() {
   for (;;) {
     std::function<void()> task;

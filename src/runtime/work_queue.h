@@ -25,12 +25,10 @@ class WorkQueue {
 
   // Queues `task`; thread-safe. Tasks must not throw.
   void Submit(std::function<void()> task);
-  // Tasks queued and not yet started.
-  int64_t pending() const;
 
  private:
   void Loop();
-  mutable std::mutex mutex_;
+  std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mutex_);
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
