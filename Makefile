@@ -7,6 +7,8 @@
 #   make build  install and build only
 #   make bench  install, build, run the benchmarks under bench/ (builds the
 #               demo bundle first when it is missing)
+#   make bench-serve  HTTP load (wrk, concurrency 32, 60 s) on `gati serve`,
+#               caches on vs --no-cache
 
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
@@ -15,7 +17,7 @@ DEMO_BUNDLE ?= $(BUILD_DIR)/demo.bundle
 THREADS ?= 1
 EVAL_THREADS ?= $(JOBS)
 
-.PHONY: deps configure build test tsan fuzz demo bench bench-learner clean
+.PHONY: deps configure build test tsan fuzz demo bench bench-learner bench-serve clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -59,6 +61,7 @@ fuzz: deps
 	  -print_final_stats=1 $(FUZZ_DIR)/corpus/oip_decode
 
 DEMO_TRACE ?= $(BUILD_DIR)/demo.iid.npy
+DEMO_HTTP_PORT ?= 8000
 
 demo: build
 	$(BUILD_DIR)/gati info $(DEMO_MODEL) --threads $(THREADS)
@@ -68,6 +71,14 @@ demo: build
 	$(BUILD_DIR)/gati trace --kind iid --n 2000 --seed 1 --out $(DEMO_TRACE)
 	$(BUILD_DIR)/gati replay $(DEMO_BUNDLE) --trace $(DEMO_TRACE) \
 	  --labels $(BUILD_DIR)/demo.iid.labels.npy --threads $(THREADS)
+	/usr/bin/python3 tools/gati_client.py --model demo --trace $(DEMO_TRACE) \
+	  --bundle $(DEMO_BUNDLE) --write-request $(BUILD_DIR)/demo.request.json
+	@echo
+	@echo "Serving the demo bundle as model 'demo' (Ctrl-C stops). Try, from another shell:"
+	@echo "  curl -s -X POST localhost:$(DEMO_HTTP_PORT)/v2/models/demo/infer -H 'Content-Type: application/json' -d @$(BUILD_DIR)/demo.request.json"
+	@echo
+	$(BUILD_DIR)/gati serve --model demo=$(DEMO_BUNDLE) --http-port $(DEMO_HTTP_PORT) \
+	  --threads $(THREADS)
 
 # The demo bundle, built once for the benchmarks when `make demo` has not.
 $(DEMO_BUNDLE)/manifest.json:
@@ -79,12 +90,19 @@ bench: build
 	  models/resnet56.pt --threads $(THREADS)
 	$(BUILD_DIR)/bench/gati_bench_lookup --model $(DEMO_MODEL)
 	$(MAKE) bench-learner
+	$(MAKE) bench-serve
 
 # p99 of concurrent requests while the online learner trains, against the
 # same run's requests at rest (and the base model's, for the machine's own
 # drift); the learner is made busy with a high feedback rate.
 bench-learner: build $(DEMO_BUNDLE)/manifest.json
 	bash bench/learner_interference.sh $(BUILD_DIR)/gati $(DEMO_BUNDLE) $(BUILD_DIR)
+
+# HTTP load on `gati serve` with the demo bundle: wrk at concurrency 32 for
+# SERVE_SECONDS, caches on, then --no-cache, in one run.
+SERVE_SECONDS ?= 60
+bench-serve: build $(DEMO_BUNDLE)/manifest.json
+	bash bench/serve_load.sh $(BUILD_DIR)/gati $(DEMO_BUNDLE) $(BUILD_DIR) $(SERVE_SECONDS) 32
 
 clean:
 	rm -rf $(BUILD_DIR) $(TSAN_DIR) $(FUZZ_DIR)

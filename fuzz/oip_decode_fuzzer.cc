@@ -2,6 +2,7 @@
 // bytes, with or without an Inference-Header-Content-Length, must give a
 // request or an InvalidArgument, never a crash. The first byte picks the
 // header length (none, or a position in the body).
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -23,6 +24,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       int64_t elements = 1;
       for (int64_t d : input.shape) elements *= d;
       if (elements != static_cast<int64_t>(input.data.size())) __builtin_trap();
+      for (float value : input.data) {
+        if (!std::isfinite(value)) __builtin_trap();
+      }
     }
   } else if (request.status().code() != absl::StatusCode::kInvalidArgument) {
     __builtin_trap();

@@ -11,6 +11,10 @@ PACKAGES=(
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libabsl-dev
   libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev libssl-dev
   clang libclang-rt-14-dev
+  libcpp-httplib-dev libgrpc++-dev libprotobuf-dev protobuf-compiler
+  protobuf-compiler-grpc
+  python3-requests python3-grpcio python3-grpc-tools python3-protobuf
+  prometheus hey wrk curl iproute2
 )
 
 missing=()

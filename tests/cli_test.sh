@@ -119,6 +119,22 @@ expect "replay exact-match cache" 0 "exact-match cache: [0-9]+ hits" -- "$GATI" 
 expect "replay dump taps" 0 "wrote .*taps.csv" -- "$GATI" replay "$WORK/b" --trace "$WORK/t.npy" --limit 40 --dump-taps "$WORK/taps.csv"
 expect "dump header" 0 "^request,tap,variant,predicted_class,top_probability,selector_score,base_class$" -- head -1 "$WORK/taps.csv"
 expect "dump one row per request and cache" 0 "^41$" -- bash -c "wc -l < '$WORK/taps.csv'"
+# gati serve: start-up errors (the running server is tests/serve/serve_test.py's).
+SERVE=(--host 127.0.0.1 --http-port 0 --grpc-port 0 --metrics-port 0)
+expect "serve without models" nonzero "give --repository DIR" -- "$GATI" serve "${SERVE[@]}"
+expect "serve bad model spec" nonzero "--model 'b': expected NAME=BUNDLE" -- "$GATI" serve "${SERVE[@]}" --model b
+expect "serve bad model name" nonzero "model name 'a/b' must be" -- "$GATI" serve "${SERVE[@]}" --model "a/b=$WORK/b"
+expect "serve duplicate model" nonzero "model 'b' is given twice" -- "$GATI" serve "${SERVE[@]}" --model "b=$WORK/b" --model "b=$WORK/b"
+expect "serve missing repository" nonzero "no such model repository directory" -- "$GATI" serve "${SERVE[@]}" --repository "$WORK/absent"
+expect "serve empty repository" nonzero "holds no bundle" -- "$GATI" serve "${SERVE[@]}" --repository "$WORK/empty"
+expect "serve missing bundle" nonzero "model 'x': .*manifest.json: cannot open" -- "$GATI" serve "${SERVE[@]}" --model "x=$WORK/absent"
+expect "serve bad body limit" nonzero "--max-body: 'lots' is not a size" -- "$GATI" serve "${SERVE[@]}" --model "b=$WORK/b" --max-body lots
+expect "serve bad port" nonzero "--http-port" -- "$GATI" serve --model "b=$WORK/b" --http-port 70000
+/usr/bin/python3 -c "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(60)" > "$WORK/held_port" &
+HOLDER=$!
+for _ in $(seq 50); do [[ -s "$WORK/held_port" ]] && break; sleep 0.1; done
+expect "serve port in use" nonzero "cannot listen on 127.0.0.1:$(cat "$WORK/held_port")" -- "$GATI" serve --model "b=$WORK/b" --host 127.0.0.1 --http-port "$(cat "$WORK/held_port")"
+kill "$HOLDER"
 mkdir -p "$WORK/notes" && echo keep > "$WORK/notes/file.txt"
 expect "build keeps other directories" nonzero "exists and is not a bundle" -- "$GATI" build --model "$TINY" --out "$WORK/notes" "${QUICK[@]}"
 

@@ -31,6 +31,8 @@ std::function<int()> RegisterPlanCommand(CLI::App& app);
 std::function<int()> RegisterReplayCommand(CLI::App& app);
 // Registers `gati trace` on `app`; the returned function runs it.
 std::function<int()> RegisterTraceCommand(CLI::App& app);
+// Registers `gati serve` on `app`; the returned function runs it.
+std::function<int()> RegisterServeCommand(CLI::App& app);
 
 // Planner options from the flags `gati plan` and `gati build` share; the
 // error names the bad flag.

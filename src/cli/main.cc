@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   auto run_plan = gati::cli::RegisterPlanCommand(app);
   auto run_replay = gati::cli::RegisterReplayCommand(app);
   auto run_trace = gati::cli::RegisterTraceCommand(app);
+  auto run_serve = gati::cli::RegisterServeCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
   if (app.got_subcommand("plan")) return run_plan();
   if (app.got_subcommand("replay")) return run_replay();
   if (app.got_subcommand("trace")) return run_trace();
+  if (app.got_subcommand("serve")) return run_serve();
   std::fprintf(stderr, "gati: no subcommand\n");
   return 2;
 }

@@ -42,6 +42,34 @@ absl::Status Flatten(const json& value, const std::string& where, int64_t limit,
   return absl::OkStatus();
 }
 
+// The element count of `shape`: InvalidArgument for a negative dimension
+// or more than limits.max_elements elements.
+absl::StatusOr<int64_t> CountElements(const std::vector<int64_t>& shape, const std::string& where,
+                                      const DecodeLimits& limits) {
+  int64_t elements = 1;
+  for (const int64_t d : shape) {
+    if (d < 0) return Bad(where + ": shape entries must be non-negative integers");
+    if (d > 0 && elements > limits.max_elements / d) {
+      return Bad(absl::StrCat(where, ": shape holds more than ", limits.max_elements,
+                              " elements"));
+    }
+    elements *= d;
+  }
+  return elements;
+}
+
+// Copies little-endian FP32 values out of `bytes`, checking each is finite.
+absl::Status CopyFp32(std::string_view bytes, const std::string& where, std::vector<float>* out) {
+  out->resize(bytes.size() / sizeof(float));
+  if (!out->empty()) std::memcpy(out->data(), bytes.data(), out->size() * sizeof(float));
+  for (size_t i = 0; i < out->size(); ++i) {
+    if (!std::isfinite((*out)[i])) {
+      return Bad(absl::StrCat(where, ": value ", i, " is not finite"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<RequestInput> DecodeInput(const json& item, size_t index,
                                          std::string_view* binary, const DecodeLimits& limits) {
   std::string where = absl::StrCat("inputs[", index, "]");
@@ -63,19 +91,13 @@ absl::StatusOr<RequestInput> DecodeInput(const json& item, size_t index,
   if (!item.contains("shape") || !item["shape"].is_array()) {
     return Bad(where + ": needs an array 'shape'");
   }
-  int64_t elements = 1;
   for (const json& dim : item["shape"]) {
-    if (!dim.is_number_integer() || dim.get<int64_t>() < 0) {
+    if (!dim.is_number_integer()) {
       return Bad(where + ": shape entries must be non-negative integers");
     }
-    const int64_t d = dim.get<int64_t>();
-    if (d > 0 && elements > limits.max_elements / d) {
-      return Bad(absl::StrCat(where, ": shape holds more than ", limits.max_elements,
-                              " elements"));
-    }
-    elements *= d;
-    input.shape.push_back(d);
+    input.shape.push_back(dim.get<int64_t>());
   }
+  GATI_ASSIGN_OR_RETURN(const int64_t elements, CountElements(input.shape, where, limits));
   std::optional<int64_t> binary_size;
   if (item.contains("parameters")) {
     const json& parameters = item["parameters"];
@@ -98,14 +120,8 @@ absl::StatusOr<RequestInput> DecodeInput(const json& item, size_t index,
       return Bad(absl::StrCat(where, ": binary_data_size is ", *binary_size,
                               " bytes but only ", binary->size(), " remain in the body"));
     }
-    input.data.resize(elements);
-    if (elements > 0) std::memcpy(input.data.data(), binary->data(), *binary_size);
+    GATI_RETURN_IF_ERROR(CopyFp32(binary->substr(0, *binary_size), where, &input.data));
     binary->remove_prefix(*binary_size);
-    for (int64_t i = 0; i < elements; ++i) {
-      if (!std::isfinite(input.data[i])) {
-        return Bad(absl::StrCat(where, ": value ", i, " is not finite"));
-      }
-    }
     return input;
   }
   if (!item.contains("data")) return Bad(where + ": needs 'data' or binary_data_size");
@@ -188,6 +204,27 @@ absl::StatusOr<DecodedRequest> DecodeInferRequest(std::string_view body,
     }
   }
   return request;
+}
+
+absl::StatusOr<RequestInput> MakeInput(std::string name, std::string datatype,
+                                       std::vector<int64_t> shape, std::string_view fp32_bytes,
+                                       const DecodeLimits& limits) {
+  const std::string where = absl::StrCat("input '", name, "'");
+  if (datatype != "FP32") {
+    return Bad(absl::StrCat(where, ": datatype ", datatype,
+                            " is not supported; the model takes FP32"));
+  }
+  GATI_ASSIGN_OR_RETURN(const int64_t elements, CountElements(shape, where, limits));
+  if (static_cast<int64_t>(fp32_bytes.size()) != elements * static_cast<int64_t>(sizeof(float))) {
+    return Bad(absl::StrCat(where, ": holds ", fp32_bytes.size(), " bytes; shape needs ",
+                            elements * sizeof(float), " (FP32)"));
+  }
+  RequestInput input;
+  input.name = std::move(name);
+  input.datatype = std::move(datatype);
+  input.shape = std::move(shape);
+  GATI_RETURN_IF_ERROR(CopyFp32(fp32_bytes, where, &input.data));
+  return input;
 }
 
 EncodedResponse EncodeInferResponse(

@@ -62,6 +62,14 @@ absl::StatusOr<DecodedRequest> DecodeInferRequest(std::string_view body,
                                                   std::optional<int64_t> header_length,
                                                   const DecodeLimits& limits = {});
 
+// Builds one FP32 input from fields already split out (the gRPC front end):
+// `fp32_bytes` holds the values little-endian, row-major. InvalidArgument,
+// naming the input, for another datatype, a negative or oversized shape, a
+// byte count that does not match the shape, or a non-finite value.
+absl::StatusOr<RequestInput> MakeInput(std::string name, std::string datatype,
+                                       std::vector<int64_t> shape, std::string_view fp32_bytes,
+                                       const DecodeLimits& limits = {});
+
 // One output tensor of a response: FP32 or INT64 values.
 struct ResponseOutput {
   std::string name;

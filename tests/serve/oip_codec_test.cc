@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <limits>
 
 #include "nlohmann/json.hpp"
 
@@ -144,6 +145,33 @@ TEST(OipCodecTest, EncodesJsonAndBinaryOutputs) {
   json again = json::parse(plain.body);
   EXPECT_FALSE(again.contains("id"));
   EXPECT_EQ(again["outputs"][1]["data"][1], 0.5);
+}
+
+TEST(OipCodecTest, MakeInputChecksRawBytesAgainstTheShape) {
+  const float values[4] = {1, 2, 3, 4};
+  const std::string_view bytes(reinterpret_cast<const char*>(values), sizeof(values));
+  auto input = MakeInput("input", "FP32", {1, 2, 2}, bytes);
+  ASSERT_TRUE(input.ok()) << input.status();
+  EXPECT_EQ(input->data, (std::vector<float>{1, 2, 3, 4}));
+  EXPECT_NE(MakeInput("input", "FP32", {1, 2, 3}, bytes).status().message().find(
+                "holds 16 bytes; shape needs 24"),
+            std::string_view::npos);
+  EXPECT_NE(MakeInput("input", "INT8", {4}, bytes).status().message().find("datatype INT8"),
+            std::string_view::npos);
+  EXPECT_NE(MakeInput("input", "FP32", {-4}, bytes).status().message().find("non-negative"),
+            std::string_view::npos);
+  DecodeLimits small;
+  small.max_elements = 3;
+  EXPECT_NE(MakeInput("input", "FP32", {4}, bytes, small).status().message().find(
+                "more than 3 elements"),
+            std::string_view::npos);
+  const float infinite[1] = {std::numeric_limits<float>::infinity()};
+  EXPECT_NE(MakeInput("x", "FP32", {1},
+                      std::string_view(reinterpret_cast<const char*>(infinite), 4))
+                .status()
+                .message()
+                .find("input 'x': value 0 is not finite"),
+            std::string_view::npos);
 }
 
 TEST(OipCodecTest, ErrorBodyIsJson) {

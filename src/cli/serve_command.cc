@@ -1,0 +1,219 @@
+// `gati serve`: serves bundles over the Open Inference Protocol (HTTP and
+// gRPC) with Prometheus metrics, until SIGTERM or SIGINT, which drain the
+// requests in flight before the process exits 0.
+#include <CLI/CLI.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "cli/commands.h"
+#include "gati/engine.h"
+#include "gati/plan.h"
+#include "serve/grpc_server.h"
+#include "serve/http_server.h"
+#include "serve/inference_service.h"
+#include "serve/model_repository.h"
+#include "spdlog/spdlog.h"
+
+namespace gati::cli {
+namespace {
+
+struct ServeFlags {
+  std::string repository;
+  std::vector<std::string> models;  // NAME=BUNDLE
+  std::string host = "0.0.0.0";
+  int http_port = 8000;
+  int grpc_port = 8001;
+  int metrics_port = 8002;
+  int http_threads = 96;
+  int max_queue = 64;
+  std::string max_body = "64MB";
+  double drain_seconds = 30;
+  // Engine.
+  int threads = 1;
+  int workers = 2;
+  std::string mode = "parallel";
+  double feedback_rate = 0.05;
+  std::string online = "off";
+  std::string exact_cache = "0";
+  double epsilon = 0;
+  bool no_cache = false;
+  std::string device = "cpu";
+};
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "gati serve: %s\n", status.ToString().c_str());
+  return kExitError;
+}
+
+int RunServe(const ServeFlags& flags) {
+  if (flags.repository.empty() && flags.models.empty()) {
+    return Fail(absl::InvalidArgumentError(
+        "give --repository DIR (one bundle per subdirectory) or --model NAME=BUNDLE"));
+  }
+  auto max_body = ParseByteSize(flags.max_body);
+  if (!max_body.ok() || *max_body < 1024) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        "--max-body: ", max_body.ok() ? "must be at least 1KB" : max_body.status().message())));
+  }
+  auto exact_bytes = ParseByteSize(flags.exact_cache);
+  if (!exact_bytes.ok()) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--exact-cache: ", exact_bytes.status().message())));
+  }
+  auto mode = ParseLookupMode(flags.mode);
+  if (!mode.ok()) return Fail(mode.status());
+  EngineOptions options;
+  options.intra_op_threads = flags.threads;
+  options.device = flags.device;
+  options.workers = flags.workers;
+  options.mode = *mode;
+  options.use_caches = !flags.no_cache;
+  options.feedback_rate = flags.feedback_rate;
+  options.exact_cache_bytes = *exact_bytes;
+  options.epsilon = flags.epsilon;
+  options.learner.enabled = flags.online == "on";
+
+  // Signals go to the thread that waits for them below, not to the server
+  // threads that inherit this mask; a peer closing its socket mid-write is
+  // an error for that connection, not for the process.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  serve::ModelRepository repository(
+      [options](const std::string& bundle_dir) { return Engine::Create(bundle_dir, options); });
+  if (!flags.repository.empty()) {
+    absl::Status registered = repository.RegisterDirectory(flags.repository);
+    if (!registered.ok()) return Fail(registered);
+  }
+  for (const std::string& spec : flags.models) {
+    const size_t equals = spec.find('=');
+    if (equals == std::string::npos) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("--model '", spec, "': expected NAME=BUNDLE")));
+    }
+    absl::Status registered = repository.Register(spec.substr(0, equals), spec.substr(equals + 1));
+    if (!registered.ok()) return Fail(registered);
+  }
+  absl::Status loaded = repository.LoadAll();
+  if (!loaded.ok()) return Fail(loaded);
+
+  serve::ServiceOptions service_options;
+  service_options.max_queue = flags.max_queue;
+  service_options.limits.max_elements = *max_body / static_cast<int64_t>(sizeof(float));
+  serve::InferenceService service(&repository, service_options);
+
+  serve::HttpOptions http_options;
+  http_options.host = flags.host;
+  http_options.port = flags.http_port;
+  http_options.threads = flags.http_threads;
+  http_options.max_body_bytes = *max_body;
+  auto http = serve::HttpServer::Start(&service, serve::HttpServer::Routes::kInference,
+                                       http_options);
+  if (!http.ok()) return Fail(http.status());
+  serve::HttpOptions metrics_options = http_options;
+  metrics_options.port = flags.metrics_port;
+  metrics_options.threads = 2;
+  auto metrics = serve::HttpServer::Start(&service, serve::HttpServer::Routes::kMetrics,
+                                          metrics_options);
+  if (!metrics.ok()) return Fail(metrics.status());
+  serve::GrpcOptions grpc_options;
+  grpc_options.host = flags.host;
+  grpc_options.port = flags.grpc_port;
+  grpc_options.max_receive_bytes = *max_body;
+  grpc_options.max_threads = std::max(2, flags.http_threads);
+  auto grpc = serve::GrpcServer::Start(&service, grpc_options);
+  if (!grpc.ok()) return Fail(grpc.status());
+
+  for (const auto& model : repository.Loaded()) {
+    std::printf("model '%s' version %lld from %s: %zu planned taps%s\n", model->name.c_str(),
+                static_cast<long long>(model->version), model->bundle_dir.c_str(),
+                model->engine->planned_taps().size(), flags.no_cache ? " (caches off)" : "");
+  }
+  const std::string shown_host = flags.host == "0.0.0.0" ? "localhost" : flags.host;
+  std::printf("gati serve: ready; HTTP on %s:%d, gRPC on %s:%d, metrics on http://%s:%d/metrics\n",
+              shown_host.c_str(), (*http)->port(), shown_host.c_str(), (*grpc)->port(),
+              shown_host.c_str(), (*metrics)->port());
+  std::fflush(stdout);
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  std::printf("gati serve: %s; draining %lld requests in flight\n",
+              signal_number == SIGTERM ? "SIGTERM" : "SIGINT",
+              static_cast<long long>(service.in_flight()));
+  std::fflush(stdout);
+  service.BeginDrain();
+  const bool drained = service.WaitIdle(
+      std::chrono::milliseconds(static_cast<int64_t>(flags.drain_seconds * 1000)));
+  (*grpc)->Stop();
+  (*http)->Stop();
+  (*metrics)->Stop();
+  if (!drained) {
+    std::fprintf(stderr, "gati serve: %lld requests still running after %.0f s; exiting\n",
+                 static_cast<long long>(service.in_flight()), flags.drain_seconds);
+    return kExitError;
+  }
+  std::printf("gati serve: drained; exiting\n");
+  return kExitOk;
+}
+
+}  // namespace
+
+std::function<int()> RegisterServeCommand(CLI::App& app) {
+  auto flags = std::make_shared<ServeFlags>();
+  CLI::App* command = app.add_subcommand(
+      "serve",
+      "Serve bundles over the Open Inference Protocol v2 (HTTP and gRPC) with Prometheus "
+      "metrics; SIGTERM drains and exits.");
+  command->add_option("--repository", flags->repository,
+                      "directory with one bundle per subdirectory, named after it");
+  command->add_option("--model", flags->models, "NAME=BUNDLE (repeatable)");
+  command->add_option("--host", flags->host, "address to listen on");
+  command->add_option("--http-port", flags->http_port, "HTTP port (0: any free port)")
+      ->check(CLI::Range(0, 65535));
+  command->add_option("--grpc-port", flags->grpc_port, "gRPC port (0: any free port)")
+      ->check(CLI::Range(0, 65535));
+  command->add_option("--metrics-port", flags->metrics_port,
+                      "Prometheus /metrics port (0: any free port)")
+      ->check(CLI::Range(0, 65535));
+  command->add_option("--http-threads", flags->http_threads,
+                      "threads serving HTTP connections (and most gRPC threads)")
+      ->check(CLI::Range(2, 4096));
+  command->add_option("--max-queue", flags->max_queue,
+                      "most inference requests queued or running at once; more get 503")
+      ->check(CLI::Range(1, 1 << 20));
+  command->add_option("--max-body", flags->max_body,
+                      "largest request body / gRPC message, e.g. 64MB");
+  command->add_option("--drain-seconds", flags->drain_seconds,
+                      "on SIGTERM, longest wait for requests in flight")
+      ->check(CLI::Range(0.0, 3600.0));
+  command->add_option("--threads", flags->threads, "LibTorch intra-op threads")
+      ->check(CLI::Range(1, 256));
+  command->add_option("--workers", flags->workers, "requests computed at once per model")
+      ->check(CLI::Range(1, 256));
+  command->add_option("--mode", flags->mode, "lookups: parallel or sequential")
+      ->check(CLI::IsMember({"parallel", "sequential"}));
+  command->add_option("--feedback-rate", flags->feedback_rate,
+                      "share of hits that still run the whole model for feedback")
+      ->check(CLI::Range(0.0, 1.0));
+  command->add_option("--online", flags->online, "online learning: on or off")
+      ->check(CLI::IsMember({"on", "off"}));
+  command->add_option("--exact-cache", flags->exact_cache,
+                      "exact-match front cache size, e.g. 16MB (0: off)");
+  command->add_option("--epsilon", flags->epsilon,
+                      "per-tap false-hit bound for the monitor and learner (0: the bundle's)")
+      ->check(CLI::Range(0.0, 0.5));
+  command->add_flag("--no-cache", flags->no_cache, "serve the base model alone");
+  command->add_option("--device", flags->device, "cpu, or cuda with a CUDA build of LibTorch");
+  return [flags] { return RunServe(*flags); };
+}
+
+}  // namespace gati::cli

@@ -1,0 +1,270 @@
+#include "serve/inference_service.h"
+
+#include <algorithm>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace gati::serve {
+namespace {
+
+std::string ShapeText(const std::vector<int64_t>& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
+
+std::vector<int64_t> WithBatch(const std::vector<int64_t>& shape) {
+  std::vector<int64_t> out = {-1};
+  out.insert(out.end(), shape.begin(), shape.end());
+  return out;
+}
+
+int64_t UnixMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Decrements the admission count when a request leaves.
+class Admission {
+ public:
+  explicit Admission(std::atomic<int64_t>* in_flight) : in_flight_(in_flight) {}
+  ~Admission() { in_flight_->fetch_sub(1); }
+
+ private:
+  std::atomic<int64_t>* in_flight_;
+};
+
+}  // namespace
+
+const std::vector<std::string>& ServerExtensions() {
+  static const std::vector<std::string> extensions = {"binary_tensor_data", "statistics",
+                                                      "model_repository"};
+  return extensions;
+}
+
+int HttpStatusOf(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kOk: return 200;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kOutOfRange:
+    case absl::StatusCode::kFailedPrecondition: return 400;
+    case absl::StatusCode::kNotFound: return 404;
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kResourceExhausted: return 503;
+    default: return 500;
+  }
+}
+
+InferenceService::InferenceService(ModelRepository* repository, const ServiceOptions& options)
+    : repository_(repository), options_(options) {}
+
+absl::StatusOr<InferReply> InferenceService::Infer(const std::string& model,
+                                                   const std::string& version,
+                                                   absl::StatusOr<DecodedRequest> request,
+                                                   Clock::time_point received) {
+  absl::StatusOr<std::shared_ptr<const ServedModel>> served = repository_->Get(model, version);
+  if (!served.ok()) {
+    std::shared_ptr<ModelMetrics> metrics = repository_->MetricsOf(model);
+    if (metrics == nullptr) {
+      unknown_model_requests_.fetch_add(1, std::memory_order_relaxed);
+    } else if (absl::IsUnavailable(served.status())) {
+      metrics->Fail(FailureReason::kUnavailable);
+    } else {
+      metrics->Fail(FailureReason::kInvalidArgument);  // Unknown version.
+    }
+    return served.status();
+  }
+  ModelMetrics& metrics = *(*served)->metrics;
+  if (!request.ok()) {
+    metrics.Fail(FailureReason::kInvalidArgument);
+    return request.status();
+  }
+  // Admit first, then look at the drain flag: a drain that starts after
+  // this request was counted waits for it (WaitIdle), one that started
+  // before turns it away.
+  const int64_t ahead = in_flight_.fetch_add(1);
+  Admission admission(&in_flight_);
+  if (draining_.load()) {
+    metrics.Fail(FailureReason::kShuttingDown);
+    return absl::UnavailableError("the server is shutting down");
+  }
+  if (ahead >= options_.max_queue) {
+    metrics.Fail(FailureReason::kOverloaded);
+    return absl::UnavailableError(absl::StrCat(
+        "overloaded: ", options_.max_queue,
+        " requests are already queued or running (--max-queue); retry later"));
+  }
+  absl::StatusOr<InferReply> reply = Run(*served, std::move(request).value());
+  if (!reply.ok()) {
+    metrics.Fail(absl::IsInvalidArgument(reply.status()) ? FailureReason::kInvalidArgument
+                                                          : FailureReason::kInternal);
+    return reply.status();
+  }
+  metrics.successes.fetch_add(1, std::memory_order_relaxed);
+  metrics.last_inference_ms.store(UnixMillis(), std::memory_order_relaxed);
+  return reply;
+}
+
+void InferenceService::RecordLatency(const InferReply& reply, Clock::time_point received) {
+  reply.model->metrics->request.Observe(
+      std::chrono::duration<double>(Clock::now() - received).count());
+}
+
+absl::StatusOr<InferReply> InferenceService::Run(const std::shared_ptr<const ServedModel>& model,
+                                                 DecodedRequest request) {
+  Engine& engine = *model->engine;
+  const std::string& name = model->name;
+  if (request.inputs.size() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("model '", name, "' takes one input, '",
+                                                   kInputName, "'; the request has ",
+                                                   request.inputs.size()));
+  }
+  const RequestInput& input = request.inputs[0];
+  if (input.name != kInputName) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model '", name, "' has no input '", input.name, "'; its input is '", kInputName, "'"));
+  }
+  const std::vector<int64_t>& sample_shape = engine.input_shape();
+  int64_t batch = 0;
+  if (input.shape == sample_shape) {
+    batch = 1;
+  } else if (input.shape.size() == sample_shape.size() + 1 &&
+             std::equal(sample_shape.begin(), sample_shape.end(), input.shape.begin() + 1)) {
+    batch = input.shape[0];
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("input '", kInputName, "': shape ", ShapeText(input.shape),
+                     " does not fit model '", name, "', which takes ",
+                     ShapeText(WithBatch(sample_shape))));
+  }
+  if (batch < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("input '", kInputName, "': the batch holds no sample"));
+  }
+  std::vector<RequestOutput> wanted = request.outputs;
+  if (wanted.empty()) wanted.push_back({kClassOutput, request.binary_output});
+  bool want_scores = false;
+  for (const RequestOutput& output : wanted) {
+    if (output.name == kProbabilitiesOutput) {
+      want_scores = true;
+    } else if (output.name != kClassOutput) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("model '", name, "' has no output '", output.name, "'; its outputs are '",
+                       kClassOutput, "' and '", kProbabilitiesOutput, "'"));
+    }
+  }
+
+  const int64_t sample_size = static_cast<int64_t>(input.data.size()) / batch;
+  const int classes = engine.num_classes();
+  std::vector<int64_t> labels;
+  std::vector<float> probabilities;
+  labels.reserve(batch);
+  if (want_scores) probabilities.reserve(batch * classes);
+  int exit_tap = 0;
+  bool all_hits = true, all_exact = true;
+  int64_t cache_version = 0;
+  for (int64_t i = 0; i < batch; ++i) {
+    absl::StatusOr<InferResult> result =
+        engine.Infer(input.data.data() + i * sample_size, sample_size, {want_scores});
+    if (!result.ok()) {
+      const std::string where = batch > 1 ? absl::StrCat(" (sample ", i, ")") : "";
+      if (absl::IsInvalidArgument(result.status())) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("input '", kInputName, "'", where, ": ", result.status().message()));
+      }
+      return absl::InternalError(
+          absl::StrCat("model '", name, "'", where, ": ", result.status().message()));
+    }
+    labels.push_back(result->label);
+    if (want_scores) {
+      probabilities.insert(probabilities.end(), result->scores.begin(), result->scores.end());
+    }
+    // A batch reports its latest exit: the base model if any sample
+    // needed it, otherwise the deepest answering tap.
+    if (result->exit_tap == kBaseExit || exit_tap == kBaseExit) {
+      exit_tap = kBaseExit;
+    } else {
+      exit_tap = std::max(exit_tap, result->exit_tap);
+    }
+    all_hits = all_hits && result->cache_hit;
+    all_exact = all_exact && result->exact_hit;
+    cache_version = std::max(cache_version, result->cache_version);
+    model->metrics->queue.Observe(result->timings.queue_us / 1e6);
+    model->metrics->compute.Observe(
+        std::max(0.0, result->timings.total_us - result->timings.queue_us) / 1e6);
+  }
+  model->metrics->inferences.fetch_add(batch, std::memory_order_relaxed);
+
+  InferReply reply;
+  reply.model = model;
+  reply.id = request.id;
+  reply.parameters = {{"gati_exit_tap", static_cast<int64_t>(exit_tap)},
+                      {"gati_cache_hit", all_hits},
+                      {"gati_exact_hit", all_exact},
+                      {"gati_cache_version", cache_version}};
+  for (const RequestOutput& output : wanted) {
+    ResponseOutput out;
+    out.name = output.name;
+    out.binary = output.binary;
+    if (output.name == kClassOutput) {
+      out.datatype = "INT64";
+      out.shape = {batch};
+      out.int64 = labels;
+    } else {
+      out.datatype = "FP32";
+      out.shape = {batch, classes};
+      out.fp32 = probabilities;
+    }
+    reply.outputs.push_back(std::move(out));
+  }
+  return reply;
+}
+
+absl::StatusOr<ModelDescription> InferenceService::Describe(const std::string& model,
+                                                            const std::string& version) const {
+  GATI_ASSIGN_OR_RETURN(std::shared_ptr<const ServedModel> served,
+                        repository_->Get(model, version));
+  ModelDescription description;
+  description.name = served->name;
+  description.versions = {served->version_string()};
+  description.inputs = {{kInputName, "FP32", WithBatch(served->engine->input_shape())}};
+  description.outputs = {{kClassOutput, "INT64", {-1}},
+                         {kProbabilitiesOutput, "FP32", {-1, served->engine->num_classes()}}};
+  return description;
+}
+
+bool InferenceService::Ready() const { return !draining_.load() && repository_->AllReady(); }
+
+void InferenceService::BeginDrain() { draining_.store(true); }
+
+bool InferenceService::WaitIdle(std::chrono::milliseconds timeout) const {
+  const auto deadline = Clock::now() + timeout;
+  while (in_flight_.load() > 0) {
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+std::string InferenceService::RenderMetrics() const {
+  ServerMetricsView server;
+  server.in_flight = in_flight_.load();
+  server.queue_capacity = options_.max_queue;
+  server.ready = Ready();
+  server.unknown_model_requests = unknown_model_requests_.load();
+  std::vector<std::shared_ptr<const ServedModel>> loaded = repository_->Loaded();
+  std::vector<ModelMetricsView> models;
+  for (const auto& model : loaded) {
+    models.push_back({model->name, model->version, model->metrics.get(), model->engine->Stats()});
+  }
+  std::vector<std::shared_ptr<ModelMetrics>> keep;
+  for (const ModelState& state : repository_->States()) {
+    if (state.version > 0) continue;
+    keep.push_back(repository_->MetricsOf(state.name));
+    server.unloaded.emplace_back(state.name, keep.back().get());
+  }
+  return RenderPrometheus(server, models);
+}
+
+}  // namespace gati::serve

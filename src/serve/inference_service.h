@@ -1,0 +1,125 @@
+// The protocol-neutral core of `gati serve`: admission (a bounded request
+// queue), draining, validation of decoded requests against the model, the
+// engine call, the response tensors and the request metrics. The HTTP and
+// gRPC front ends decode and encode; everything in between is here, so both
+// answer the same way.
+//
+// Tensors: one input, "input" (FP32, shape [N, C, H, W] with the model's
+// C, H, W; a shape without the batch dimension means N = 1). Outputs:
+// "class" (INT64 [N]) and, when requested by name, "probabilities"
+// (FP32 [N, classes]). A request without an `outputs` list gets "class".
+#ifndef GATI_SERVE_INFERENCE_SERVICE_H_
+#define GATI_SERVE_INFERENCE_SERVICE_H_
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gati/status.h"
+#include "serve/model_repository.h"
+#include "serve/oip_codec.h"
+
+namespace gati::serve {
+
+inline constexpr char kServerName[] = "gati";
+inline constexpr char kServerVersion[] = "0.1.0";
+inline constexpr char kPlatform[] = "pytorch_torchscript";
+inline constexpr char kInputName[] = "input";
+inline constexpr char kClassOutput[] = "class";
+inline constexpr char kProbabilitiesOutput[] = "probabilities";
+// Protocol extensions the server implements (server metadata).
+const std::vector<std::string>& ServerExtensions();
+
+struct ServiceOptions {
+  // Most inference requests admitted at once (in the engine or waiting for
+  // it); more are answered Unavailable (HTTP 503) at once.
+  int max_queue = 64;
+  DecodeLimits limits;
+};
+
+struct TensorDescription {
+  std::string name;
+  std::string datatype;
+  std::vector<int64_t> shape;  // -1: the batch dimension.
+};
+
+// What the model metadata endpoints say about a model.
+struct ModelDescription {
+  std::string name;
+  std::vector<std::string> versions;
+  std::string platform = kPlatform;
+  std::vector<TensorDescription> inputs;
+  std::vector<TensorDescription> outputs;
+};
+
+struct InferReply {
+  std::shared_ptr<const ServedModel> model;  // The version that answered.
+  std::string id;
+  std::vector<std::pair<std::string, ParameterValue>> parameters;
+  std::vector<ResponseOutput> outputs;
+};
+
+class InferenceService {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // `repository` must outlive the service.
+  InferenceService(ModelRepository* repository, const ServiceOptions& options);
+
+  // Runs a decoded request (or counts its decode error) on `model`
+  // (`version` empty: the one being served). `received` is when the front
+  // end got the request; the request latency metric starts there.
+  // Errors: InvalidArgument (the decode error, or a request that does not
+  // fit the model), NotFound (model or version), Unavailable (queue full,
+  // draining, model not loaded), Internal (the model failed). Thread-safe.
+  absl::StatusOr<InferReply> Infer(const std::string& model, const std::string& version,
+                                   absl::StatusOr<DecodedRequest> request, Clock::time_point received);
+
+  // Records the whole request's latency once the front end has encoded the
+  // reply.
+  void RecordLatency(const InferReply& reply, Clock::time_point received);
+
+  // Metadata of `model`; NotFound / Unavailable as Infer.
+  absl::StatusOr<ModelDescription> Describe(const std::string& model,
+                                            const std::string& version) const;
+
+  // Live: always, while the process answers. Ready: every model loaded and
+  // not draining.
+  bool Ready() const;
+
+  // Stops admitting inference requests (they get Unavailable) and turns
+  // readiness off; requests already admitted finish.
+  void BeginDrain();
+  bool draining() const { return draining_.load(); }
+  // Waits until no admitted request is left or `timeout` passes; true when
+  // none is left.
+  bool WaitIdle(std::chrono::milliseconds timeout) const;
+  int64_t in_flight() const { return in_flight_.load(); }
+
+  // Every metric in the Prometheus text format.
+  std::string RenderMetrics() const;
+
+  ModelRepository* repository() const { return repository_; }
+  const ServiceOptions& options() const { return options_; }
+
+ private:
+  absl::StatusOr<InferReply> Run(const std::shared_ptr<const ServedModel>& model,
+                                 DecodedRequest request);
+
+  ModelRepository* const repository_;
+  const ServiceOptions options_;
+  std::atomic<int64_t> in_flight_{0};
+  std::atomic<bool> draining_{false};
+  std::atomic<int64_t> unknown_model_requests_{0};
+};
+
+// The HTTP status a Status maps to under the protocol (200 for OK).
+int HttpStatusOf(const absl::Status& status);
+
+}  // namespace gati::serve
+
+#endif  // GATI_SERVE_INFERENCE_SERVICE_H_

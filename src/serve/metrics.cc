@@ -1,0 +1,232 @@
+#include "serve/metrics.h"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace gati::serve {
+
+void LatencyHistogram::Observe(double seconds) {
+  if (!(seconds >= 0)) seconds = 0;  // Also maps NaN to 0.
+  const auto bound = std::lower_bound(kBounds.begin(), kBounds.end(), seconds);
+  buckets_[bound - kBounds.begin()].fetch_add(1, std::memory_order_relaxed);
+  sum_ns_.fetch_add(static_cast<int64_t>(std::llround(seconds * 1e9)),
+                    std::memory_order_relaxed);
+}
+
+LatencyHistogram::Snapshot LatencyHistogram::Read() const {
+  Snapshot snapshot;
+  int64_t running = 0;
+  for (size_t i = 0; i < kBounds.size(); ++i) {
+    running += buckets_[i].load(std::memory_order_relaxed);
+    snapshot.cumulative[i] = running;
+  }
+  snapshot.count = running + buckets_[kBounds.size()].load(std::memory_order_relaxed);
+  snapshot.sum_seconds = sum_ns_.load(std::memory_order_relaxed) / 1e9;
+  return snapshot;
+}
+
+const char* FailureReasonLabel(FailureReason reason) {
+  switch (reason) {
+    case FailureReason::kInvalidArgument: return "invalid_argument";
+    case FailureReason::kOverloaded: return "overloaded";
+    case FailureReason::kShuttingDown: return "shutting_down";
+    case FailureReason::kUnavailable: return "unavailable";
+    case FailureReason::kInternal: return "internal";
+  }
+  return "unknown";
+}
+
+namespace {
+
+// Label values: backslash, double quote and newline escaped.
+std::string Escape(const std::string& value) {
+  std::string out;
+  for (char c : value) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '"') out += "\\\"";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out;
+}
+
+std::string Number(double value) {
+  if (std::isnan(value)) return "NaN";
+  if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
+  return absl::StrFormat("%.17g", value);
+}
+
+class Writer {
+ public:
+  // Starts a metric family.
+  void Family(const std::string& name, const char* type, const char* help) {
+    absl::StrAppend(&text_, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
+  }
+  void Sample(const std::string& name, const std::string& labels, double value) {
+    absl::StrAppend(&text_, name, labels.empty() ? "" : "{", labels, labels.empty() ? "" : "}",
+                    " ", Number(value), "\n");
+  }
+  void Histogram(const std::string& name, const std::string& labels,
+                 const LatencyHistogram::Snapshot& snapshot) {
+    const std::string prefix = labels.empty() ? "" : labels + ",";
+    for (size_t i = 0; i < LatencyHistogram::kBounds.size(); ++i) {
+      Sample(name + "_bucket", absl::StrCat(prefix, "le=\"", Number(LatencyHistogram::kBounds[i]), "\""),
+             static_cast<double>(snapshot.cumulative[i]));
+    }
+    Sample(name + "_bucket", prefix + "le=\"+Inf\"", static_cast<double>(snapshot.count));
+    Sample(name + "_sum", labels, snapshot.sum_seconds);
+    Sample(name + "_count", labels, static_cast<double>(snapshot.count));
+  }
+  std::string Take() { return std::move(text_); }
+
+ private:
+  std::string text_;
+};
+
+std::string ModelLabel(const std::string& model) {
+  return absl::StrCat("model=\"", Escape(model), "\"");
+}
+
+std::string TapLabels(const std::string& model, const TapStats& tap) {
+  return absl::StrCat(ModelLabel(model), ",tap=\"", tap.tap, "\"");
+}
+
+}  // namespace
+
+std::string RenderPrometheus(const ServerMetricsView& server,
+                             const std::vector<ModelMetricsView>& models) {
+  Writer out;
+  out.Family("gati_server_ready", "gauge", "1 when every model is loaded and the server is not draining.");
+  out.Sample("gati_server_ready", "", server.ready ? 1 : 0);
+  out.Family("gati_requests_in_flight", "gauge", "Inference requests admitted and not yet answered.");
+  out.Sample("gati_requests_in_flight", "", static_cast<double>(server.in_flight));
+  out.Family("gati_request_queue_capacity", "gauge",
+             "Most inference requests admitted at once; more are answered 503.");
+  out.Sample("gati_request_queue_capacity", "", static_cast<double>(server.queue_capacity));
+  out.Family("gati_unknown_model_requests_total", "counter",
+             "Inference requests naming a model the server does not have (404).");
+  out.Sample("gati_unknown_model_requests_total", "",
+             static_cast<double>(server.unknown_model_requests));
+
+  // Request outcomes: loaded models, then registered ones not loaded.
+  std::vector<std::pair<std::string, const ModelMetrics*>> all;
+  for (const ModelMetricsView& model : models) all.emplace_back(model.name, model.metrics);
+  all.insert(all.end(), server.unloaded.begin(), server.unloaded.end());
+
+  out.Family("gati_request_success_total", "counter", "Inference requests answered.");
+  for (const auto& [name, metrics] : all) {
+    out.Sample("gati_request_success_total", ModelLabel(name),
+               static_cast<double>(metrics->successes.load()));
+  }
+  out.Family("gati_request_failure_total", "counter", "Inference requests that failed, by reason.");
+  for (const auto& [name, metrics] : all) {
+    for (int r = 0; r < kNumFailureReasons; ++r) {
+      out.Sample("gati_request_failure_total",
+                 absl::StrCat(ModelLabel(name), ",reason=\"",
+                              FailureReasonLabel(static_cast<FailureReason>(r)), "\""),
+                 static_cast<double>(metrics->failures[r].load()));
+    }
+  }
+  out.Family("gati_inferences_total", "counter", "Samples classified (a batch of N counts N).");
+  for (const auto& [name, metrics] : all) {
+    out.Sample("gati_inferences_total", ModelLabel(name),
+               static_cast<double>(metrics->inferences.load()));
+  }
+  struct HistogramFamily {
+    const char* name;
+    const char* help;
+    const LatencyHistogram ModelMetrics::*member;
+  };
+  const HistogramFamily histograms[] = {
+      {"gati_request_duration_seconds", "Whole inference request, decode to encoded answer.",
+       &ModelMetrics::request},
+      {"gati_queue_duration_seconds", "Per sample: waiting for an engine worker.",
+       &ModelMetrics::queue},
+      {"gati_compute_duration_seconds", "Per sample: engine time after the queue.",
+       &ModelMetrics::compute},
+  };
+  for (const HistogramFamily& family : histograms) {
+    out.Family(family.name, "histogram", family.help);
+    for (const auto& [name, metrics] : all) {
+      out.Histogram(family.name, ModelLabel(name), (metrics->*family.member).Read());
+    }
+  }
+
+  // Engine state of each loaded version.
+  auto per_model = [&](const char* name, const char* type, const char* help,
+                       const std::function<double(const ModelMetricsView&)>& value) {
+    out.Family(name, type, help);
+    for (const ModelMetricsView& model : models) out.Sample(name, ModelLabel(model.name), value(model));
+  };
+  per_model("gati_model_version", "gauge", "The loaded version (1, then +1 per reload).",
+            [](const ModelMetricsView& m) { return static_cast<double>(m.version); });
+  per_model("gati_cache_version", "gauge", "Version of the cache set in force (+1 per online update).",
+            [](const ModelMetricsView& m) { return static_cast<double>(m.stats.cache_version); });
+  per_model("gati_base_answers_total", "counter", "Requests the base model answered.",
+            [](const ModelMetricsView& m) { return static_cast<double>(m.stats.base_answers); });
+  per_model("gati_exact_cache_hits_total", "counter", "Requests the exact-match cache answered.",
+            [](const ModelMetricsView& m) { return static_cast<double>(m.stats.exact_hits); });
+  per_model("gati_feedback_requests_total", "counter",
+            "Requests whose base-model answer was recorded as feedback.",
+            [](const ModelMetricsView& m) { return static_cast<double>(m.stats.feedback_requests); });
+  per_model("gati_feedback_memory_bytes", "gauge", "Bytes held by the feedback ring buffers.",
+            [](const ModelMetricsView& m) { return static_cast<double>(m.stats.feedback_bytes); });
+  per_model("gati_feedback_memory_capacity_bytes", "gauge", "Cap on the feedback ring buffers.",
+            [](const ModelMetricsView& m) {
+              return static_cast<double>(m.stats.feedback_capacity_bytes);
+            });
+  per_model("gati_online_updates_accepted_total", "counter",
+            "Cache updates the learner's gate accepted and installed.",
+            [](const ModelMetricsView& m) { return static_cast<double>(m.stats.updates_accepted); });
+  per_model("gati_online_updates_rejected_total", "counter",
+            "Cache updates the learner's gate rejected.",
+            [](const ModelMetricsView& m) { return static_cast<double>(m.stats.updates_rejected); });
+  per_model("gati_learner_rounds_total", "counter", "Online learner rounds run.",
+            [](const ModelMetricsView& m) { return static_cast<double>(m.stats.learner_rounds); });
+
+  auto per_tap = [&](const char* name, const char* type, const char* help,
+                     const std::function<double(const TapStats&)>& value) {
+    out.Family(name, type, help);
+    for (const ModelMetricsView& model : models) {
+      for (const TapStats& tap : model.stats.taps) {
+        out.Sample(name, TapLabels(model.name, tap), value(tap));
+      }
+    }
+  };
+  per_tap("gati_tap_lookups_total", "counter", "Cache lookups at the tap.",
+          [](const TapStats& t) { return static_cast<double>(t.lookups); });
+  per_tap("gati_tap_hits_total", "counter", "Requests the tap's cache answered.",
+          [](const TapStats& t) { return static_cast<double>(t.hits); });
+  per_tap("gati_tap_misses_total", "counter", "Lookups at the tap that did not answer.",
+          [](const TapStats& t) { return static_cast<double>(t.lookups - t.hits); });
+  per_tap("gati_tap_feedback_checked_hits_total", "counter",
+          "Hits whose base-model answer feedback learned.",
+          [](const TapStats& t) { return static_cast<double>(t.feedback_hits); });
+  per_tap("gati_tap_false_hits_total", "counter",
+          "Checked hits whose class differed from the base model's.",
+          [](const TapStats& t) { return static_cast<double>(t.feedback_false_hits); });
+  per_tap("gati_tap_false_hit_rate_lower_bound", "gauge",
+          "Monitor: lower confidence bound of the false-hit rate over its window.",
+          [](const TapStats& t) { return t.live_false_hit_lower; });
+  per_tap("gati_tap_epsilon", "gauge", "The tap's bound on its false-hit rate.",
+          [](const TapStats& t) { return t.epsilon; });
+  per_tap("gati_tap_threshold", "gauge", "Selector threshold in force.",
+          [](const TapStats& t) { return static_cast<double>(t.threshold); });
+  per_tap("gati_tap_disabled", "gauge", "1 while the monitor has the tap switched off.",
+          [](const TapStats& t) { return t.disabled ? 1.0 : 0.0; });
+  per_tap("gati_tap_disabled_events_total", "counter", "Times the monitor switched the tap off.",
+          [](const TapStats& t) { return static_cast<double>(t.times_disabled); });
+  per_tap("gati_tap_feedback_rows", "gauge", "Feedback rows held for the tap.",
+          [](const TapStats& t) { return static_cast<double>(t.feedback_rows); });
+  per_tap("gati_tap_updates_accepted_total", "counter", "Online updates installed at the tap.",
+          [](const TapStats& t) { return static_cast<double>(t.updates_accepted); });
+  per_tap("gati_tap_updates_rejected_total", "counter", "Online updates the gate rejected at the tap.",
+          [](const TapStats& t) { return static_cast<double>(t.updates_rejected); });
+  return out.Take();
+}
+
+}  // namespace gati::serve

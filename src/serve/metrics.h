@@ -1,0 +1,94 @@
+// Serving metrics and their Prometheus text exposition (format 0.0.4).
+//
+// Counters and histograms are atomics updated on the request path without a
+// lock; the exposition reads them, and each engine's Stats(), at scrape time.
+// Per-model metrics outlive reloads (the counters keep counting across
+// versions); engine counters (per-tap lookups, hits, updates) restart with
+// each loaded version, which Prometheus treats as a counter reset.
+#ifndef GATI_SERVE_METRICS_H_
+#define GATI_SERVE_METRICS_H_
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "gati/engine.h"
+
+namespace gati::serve {
+
+// A latency histogram with fixed bucket bounds (seconds).
+class LatencyHistogram {
+ public:
+  // Upper bounds of the finite buckets, ascending: 100 µs to 10 s.
+  static constexpr std::array<double, 16> kBounds = {
+      0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075,
+      0.01,   0.02,    0.05,   0.1,   0.25,  0.5,   1.0,   10.0};
+
+  void Observe(double seconds);
+
+  struct Snapshot {
+    std::array<int64_t, kBounds.size()> cumulative{};  // Count <= bound.
+    int64_t count = 0;
+    double sum_seconds = 0;
+  };
+  Snapshot Read() const;
+
+ private:
+  std::array<std::atomic<int64_t>, kBounds.size() + 1> buckets_{};  // +1: above all.
+  std::atomic<int64_t> sum_ns_{0};
+};
+
+// Why a request failed, as the `reason` label says it.
+enum class FailureReason {
+  kInvalidArgument,  // Malformed request, wrong shape/dtype/values (400).
+  kOverloaded,       // The request queue was full (503).
+  kShuttingDown,     // The server was draining (503).
+  kUnavailable,      // The model is not loaded (503).
+  kInternal,         // The model failed (500).
+};
+inline constexpr int kNumFailureReasons = 5;
+const char* FailureReasonLabel(FailureReason reason);
+
+// Request metrics of one model name.
+struct ModelMetrics {
+  std::atomic<int64_t> successes{0};
+  std::array<std::atomic<int64_t>, kNumFailureReasons> failures{};
+  std::atomic<int64_t> inferences{0};  // Samples answered (a batch of N counts N).
+  std::atomic<int64_t> last_inference_ms{0};  // Unix time of the last success.
+  LatencyHistogram request;  // Whole request: decode to encoded answer.
+  LatencyHistogram queue;    // Per sample: waiting for an engine worker.
+  LatencyHistogram compute;  // Per sample: engine time after the queue.
+
+  void Fail(FailureReason reason) {
+    failures[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed);
+  }
+};
+
+// What the exposition reads for one loaded model.
+struct ModelMetricsView {
+  std::string name;
+  int64_t version = 0;
+  const ModelMetrics* metrics = nullptr;
+  EngineStats stats;
+};
+
+// Server-wide gauges and counters.
+struct ServerMetricsView {
+  int64_t in_flight = 0;
+  int64_t queue_capacity = 0;
+  bool ready = false;
+  int64_t unknown_model_requests = 0;
+  // Failure counters of models that are registered but not loaded.
+  std::vector<std::pair<std::string, const ModelMetrics*>> unloaded;
+};
+
+// Renders everything in the Prometheus text format, one HELP and TYPE line
+// per metric family; `promtool check metrics` accepts the output.
+std::string RenderPrometheus(const ServerMetricsView& server,
+                             const std::vector<ModelMetricsView>& models);
+
+}  // namespace gati::serve
+
+#endif  // GATI_SERVE_METRICS_H_

@@ -1,0 +1,106 @@
+// The models a server serves: one engine per model name, each loaded from a
+// bundle directory, replaceable while requests are in flight.
+//
+// Requests take a snapshot (a shared_ptr to the model's current version) and
+// keep it until they answer, so a reload swaps in the new engine for later
+// requests while earlier ones finish on the old engine, which is destroyed
+// when the last of them lets go. A failed load leaves the old version
+// serving.
+#ifndef GATI_SERVE_MODEL_REPOSITORY_H_
+#define GATI_SERVE_MODEL_REPOSITORY_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "gati/engine.h"
+#include "gati/status.h"
+#include "serve/metrics.h"
+
+namespace gati::serve {
+
+// One loaded version of a model. Immutable once published.
+struct ServedModel {
+  std::string name;
+  int64_t version = 1;  // 1 for the first load, +1 per successful reload.
+  std::string bundle_dir;
+  std::unique_ptr<Engine> engine;
+  // Survives reloads, so counters keep counting across versions.
+  std::shared_ptr<ModelMetrics> metrics;
+  std::string version_string() const { return std::to_string(version); }
+};
+
+// Loads an engine for a bundle; injected so tests can count or fail loads.
+using EngineFactory = std::function<absl::StatusOr<std::unique_ptr<Engine>>(
+    const std::string& bundle_dir)>;
+
+// Where a model came from and what happened to its last load.
+struct ModelState {
+  std::string name;
+  std::string bundle_dir;
+  int64_t version = 0;  // 0: never loaded.
+  bool ready = false;
+  std::string reason;  // The last load's error, if it failed.
+};
+
+class ModelRepository {
+ public:
+  explicit ModelRepository(EngineFactory factory);
+
+  // Registers `name` as served from `bundle_dir` (not loaded yet).
+  // InvalidArgument for an empty or malformed name (letters, digits, '.',
+  // '_' and '-' only) or a name already registered.
+  absl::Status Register(const std::string& name, const std::string& bundle_dir);
+
+  // Registers every subdirectory of `dir` that holds a manifest.json, named
+  // after the subdirectory. NotFound when `dir` is missing or holds no
+  // bundle; InvalidArgument from Register.
+  absl::Status RegisterDirectory(const std::string& dir);
+
+  // Loads (or reloads) `name` from its bundle directory and publishes it as
+  // a new version. NotFound for an unregistered name; otherwise the load's
+  // error, with the old version (if any) still serving. Loads of one
+  // repository run one at a time; serving continues meanwhile.
+  absl::Status Load(const std::string& name);
+
+  // Loads every registered model; the first error names the model.
+  absl::Status LoadAll();
+
+  // The version serving `name` now. NotFound when the name is unknown, or
+  // when `version` is not empty and not the one being served; Unavailable
+  // when it is registered but not loaded.
+  absl::StatusOr<std::shared_ptr<const ServedModel>> Get(const std::string& name,
+                                                         const std::string& version = "") const;
+
+  // Every loaded model (a snapshot), in name order.
+  std::vector<std::shared_ptr<const ServedModel>> Loaded() const;
+  // Every registered model and its load state, in name order.
+  std::vector<ModelState> States() const;
+  // True when every registered model is loaded.
+  bool AllReady() const;
+  // The request metrics of a registered model (loaded or not); nullptr for
+  // an unknown name.
+  std::shared_ptr<ModelMetrics> MetricsOf(const std::string& name) const;
+
+ private:
+  using ModelMap = std::map<std::string, std::shared_ptr<const ServedModel>>;
+
+  EngineFactory factory_;
+  // Serializes loads (Create can take seconds; readers never wait on it).
+  std::mutex load_mu_;
+  // Registrations and load states; guarded by state_mu_.
+  mutable std::mutex state_mu_;
+  std::map<std::string, ModelState> states_;
+  std::map<std::string, std::shared_ptr<ModelMetrics>> metrics_;
+  // Published models, replaced whole (copy on write) under state_mu_ and
+  // read with std::atomic_load.
+  std::shared_ptr<const ModelMap> models_;
+};
+
+}  // namespace gati::serve
+
+#endif  // GATI_SERVE_MODEL_REPOSITORY_H_

@@ -1,0 +1,313 @@
+// The serving core without sockets or LibTorch: model repository (load,
+// reload, failed reload), inference service (validation, batches, bounded
+// queue, drain) and the Prometheus exposition, on a fake engine.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include "serve/inference_service.h"
+#include "serve/metrics.h"
+#include "serve/model_repository.h"
+
+namespace gati::serve {
+namespace {
+
+// Answers class = round(first input value) at tap 3 when that value is
+// below 5, else by the base model; can hold requests until released.
+class FakeEngine : public Engine {
+ public:
+  explicit FakeEngine(int64_t cache_version) : cache_version_(cache_version) {
+    metadata_.input_shape = {1, 2, 2};
+    metadata_.class_names = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"};
+  }
+
+  absl::StatusOr<InferResult> Infer(const float* input, int64_t count,
+                                    const InferOptions& options) override {
+    if (count != 4) return absl::InvalidArgumentError("wrong size");
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      ++running_;
+      cv_.notify_all();
+      cv_.wait(lock, [this] { return !hold_; });
+      --running_;
+    }
+    if (input[0] < 0) return absl::InternalError("model exploded");
+    InferResult result;
+    result.label = static_cast<int>(input[0]);
+    result.exit_tap = input[0] < 5 ? 3 : kBaseExit;
+    result.cache_hit = result.exit_tap != kBaseExit;
+    result.cache_version = cache_version_;
+    if (options.want_scores) {
+      result.scores.assign(10, 0.0f);
+      result.scores[result.label] = 1.0f;
+    }
+    result.timings.total_us = 300;
+    result.timings.queue_us = 100;
+    return result;
+  }
+  absl::StatusOr<InferResult> InferBase(const float* input, int64_t count) override {
+    return Infer(input, count, {});
+  }
+  absl::StatusOr<int> UpdateNow() override { return 0; }
+  void WaitForFeedback() override {}
+  EngineStats Stats() const override {
+    EngineStats stats;
+    stats.cache_version = cache_version_;
+    TapStats tap;
+    tap.tap = 3;
+    tap.lookups = 10;
+    tap.hits = 4;
+    stats.taps.push_back(tap);
+    return stats;
+  }
+  const ModelMetadata& metadata() const override { return metadata_; }
+  const std::vector<int>& planned_taps() const override { return taps_; }
+  double predicted_mean_ms() const override { return 1; }
+  double predicted_base_ms() const override { return 2; }
+  bool learner_busy() const override { return false; }
+
+  void Hold() {
+    std::lock_guard<std::mutex> lock(mu_);
+    hold_ = true;
+  }
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    hold_ = false;
+    cv_.notify_all();
+  }
+  void WaitRunning(int n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return running_ >= n; });
+  }
+
+ private:
+  ModelMetadata metadata_;
+  std::vector<int> taps_ = {3};
+  int64_t cache_version_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool hold_ = false;
+  int running_ = 0;
+};
+
+// Hands out FakeEngines and remembers the last; fails while `fail` is set.
+struct FakeFactory {
+  std::atomic<bool> fail{false};
+  std::atomic<int> loads{0};
+  FakeEngine* last = nullptr;
+
+  EngineFactory Make() {
+    return [this](const std::string& dir) -> absl::StatusOr<std::unique_ptr<Engine>> {
+      if (fail) return absl::NotFoundError(dir + "/manifest.json: cannot open");
+      auto engine = std::make_unique<FakeEngine>(++loads);
+      last = engine.get();
+      return std::unique_ptr<Engine>(std::move(engine));
+    };
+  }
+};
+
+DecodedRequest Request(std::vector<int64_t> shape, std::vector<float> data,
+                       std::vector<std::string> outputs = {}) {
+  DecodedRequest request;
+  request.id = "r1";
+  request.inputs.push_back({"input", "FP32", std::move(shape), std::move(data)});
+  for (const std::string& name : outputs) request.outputs.push_back({name, false});
+  return request;
+}
+
+class ServeCoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(repository_.Register("m", "/bundles/m").ok());
+    ASSERT_TRUE(repository_.LoadAll().ok());
+  }
+
+  absl::StatusOr<InferReply> Infer(DecodedRequest request, const std::string& model = "m") {
+    return service_.Infer(model, "", std::move(request), InferenceService::Clock::now());
+  }
+
+  FakeFactory factory_;
+  ModelRepository repository_{factory_.Make()};
+  ServiceOptions options_{/*max_queue=*/2, {}};
+  InferenceService service_{&repository_, options_};
+};
+
+TEST_F(ServeCoreTest, ReloadPublishesANewVersionAndKeepsTheOldForHoldersOfIt) {
+  auto first = repository_.Get("m");
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ((*first)->version, 1);
+  ASSERT_TRUE(repository_.Load("m").ok());
+  auto second = repository_.Get("m");
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ((*second)->version, 2);
+  // The first version is still usable by whoever holds it.
+  float input[4] = {2, 0, 0, 0};
+  auto result = (*first)->engine->Infer(input, 4, {});
+  ASSERT_TRUE(result.ok());
+  EXPECT_EQ(result->cache_version, 1);
+  // Metrics are shared across versions.
+  EXPECT_EQ((*first)->metrics, (*second)->metrics);
+  EXPECT_TRUE(absl::IsNotFound(repository_.Get("m", "1").status()));
+  EXPECT_TRUE(repository_.Get("m", "2").ok());
+}
+
+TEST_F(ServeCoreTest, AFailedReloadKeepsTheServingVersion) {
+  factory_.fail = true;
+  absl::Status failed = repository_.Load("m");
+  EXPECT_TRUE(absl::IsNotFound(failed));
+  EXPECT_NE(failed.message().find("model 'm'"), absl::string_view::npos);
+  auto served = repository_.Get("m");
+  ASSERT_TRUE(served.ok());
+  EXPECT_EQ((*served)->version, 1);
+  auto states = repository_.States();
+  ASSERT_EQ(states.size(), 1u);
+  EXPECT_TRUE(states[0].ready);
+  EXPECT_NE(states[0].reason.find("manifest.json"), std::string::npos);
+  EXPECT_TRUE(repository_.AllReady());
+}
+
+TEST_F(ServeCoreTest, RegistrationValidatesNamesAndDirectories) {
+  EXPECT_TRUE(absl::IsInvalidArgument(repository_.Register("m", "/x")));  // Twice.
+  EXPECT_TRUE(absl::IsInvalidArgument(repository_.Register("a/b", "/x")));
+  EXPECT_TRUE(absl::IsInvalidArgument(repository_.Register("", "/x")));
+  EXPECT_TRUE(absl::IsInvalidArgument(repository_.Register("..", "/x")));
+  EXPECT_TRUE(absl::IsNotFound(repository_.RegisterDirectory("/nonexistent/repository")));
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("gati_repo_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir / "notes");
+  EXPECT_TRUE(absl::IsNotFound(repository_.RegisterDirectory(dir.string())));
+  std::filesystem::create_directories(dir / "fast");
+  std::ofstream(dir / "fast" / "manifest.json") << "{}";
+  EXPECT_TRUE(repository_.RegisterDirectory(dir.string()).ok());
+  EXPECT_TRUE(absl::IsUnavailable(repository_.Get("fast").status()));  // Registered, not loaded.
+  EXPECT_FALSE(repository_.AllReady());
+  EXPECT_TRUE(repository_.Load("fast").ok());
+  EXPECT_TRUE(repository_.AllReady());
+  std::filesystem::remove_all(dir);
+}
+
+TEST_F(ServeCoreTest, ABatchIsAnsweredPerSampleWithItsLatestExit) {
+  auto reply = Infer(Request({3, 1, 2, 2}, {1, 0, 0, 0, 4, 0, 0, 0, 7, 0, 0, 0},
+                             {"probabilities", "class"}));
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  ASSERT_EQ(reply->outputs.size(), 2u);
+  EXPECT_EQ(reply->outputs[0].name, "probabilities");
+  EXPECT_EQ(reply->outputs[0].shape, (std::vector<int64_t>{3, 10}));
+  EXPECT_EQ(reply->outputs[0].fp32[10 + 4], 1.0f);
+  EXPECT_EQ(reply->outputs[1].int64, (std::vector<int64_t>{1, 4, 7}));
+  EXPECT_EQ(reply->id, "r1");
+  // Sample 3 needed the base model, so the batch reports it and no hit.
+  EXPECT_EQ(std::get<int64_t>(reply->parameters[0].second), kBaseExit);
+  EXPECT_FALSE(std::get<bool>(reply->parameters[1].second));
+  // Without the batch dimension: one sample, "class" only.
+  auto single = Infer(Request({1, 2, 2}, {2, 0, 0, 0}));
+  ASSERT_TRUE(single.ok());
+  ASSERT_EQ(single->outputs.size(), 1u);
+  EXPECT_EQ(single->outputs[0].int64, (std::vector<int64_t>{2}));
+  EXPECT_EQ(std::get<int64_t>(single->parameters[0].second), 3);
+  EXPECT_TRUE(std::get<bool>(single->parameters[1].second));
+}
+
+TEST_F(ServeCoreTest, RequestsThatDoNotFitTheModelAreInvalidAndCounted) {
+  const auto message = [&](DecodedRequest request) {
+    auto reply = Infer(std::move(request));
+    EXPECT_TRUE(absl::IsInvalidArgument(reply.status())) << reply.status();
+    return std::string(reply.status().message());
+  };
+  EXPECT_NE(message(Request({1, 2, 3}, std::vector<float>(6))).find("[-1, 1, 2, 2]"),
+            std::string::npos);
+  EXPECT_NE(message(Request({0, 1, 2, 2}, {})).find("no sample"), std::string::npos);
+  EXPECT_NE(message(Request({1, 2, 2}, {1, 0, 0, 0}, {"logits"})).find("no output 'logits'"),
+            std::string::npos);
+  DecodedRequest renamed = Request({1, 2, 2}, {1, 0, 0, 0});
+  renamed.inputs[0].name = "x";
+  EXPECT_NE(message(renamed).find("no input 'x'"), std::string::npos);
+  DecodedRequest two = Request({1, 2, 2}, {1, 0, 0, 0});
+  two.inputs.push_back(two.inputs[0]);
+  EXPECT_NE(message(two).find("takes one input"), std::string::npos);
+  auto decode_error = service_.Infer("m", "", absl::InvalidArgumentError("not JSON"),
+                                     InferenceService::Clock::now());
+  EXPECT_EQ(decode_error.status().message(), "not JSON");
+  auto failed = Infer(Request({1, 2, 2}, {-1, 0, 0, 0}));
+  EXPECT_TRUE(absl::IsInternal(failed.status()));
+  EXPECT_TRUE(absl::IsNotFound(Infer(Request({1, 2, 2}, {1, 0, 0, 0}), "absent").status()));
+
+  auto metrics = repository_.MetricsOf("m");
+  EXPECT_EQ(metrics->failures[static_cast<int>(FailureReason::kInvalidArgument)].load(), 6);
+  EXPECT_EQ(metrics->failures[static_cast<int>(FailureReason::kInternal)].load(), 1);
+  EXPECT_EQ(metrics->successes.load(), 0);
+  EXPECT_EQ(HttpStatusOf(failed.status()), 500);
+  EXPECT_EQ(HttpStatusOf(absl::UnavailableError("")), 503);
+}
+
+TEST_F(ServeCoreTest, AFullQueueAnswersUnavailableAndDrainingTurnsNewRequestsAway) {
+  FakeEngine* engine = factory_.last;
+  engine->Hold();
+  std::vector<std::thread> callers;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 2; ++i) {
+    callers.emplace_back([&] {
+      if (Infer(Request({1, 2, 2}, {1, 0, 0, 0})).ok()) ++ok;
+    });
+  }
+  engine->WaitRunning(2);
+  EXPECT_EQ(service_.in_flight(), 2);
+  auto overloaded = Infer(Request({1, 2, 2}, {1, 0, 0, 0}));
+  EXPECT_TRUE(absl::IsUnavailable(overloaded.status()));
+  EXPECT_NE(overloaded.status().message().find("overloaded"), absl::string_view::npos);
+
+  service_.BeginDrain();
+  EXPECT_FALSE(service_.Ready());
+  EXPECT_FALSE(service_.WaitIdle(std::chrono::milliseconds(20)));  // Two still held.
+  auto turned_away = Infer(Request({1, 2, 2}, {1, 0, 0, 0}));
+  EXPECT_NE(turned_away.status().message().find("shutting down"), absl::string_view::npos);
+  engine->Release();
+  for (std::thread& caller : callers) caller.join();
+  EXPECT_TRUE(service_.WaitIdle(std::chrono::milliseconds(1000)));
+  EXPECT_EQ(ok.load(), 2);  // Admitted requests finish during the drain.
+  auto metrics = repository_.MetricsOf("m");
+  EXPECT_EQ(metrics->failures[static_cast<int>(FailureReason::kOverloaded)].load(), 1);
+  EXPECT_EQ(metrics->failures[static_cast<int>(FailureReason::kShuttingDown)].load(), 1);
+}
+
+TEST(LatencyHistogramTest, BucketsAreCumulativeAndSumInSeconds) {
+  LatencyHistogram histogram;
+  histogram.Observe(0.00005);  // First bucket.
+  histogram.Observe(0.001);    // Exactly on a bound: counts as <= it.
+  histogram.Observe(0.004);
+  histogram.Observe(100);      // Above every bound.
+  const LatencyHistogram::Snapshot snapshot = histogram.Read();
+  EXPECT_EQ(snapshot.count, 4);
+  EXPECT_EQ(snapshot.cumulative[0], 1);
+  EXPECT_EQ(snapshot.cumulative[3], 2);  // <= 1 ms.
+  EXPECT_EQ(snapshot.cumulative[6], 3);  // <= 5 ms.
+  EXPECT_EQ(snapshot.cumulative.back(), 3);
+  EXPECT_NEAR(snapshot.sum_seconds, 100.00505, 1e-9);
+}
+
+TEST_F(ServeCoreTest, ExpositionHasOneFamilyHeaderAndConsistentHistograms) {
+  ASSERT_TRUE(Infer(Request({2, 1, 2, 2}, {1, 0, 0, 0, 7, 0, 0, 0})).ok());
+  const std::string text = service_.RenderMetrics();
+  EXPECT_NE(text.find("gati_request_success_total{model=\"m\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("gati_inferences_total{model=\"m\"} 2\n"), std::string::npos);
+  EXPECT_NE(text.find("gati_queue_duration_seconds_count{model=\"m\"} 2\n"), std::string::npos);
+  EXPECT_NE(text.find("gati_queue_duration_seconds_bucket{model=\"m\",le=\"0.0001\"} 2\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("gati_tap_misses_total{model=\"m\",tap=\"3\"} 6\n"), std::string::npos);
+  EXPECT_NE(text.find("gati_request_queue_capacity 2\n"), std::string::npos);
+  // Every family is declared exactly once.
+  size_t families = 0, position = 0;
+  while ((position = text.find("# TYPE gati_tap_hits_total ", position)) != std::string::npos) {
+    ++families;
+    ++position;
+  }
+  EXPECT_EQ(families, 1u);
+}
+
+}  // namespace
+}  // namespace gati::serve
