@@ -16,6 +16,7 @@ CONCURRENCY="${5:-32}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 PYTHON=/usr/bin/python3
 mkdir -p "$OUT"
+WRK_THREADS=$(( CONCURRENCY < 2 ? 1 : 2 ))
 
 "$GATI" trace --kind iid --n 500 --seed 21 --out "$OUT/serve_load.npy" >/dev/null
 "$PYTHON" - "$OUT/serve_load.npy" "$BUNDLE" "$OUT/serve_load.bodies" <<'PY'
@@ -48,9 +49,9 @@ run_side() {
   done
   [[ -n "$port" ]] || { echo "serve_load: $name did not start"; cat "$log"; exit 1; }
   # Warm-up, untimed.
-  GATI_BODIES="$OUT/serve_load.bodies" wrk -t2 -c"$CONCURRENCY" -d3s \
+  GATI_BODIES="$OUT/serve_load.bodies" wrk -t"$WRK_THREADS" -c"$CONCURRENCY" -d3s \
     -s "$HERE/serve_load.lua" "http://127.0.0.1:$port/v2/models/demo/infer" >/dev/null
-  GATI_BODIES="$OUT/serve_load.bodies" wrk -t2 -c"$CONCURRENCY" -d"${SECONDS_EACH}s" \
+  GATI_BODIES="$OUT/serve_load.bodies" wrk -t"$WRK_THREADS" -c"$CONCURRENCY" -d"${SECONDS_EACH}s" \
     --timeout 10s -s "$HERE/serve_load.lua" \
     "http://127.0.0.1:$port/v2/models/demo/infer" | tee "$OUT/serve_load.$name.wrk" |
     grep -E "^RESULT" | sed "s/^RESULT/$name/"
@@ -58,7 +59,7 @@ run_side() {
   wait "$pid"
 }
 
-echo "wrk: $CONCURRENCY connections, 2 threads, ${SECONDS_EACH} s per side, 500 rotating images"
+echo "wrk: $CONCURRENCY connections, $WRK_THREADS threads, ${SECONDS_EACH} s per side, 500 rotating images"
 run_side gati
 run_side base --no-cache
 "$PYTHON" - "$OUT/serve_load.gati.wrk" "$OUT/serve_load.base.wrk" <<'PY'
