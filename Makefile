@@ -7,6 +7,8 @@
 #   make build  install and build only
 #   make bench  install, build, run the benchmarks under bench/ (builds the
 #               demo bundle first when it is missing)
+#   make bench-eval   the evaluation suite (every system on every workload,
+#               bench/out/report.md with plots); part of make bench
 #   make bench-serve  HTTP load (wrk, concurrency 32, 60 s) on `gati serve`,
 #               caches on vs --no-cache
 
@@ -17,7 +19,7 @@ DEMO_BUNDLE ?= $(BUILD_DIR)/demo.bundle
 THREADS ?= 1
 EVAL_THREADS ?= $(JOBS)
 
-.PHONY: deps configure build test tsan fuzz demo bench bench-learner bench-serve clean
+.PHONY: deps configure build test tsan fuzz demo bench bench-eval bench-learner bench-serve clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -91,12 +93,25 @@ bench: build
 	$(BUILD_DIR)/bench/gati_bench_lookup --model $(DEMO_MODEL)
 	$(MAKE) bench-learner
 	$(MAKE) bench-serve
+	$(MAKE) bench-eval
 
 # p99 of concurrent requests while the online learner trains, against the
 # same run's requests at rest (and the base model's, for the machine's own
 # drift); the learner is made busy with a high feedback rate.
 bench-learner: build $(DEMO_BUNDLE)/manifest.json
 	bash bench/learner_interference.sh $(BUILD_DIR)/gati $(DEMO_BUNDLE) $(BUILD_DIR)
+
+# The evaluation suite: traces of EVAL_TRACE requests per workload (iid,
+# skewed, video, mixed), the first EVAL_REQUESTS of each replayed through
+# systems (a)-(g) side by side; results.json, report.md and plots in
+# bench/out/. `make test` runs the same in --quick mode (eval_quick_test).
+EVAL_TRACE ?= 10000
+EVAL_REQUESTS ?= 4000
+EVAL_OUT ?= bench/out
+bench-eval: build $(DEMO_BUNDLE)/manifest.json
+	$(BUILD_DIR)/bench/gati_eval $(DEMO_BUNDLE) --out $(EVAL_OUT) \
+	  --trace-requests $(EVAL_TRACE) --requests $(EVAL_REQUESTS)
+	/usr/bin/python3 bench/report.py $(EVAL_OUT)/results.json $(EVAL_OUT)
 
 # HTTP load on `gati serve` with the demo bundle: wrk at concurrency 32 for
 # SERVE_SECONDS, caches on, then --no-cache, in one run.

@@ -34,11 +34,7 @@ uint64_t MixSeed(uint64_t seed, uint64_t a, uint64_t b) {
   return z ^ (z >> 31);
 }
 
-struct Splits {
-  std::vector<int64_t> predictor;
-  std::vector<int64_t> selector;
-  std::vector<int64_t> calibration;
-};
+using Splits = BuildSplits;
 
 // Images in the predictor-train and selector-train splits; the rest calibrate.
 std::pair<int64_t, int64_t> SplitSizes(int64_t count, const BuildOptions& options) {
@@ -47,21 +43,8 @@ std::pair<int64_t, int64_t> SplitSizes(int64_t count, const BuildOptions& option
 }
 
 Splits MakeSplits(int64_t count, const BuildOptions& options) {
-  std::vector<int64_t> order(count);
-  std::iota(order.begin(), order.end(), 0);
-  std::mt19937_64 rng(MixSeed(options.seed, 0, 0));
-  std::shuffle(order.begin(), order.end(), rng);
   const auto [predictor, selector] = SplitSizes(count, options);
-  Splits splits;
-  splits.predictor.assign(order.begin(), order.begin() + predictor);
-  splits.selector.assign(order.begin() + predictor,
-                         order.begin() + predictor + selector);
-  splits.calibration.assign(order.begin() + predictor + selector, order.end());
-  // Sorted rows read the data in order; training shuffles on its own.
-  for (auto* rows : {&splits.predictor, &splits.selector, &splits.calibration}) {
-    std::sort(rows->begin(), rows->end());
-  }
-  return splits;
+  return DrawBuildSplits(count, predictor, selector, options.seed);
 }
 
 absl::StatusOr<ActivationShape> TapShape(const StagedModel& model, int tap) {
@@ -681,6 +664,24 @@ absl::StatusOr<BuildReport> BuildBundle(const BuildOptions& options,
     return absl::InternalError(absl::StrCat(
         "building caches for ", options.model_path, ": ", e.what()));
   }
+}
+
+BuildSplits DrawBuildSplits(int64_t count, int64_t predictor_rows, int64_t selector_rows,
+                            uint64_t seed) {
+  std::vector<int64_t> order(count);
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 rng(MixSeed(seed, 0, 0));
+  std::shuffle(order.begin(), order.end(), rng);
+  BuildSplits splits;
+  splits.predictor.assign(order.begin(), order.begin() + predictor_rows);
+  splits.selector.assign(order.begin() + predictor_rows,
+                         order.begin() + predictor_rows + selector_rows);
+  splits.calibration.assign(order.begin() + predictor_rows + selector_rows, order.end());
+  // Sorted rows read the data in order; training shuffles on its own.
+  for (auto* rows : {&splits.predictor, &splits.selector, &splits.calibration}) {
+    std::sort(rows->begin(), rows->end());
+  }
+  return splits;
 }
 
 }  // namespace gati

@@ -88,6 +88,18 @@ absl::StatusOr<BuildReport> BuildBundle(const BuildOptions& options,
 // Parses "all" or a comma-separated list of taps (e.g. "0,5,9").
 absl::StatusOr<std::vector<int>> ParseTapList(const std::string& text);
 
+// Rows (indices into the `count` validation images a build used) of the
+// three splits, as BuildBundle draws them for these sizes and seed; so that
+// baselines can be calibrated on exactly the calibration split gati's
+// thresholds saw. REQUIRES: predictor_rows + selector_rows <= count.
+struct BuildSplits {
+  std::vector<int64_t> predictor;
+  std::vector<int64_t> selector;
+  std::vector<int64_t> calibration;
+};
+BuildSplits DrawBuildSplits(int64_t count, int64_t predictor_rows, int64_t selector_rows,
+                            uint64_t seed);
+
 }  // namespace gati
 
 #endif  // GATI_CACHE_BUILDER_H_
