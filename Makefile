@@ -91,6 +91,7 @@ bench: build
 	$(BUILD_DIR)/bench/gati_bench_segments models/resnet20.pt \
 	  models/resnet56.pt --threads $(THREADS)
 	$(BUILD_DIR)/bench/gati_bench_lookup --model $(DEMO_MODEL)
+	$(BUILD_DIR)/bench/gati_bench_decode
 	$(MAKE) bench-learner
 	$(MAKE) bench-serve
 	$(MAKE) bench-eval
@@ -106,7 +107,7 @@ bench-learner: build $(DEMO_BUNDLE)/manifest.json
 # systems (a)-(g) side by side; results.json, report.md and plots in
 # bench/out/. `make test` runs the same in --quick mode (eval_quick_test).
 EVAL_TRACE ?= 10000
-EVAL_REQUESTS ?= 4000
+EVAL_REQUESTS ?= 3000
 EVAL_OUT ?= bench/out
 bench-eval: build $(DEMO_BUNDLE)/manifest.json
 	$(BUILD_DIR)/bench/gati_eval $(DEMO_BUNDLE) --out $(EVAL_OUT) \

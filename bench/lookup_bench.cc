@@ -1,7 +1,7 @@
 // Per-request lookup cost of every default predictor variant at batch 1 on
 // one thread (features of one activation -> predictor -> selector -> hit or
 // miss), at every distinct tap shape of a staged model, next to the latency
-// of the stages those taps follow.
+// of the stages those taps follow; and the feature extraction alone.
 //
 //   gati_bench_lookup [--model models/resnet56.pt] [google benchmark flags]
 //
@@ -96,6 +96,23 @@ int main(int argc, char** argv) {
                 stage_seconds,
                 benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
             state.counters["bytes"] = static_cast<double>(cache->memory_bytes());
+          })
+          ->Unit(benchmark::kMicrosecond)
+          ->Repetitions(5)
+          ->ReportAggregatesOnly(true);
+      // What the online learner keeps per request: the pooled features (for
+      // conv variants, whose convolution is trained, the activation itself).
+      benchmark::RegisterBenchmark(
+          ("Features/" + spec + "/" + name).c_str(),
+          [spec, shape, num_classes](benchmark::State& state) {
+            auto cache = MakeCache(spec, shape, num_classes);
+            std::vector<float> activation = gati::testing::RandomActivation(shape, 3);
+            std::vector<float> features(cache->training_input_size());
+            for (auto _ : state) {
+              cache->ExtractTrainingInput(activation.data(), features.data());
+              benchmark::DoNotOptimize(features.data());
+            }
+            state.counters["floats"] = static_cast<double>(features.size());
           })
           ->Unit(benchmark::kMicrosecond)
           ->Repetitions(5)

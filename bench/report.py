@@ -266,8 +266,17 @@ def main(argv):
         knn = data["systems"].get("knn")
         if knn:
             e = knn["extra"]
-            w(f"kNN: tap {e['tap']}, capacity {e['capacity']}, squared-distance threshold "
-              f"{e['threshold']:.4g}, lookup p50 {e['lookup_us_p50']:.1f} µs.")
+            certified = [t for t in data.get("knn_tuning", []) if t["found"]]
+            if certified:
+                w(f"kNN: tap {e['tap']}, capacity {e['capacity']}, squared-distance threshold "
+                  f"{e['threshold']:.4g}, lookup p50 {e['lookup_us_p50']:.1f} µs; taps whose "
+                  "tuning certified a threshold (hit rate on the tuning trace): " +
+                  ", ".join(f"{t['tap']} ({t['tuning_hit_rate']:.3f})" for t in certified) + ".")
+            else:
+                w(f"kNN: no tap's tuning certified a distance threshold at epsilon "
+                  f"{results['epsilon']} (the nearest past request's class differs from the "
+                  f"base model's too often), so it never hits; lookup p50 "
+                  f"{e['lookup_us_p50']:.1f} µs.")
         w("")
     w("## Exits, adaptation and memory")
     w("")

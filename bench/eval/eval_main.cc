@@ -539,9 +539,12 @@ int Run(const Flags& flags) {
     int knn_index = -1;
     KnnTuning knn_tuning;
     double best_ms = base_stage_ms;
+    json knn_taps = json::array();
     for (size_t s = 0; s < exits.taps.size(); ++s) {
       const KnnTuning t = TuneKnn(tuning->features[s], tuning->base, tuning->dims[s],
                                   flags.knn_capacity, *epsilon, *confidence);
+      knn_taps.push_back({{"tap", exits.taps[s]}, {"found", t.found},
+                          {"threshold", t.threshold}, {"tuning_hit_rate", t.hit_rate}});
       if (!t.found) continue;
       double to_tap = 0;
       for (int stage = 0; stage <= exits.taps[s]; ++stage) to_tap += stage_ms[stage];
@@ -725,6 +728,7 @@ int Run(const Flags& flags) {
     results["workloads"][workload] = {{"requests", count},
                                       {"systems", out_systems},
                                       {"knn_sweep", sweep},
+                                      {"knn_tuning", knn_taps},
                                       {"knn_tap", exits.taps[knn_index]}};
   }
   std::filesystem::create_directories(flags.out);
