@@ -359,23 +359,6 @@ double Percentile(std::vector<double> values, double q) {
   return values[low] + (values[high] - values[low]) * (position - low);
 }
 
-absl::StatusOr<int64_t> ParseBytes(const std::string& text) {
-  double value = 0;
-  std::string number = text, unit;
-  while (!number.empty() && std::isalpha(static_cast<unsigned char>(number.back()))) {
-    unit.insert(unit.begin(), number.back());
-    number.pop_back();
-  }
-  if (!absl::SimpleAtod(number, &value) || value < 0) {
-    return absl::InvalidArgumentError("'" + text + "' is not a size");
-  }
-  const std::map<std::string, double> units = {{"", 1}, {"B", 1}, {"KB", 1e3}, {"MB", 1 << 20},
-                                               {"GB", 1 << 30}};
-  auto found = units.find(unit);
-  if (found == units.end()) return absl::InvalidArgumentError("'" + text + "' is not a size");
-  return static_cast<int64_t>(value * found->second);
-}
-
 absl::StatusOr<double> BuildValue(const BundleManifest& manifest, const std::string& key) {
   auto found = manifest.build.find(key);
   double value = 0;
@@ -457,7 +440,7 @@ int Run(const Flags& flags) {
   if (!confidence.ok()) return Fail(confidence.status());
   auto mode = ParseLookupMode(flags.mode);
   if (!mode.ok()) return Fail(mode.status());
-  auto exact_bytes = ParseBytes(flags.exact_cache);
+  auto exact_bytes = ParseByteSize(flags.exact_cache);
   if (!exact_bytes.ok()) return Fail(exact_bytes.status());
   std::vector<std::string> systems = absl::StrSplit(flags.systems, ',', absl::SkipEmpty());
   std::vector<std::string> workloads = absl::StrSplit(flags.workloads, ',', absl::SkipEmpty());

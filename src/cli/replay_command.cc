@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cli/commands.h"
+#include "cli/engine_flags.h"
 #include "cli/progress_bar.h"
 #include "data/file_io.h"
 #include "data/npy.h"
@@ -33,22 +34,12 @@ struct ReplayFlags {
   std::string bundle;
   std::string trace;
   std::string labels;
-  std::string online = "off";
-  std::string mode = "parallel";
-  int threads = 1;
-  int workers = 2;
+  EngineFlags engine;
   int concurrency = 1;
-  double feedback_rate = 0.05;
-  std::string exact_cache = "0";
   int64_t limit = 0;
   int warmup = 20;
   int64_t block = 50;
-  int64_t trigger_rows = 1024;
-  double learner_share = 0.25;
-  double epsilon = 0;
-  bool no_cache = false;
   std::string dump_taps;
-  std::string device = "cpu";
 };
 
 int Fail(const absl::Status& status) {
@@ -183,26 +174,10 @@ absl::Status DumpTaps(const std::string& out_path, const Bundle& bundle,
 }
 
 int RunReplay(const ReplayFlags& flags) {
-  auto exact_bytes = ParseByteSize(flags.exact_cache);
-  if (!exact_bytes.ok()) {
-    return Fail(absl::InvalidArgumentError("--exact-cache: " +
-                                           std::string(exact_bytes.status().message())));
-  }
-  auto mode = ParseLookupMode(flags.mode);
-  if (!mode.ok()) return Fail(mode.status());
-  EngineOptions options;
-  options.intra_op_threads = flags.threads;
-  options.device = flags.device;
-  options.workers = flags.workers;
-  options.mode = *mode;
-  options.use_caches = !flags.no_cache;
-  options.feedback_rate = flags.feedback_rate;
-  options.exact_cache_bytes = *exact_bytes;
-  options.epsilon = flags.epsilon;
-  options.learner.enabled = flags.online == "on";
-  options.learner.trigger_rows = flags.trigger_rows;
-  options.learner.max_cpu_share = flags.learner_share;
-  auto engine = Engine::Create(flags.bundle, options);
+  auto options = MakeEngineOptions(flags.engine);
+  if (!options.ok()) return Fail(options.status());
+  const LookupMode mode = options->mode;
+  auto engine = Engine::Create(flags.bundle, *options);
   if (!engine.ok()) return Fail(engine.status());
   Engine& gati = **engine;
   int64_t count = 0;
@@ -309,10 +284,10 @@ int RunReplay(const ReplayFlags& flags) {
   const LatencySummary b = Summarize(base_us);
   std::printf("\n%lld requests, concurrency %d, %s mode, intra-op threads %d, workers %d, "
               "online learning %s, %.1f s\n",
-              static_cast<long long>(count), flags.concurrency, LookupModeName(*mode),
-              flags.threads, flags.workers, flags.online.c_str(), seconds);
+              static_cast<long long>(count), flags.concurrency, LookupModeName(mode),
+              flags.engine.threads, flags.engine.workers, flags.engine.online.c_str(), seconds);
   std::printf("planned taps: %zu%s\n\n", gati.planned_taps().size(),
-              flags.no_cache ? " (caches off: --no-cache)" : "");
+              flags.engine.no_cache ? " (caches off: --no-cache)" : "");
   std::printf("%-22s %9s %9s %9s %9s\n", "latency (ms)", "mean", "p50", "p95", "p99");
   std::printf("%-22s %9.3f %9.3f %9.3f %9.3f\n", "gati", g.mean, g.p50, g.p95, g.p99);
   std::printf("%-22s %9.3f %9.3f %9.3f %9.3f\n", "base model (frozen)", b.mean, b.p50,
@@ -331,7 +306,7 @@ int RunReplay(const ReplayFlags& flags) {
                 gati.predicted_mean_ms(), g.mean, g.mean / gati.predicted_mean_ms(),
                 predicted_speedup, gati.predicted_base_ms(), ratio(b.mean, g.mean));
   }
-  if (!queue_us.empty() && *mode == LookupMode::kParallel) {
+  if (!queue_us.empty() && mode == LookupMode::kParallel) {
     std::printf("wait for a worker: p50 %.0f us, p99 %.0f us\n", Percentile(queue_us, 0.5),
                 Percentile(queue_us, 0.99));
   }
@@ -341,7 +316,7 @@ int RunReplay(const ReplayFlags& flags) {
                 100.0 * n / count);
   }
   std::printf("\n");
-  if (exact_hits > 0 || *exact_bytes > 0) {
+  if (exact_hits > 0 || options->exact_cache_bytes > 0) {
     std::printf("exact-match cache: %lld hits (%.1f%%), %lld bytes\n",
                 static_cast<long long>(exact_hits), 100.0 * exact_hits / count,
                 static_cast<long long>(stats.exact_bytes));
@@ -396,8 +371,8 @@ int RunReplay(const ReplayFlags& flags) {
     auto bundle = Bundle::Load(flags.bundle);
     if (!bundle.ok()) return Fail(bundle.status());
     ModelOptions model_options;
-    model_options.intra_op_threads = flags.threads;
-    model_options.device = flags.device;
+    model_options.intra_op_threads = flags.engine.threads;
+    model_options.device = flags.engine.device;
     auto model = StagedModel::Load((*bundle)->model_path(), model_options);
     if (!model.ok()) return Fail(model.status());
     absl::Status dumped = DumpTaps(flags.dump_taps, **bundle, **model, *inputs, count);
@@ -420,30 +395,9 @@ std::function<int()> RegisterReplayCommand(CLI::App& app) {
                       "NPY float32 [N, C, H, W] images with pixels in [0, 1] (gati trace)")
       ->required();
   command->add_option("--labels", flags->labels, "NPY int64 [N] ground-truth classes");
-  command->add_option("--online", flags->online, "online learning: on or off")
-      ->check(CLI::IsMember({"on", "off"}));
-  command->add_option("--mode", flags->mode, "lookups: parallel or sequential")
-      ->check(CLI::IsMember({"parallel", "sequential"}));
-  command->add_option("--threads", flags->threads, "LibTorch intra-op threads")
-      ->check(CLI::Range(1, 256));
-  command->add_option("--workers", flags->workers, "requests computed at once")
-      ->check(CLI::Range(1, 256));
+  AddEngineFlags(command, &flags->engine);
   command->add_option("--concurrency", flags->concurrency, "replaying client threads")
       ->check(CLI::Range(1, 1024));
-  command->add_option("--feedback-rate", flags->feedback_rate,
-                      "share of hits that still run the whole model for feedback")
-      ->check(CLI::Range(0.0, 1.0));
-  command->add_option("--exact-cache", flags->exact_cache,
-                      "exact-match front cache size, e.g. 16MB (0: off)");
-  command->add_option("--epsilon", flags->epsilon,
-                      "per-tap false-hit bound for the monitor and learner (0: the bundle's)")
-      ->check(CLI::Range(0.0, 0.5));
-  command->add_option("--trigger-rows", flags->trigger_rows,
-                      "feedback requests between learner rounds")
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
-  command->add_option("--learner-share", flags->learner_share,
-                      "largest share of one core the learner uses")
-      ->check(CLI::Range(0.01, 1.0));
   command->add_option("--limit", flags->limit, "replay only the first N requests (0: all)")
       ->check(CLI::NonNegativeNumber);
   command->add_option("--warmup", flags->warmup, "untimed requests first")
@@ -451,11 +405,9 @@ std::function<int()> RegisterReplayCommand(CLI::App& app) {
   command->add_option("--block", flags->block,
                       "requests replayed on one side before switching to the other")
       ->check(CLI::Range(int64_t{1}, int64_t{100000}));
-  command->add_flag("--no-cache", flags->no_cache, "serve the base model alone");
   command->add_option("--dump-taps", flags->dump_taps,
                       "write per request and cache: class, top probability, selector "
                       "score, base class (CSV)");
-  command->add_option("--device", flags->device, "cpu, or cuda with a CUDA build of LibTorch");
   return [flags] { return RunReplay(*flags); };
 }
 

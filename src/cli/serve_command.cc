@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
+#include "cli/engine_flags.h"
 #include "gati/engine.h"
 #include "gati/plan.h"
 #include "serve/grpc_server.h"
@@ -33,16 +34,7 @@ struct ServeFlags {
   int max_queue = 64;
   std::string max_body = "64MB";
   double drain_seconds = 30;
-  // Engine.
-  int threads = 1;
-  int workers = 2;
-  std::string mode = "parallel";
-  double feedback_rate = 0.05;
-  std::string online = "off";
-  std::string exact_cache = "0";
-  double epsilon = 0;
-  bool no_cache = false;
-  std::string device = "cpu";
+  EngineFlags engine;
 };
 
 int Fail(const absl::Status& status) {
@@ -60,23 +52,9 @@ int RunServe(const ServeFlags& flags) {
     return Fail(absl::InvalidArgumentError(absl::StrCat(
         "--max-body: ", max_body.ok() ? "must be at least 1KB" : max_body.status().message())));
   }
-  auto exact_bytes = ParseByteSize(flags.exact_cache);
-  if (!exact_bytes.ok()) {
-    return Fail(absl::InvalidArgumentError(
-        absl::StrCat("--exact-cache: ", exact_bytes.status().message())));
-  }
-  auto mode = ParseLookupMode(flags.mode);
-  if (!mode.ok()) return Fail(mode.status());
-  EngineOptions options;
-  options.intra_op_threads = flags.threads;
-  options.device = flags.device;
-  options.workers = flags.workers;
-  options.mode = *mode;
-  options.use_caches = !flags.no_cache;
-  options.feedback_rate = flags.feedback_rate;
-  options.exact_cache_bytes = *exact_bytes;
-  options.epsilon = flags.epsilon;
-  options.learner.enabled = flags.online == "on";
+  auto engine_options = MakeEngineOptions(flags.engine);
+  if (!engine_options.ok()) return Fail(engine_options.status());
+  const EngineOptions options = *engine_options;
 
   // Signals go to the thread that waits for them below, not to the server
   // threads that inherit this mask; a peer closing its socket mid-write is
@@ -136,7 +114,7 @@ int RunServe(const ServeFlags& flags) {
   for (const auto& model : repository.Loaded()) {
     std::printf("model '%s' version %lld from %s: %zu planned taps%s\n", model->name.c_str(),
                 static_cast<long long>(model->version), model->bundle_dir.c_str(),
-                model->engine->planned_taps().size(), flags.no_cache ? " (caches off)" : "");
+                model->engine->planned_taps().size(), flags.engine.no_cache ? " (caches off)" : "");
   }
   const std::string shown_host = flags.host == "0.0.0.0" ? "localhost" : flags.host;
   std::printf("gati serve: ready; HTTP on %s:%d, gRPC on %s:%d, metrics on http://%s:%d/metrics\n",
@@ -195,24 +173,7 @@ std::function<int()> RegisterServeCommand(CLI::App& app) {
   command->add_option("--drain-seconds", flags->drain_seconds,
                       "on SIGTERM, longest wait for requests in flight")
       ->check(CLI::Range(0.0, 3600.0));
-  command->add_option("--threads", flags->threads, "LibTorch intra-op threads")
-      ->check(CLI::Range(1, 256));
-  command->add_option("--workers", flags->workers, "requests computed at once per model")
-      ->check(CLI::Range(1, 256));
-  command->add_option("--mode", flags->mode, "lookups: parallel or sequential")
-      ->check(CLI::IsMember({"parallel", "sequential"}));
-  command->add_option("--feedback-rate", flags->feedback_rate,
-                      "share of hits that still run the whole model for feedback")
-      ->check(CLI::Range(0.0, 1.0));
-  command->add_option("--online", flags->online, "online learning: on or off")
-      ->check(CLI::IsMember({"on", "off"}));
-  command->add_option("--exact-cache", flags->exact_cache,
-                      "exact-match front cache size, e.g. 16MB (0: off)");
-  command->add_option("--epsilon", flags->epsilon,
-                      "per-tap false-hit bound for the monitor and learner (0: the bundle's)")
-      ->check(CLI::Range(0.0, 0.5));
-  command->add_flag("--no-cache", flags->no_cache, "serve the base model alone");
-  command->add_option("--device", flags->device, "cpu, or cuda with a CUDA build of LibTorch");
+  AddEngineFlags(command, &flags->engine);
   return [flags] { return RunServe(*flags); };
 }
 

@@ -148,7 +148,11 @@ class ServeTest(unittest.TestCase):
             self.assertEqual([o["name"] for o in meta["outputs"]], ["class", "probabilities"])
             self.assertEqual(requests.get(f"{base}/ready").status_code, 200)
             config = requests.get(f"{base}/config").json()
-            self.assertEqual(config["gati"]["planned_taps"], [5, 7, 8])
+            # The plan depends on profiled latencies; the manifest says which.
+            with open(os.path.join(self.bundle, "manifest.json")) as f:
+                planned = [c["tap"] for c in json.load(f)["plan"]["caches"]]
+            self.assertEqual(config["gati"]["planned_taps"], planned)
+            self.assertGreater(len(planned), 0)
             stats = requests.get(f"{base}/stats").json()
             self.assertEqual(stats["model_stats"][0]["name"], "r20")
         self.assertEqual(requests.get(f"{http}/v2/models/r20/versions/7").status_code, 404)

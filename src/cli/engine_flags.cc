@@ -1,0 +1,58 @@
+#include "cli/engine_flags.h"
+
+#include <CLI/CLI.hpp>
+
+#include "gati/plan.h"
+
+namespace gati::cli {
+
+void AddEngineFlags(CLI::App* command, EngineFlags* flags) {
+  command->add_option("--online", flags->online, "online learning: on or off")
+      ->check(CLI::IsMember({"on", "off"}));
+  command->add_option("--mode", flags->mode, "lookups: parallel or sequential")
+      ->check(CLI::IsMember({"parallel", "sequential"}));
+  command->add_option("--threads", flags->threads, "LibTorch intra-op threads")
+      ->check(CLI::Range(1, 256));
+  command->add_option("--workers", flags->workers, "requests computed at once")
+      ->check(CLI::Range(1, 256));
+  command->add_option("--feedback-rate", flags->feedback_rate,
+                      "share of hits that still run the whole model for feedback")
+      ->check(CLI::Range(0.0, 1.0));
+  command->add_option("--exact-cache", flags->exact_cache,
+                      "exact-match front cache size, e.g. 16MB (0: off)");
+  command->add_option("--epsilon", flags->epsilon,
+                      "per-tap false-hit bound for the monitor and learner (0: the bundle's)")
+      ->check(CLI::Range(0.0, 0.5));
+  command->add_option("--trigger-rows", flags->trigger_rows,
+                      "feedback requests between learner rounds")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  command->add_option("--learner-share", flags->learner_share,
+                      "largest share of one core the learner uses")
+      ->check(CLI::Range(0.01, 1.0));
+  command->add_flag("--no-cache", flags->no_cache, "serve the base model alone");
+  command->add_option("--device", flags->device, "cpu, or cuda with a CUDA build of LibTorch");
+}
+
+absl::StatusOr<EngineOptions> MakeEngineOptions(const EngineFlags& flags) {
+  auto exact_bytes = ParseByteSize(flags.exact_cache);
+  if (!exact_bytes.ok()) {
+    return absl::InvalidArgumentError("--exact-cache: " +
+                                      std::string(exact_bytes.status().message()));
+  }
+  GATI_ASSIGN_OR_RETURN(LookupMode mode, ParseLookupMode(flags.mode));
+  EngineOptions options;
+  options.intra_op_threads = flags.threads;
+  options.device = flags.device;
+  options.workers = flags.workers;
+  options.mode = mode;
+  options.use_caches = !flags.no_cache;
+  options.feedback_rate = flags.feedback_rate;
+  options.exact_cache_bytes = *exact_bytes;
+  options.epsilon = flags.epsilon;
+  options.learner.enabled = flags.online == "on";
+  options.learner.trigger_rows = flags.trigger_rows;
+  options.learner.max_cpu_share = flags.learner_share;
+  return options;
+}
+
+}  // namespace gati::cli
