@@ -548,7 +548,7 @@ int Run(const Flags& flags) {
       const KnnPass pass = SimulateKnn(truth->features[knn_index], truth->base, dim, capacity,
                                        t.found ? t.threshold : -1.0f);
       sweep.push_back({{"capacity", capacity},
-                       {"memory_bytes", KnnCache(dim, capacity).memory_bytes()},
+                       {"memory_bytes", KnnCache::MemoryBytes(dim, capacity)},
                        {"hit_rate", pass.hits / static_cast<double>(count)},
                        {"false_hits", pass.false_hits}});
     }

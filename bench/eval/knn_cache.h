@@ -37,7 +37,8 @@ class KnnCache {
   int64_t capacity() const { return capacity_; }
   int64_t size() const;
   // Bytes of the full ring: features and labels.
-  int64_t memory_bytes() const { return capacity_ * (dim_ * 4 + 4); }
+  int64_t memory_bytes() const { return MemoryBytes(dim_, capacity_); }
+  static int64_t MemoryBytes(int dim, int64_t capacity) { return capacity * (dim * 4 + 4); }
 
  private:
   int dim_;

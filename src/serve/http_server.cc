@@ -121,26 +121,27 @@ std::string Match(const httplib::Request& req, size_t index) {
   return index < req.matches.size() ? req.matches[index].str() : std::string();
 }
 
-void HandleInfer(InferenceService* service, const httplib::Request& req,
-                 httplib::Response& res) {
-  const Clock::time_point received = Clock::now();
-  const std::string model = Match(req, 1), version = Match(req, 2);
-  absl::StatusOr<DecodedRequest> decoded = absl::InvalidArgumentError("");
+// Decodes an infer request body, with the binary extension's header.
+absl::StatusOr<DecodedRequest> DecodeHttpRequest(const httplib::Request& req,
+                                                 const DecodeLimits& limits) {
   std::optional<int64_t> header_length;
   if (req.has_header(kHeaderLength)) {
     int64_t value = 0;
     if (!absl::SimpleAtoi(req.get_header_value(kHeaderLength), &value)) {
-      decoded = absl::InvalidArgumentError(absl::StrCat(
+      return absl::InvalidArgumentError(absl::StrCat(
           kHeaderLength, " must be an integer, not '", req.get_header_value(kHeaderLength), "'"));
-    } else {
-      header_length = value;
     }
+    header_length = value;
   }
-  if (!req.has_header(kHeaderLength) || header_length) {
-    decoded = DecodeInferRequest(req.body, header_length, service->options().limits);
-  }
-  absl::StatusOr<InferReply> reply =
-      service->Infer(model, version, std::move(decoded), received);
+  return DecodeInferRequest(req.body, header_length, limits);
+}
+
+void HandleInfer(InferenceService* service, const httplib::Request& req,
+                 httplib::Response& res) {
+  const Clock::time_point received = Clock::now();
+  const std::string model = Match(req, 1), version = Match(req, 2);
+  absl::StatusOr<InferReply> reply = service->Infer(
+      model, version, DecodeHttpRequest(req, service->options().limits), received);
   if (!reply.ok()) return SendError(res, reply.status());
   EncodedResponse encoded =
       EncodeInferResponse(reply->model->name, reply->model->version_string(), reply->id,
