@@ -92,9 +92,9 @@ class InferenceServiceImpl final : public inference::GRPCInferenceService::Servi
 
   grpc::Status ModelReady(grpc::ServerContext*, const inference::ModelReadyRequest* request,
                           inference::ModelReadyResponse* response) override {
-    auto served = service_->repository()->Get(request->name(), request->version());
-    if (!served.ok() && absl::IsNotFound(served.status())) return ToGrpc(served.status());
-    response->set_ready(served.ok() && !service_->draining());
+    absl::StatusOr<bool> ready = service_->ModelReady(request->name(), request->version());
+    if (!ready.ok()) return ToGrpc(ready.status());
+    response->set_ready(*ready);
     return grpc::Status::OK;
   }
 

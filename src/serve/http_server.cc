@@ -178,23 +178,21 @@ void InstallInferenceRoutes(httplib::Server& server, InferenceService* service) 
                                                 httplib::Response& res) {
     const std::string model = Match(req, 1), version = Match(req, 2), action = Match(req, 3);
     if (action == "/ready") {
-      auto served = repository->Get(model, version);
-      if (!served.ok() && absl::IsNotFound(served.status())) return SendError(res, served.status());
-      const bool ready = served.ok() && !service->draining();
-      return SendJson(res, ready ? 200 : 400, {{"name", model}, {"ready", ready}});
+      absl::StatusOr<bool> ready = service->ModelReady(model, version);
+      if (!ready.ok()) return SendError(res, ready.status());
+      return SendJson(res, *ready ? 200 : 400, {{"name", model}, {"ready", *ready}});
     }
-    absl::StatusOr<ModelDescription> description = service->Describe(model, version);
-    if (!description.ok()) return SendError(res, description.status());
     auto served = repository->Get(model, version);
     if (!served.ok()) return SendError(res, served.status());
-    if (action == "/config") return SendJson(res, 200, ConfigJson(**served, *description));
+    const ModelDescription description = DescribeModel(**served);
+    if (action == "/config") return SendJson(res, 200, ConfigJson(**served, description));
     if (action == "/stats") return SendJson(res, 200, {{"model_stats", {StatsJson(**served)}}});
     SendJson(res, 200,
-             {{"name", description->name},
-              {"versions", description->versions},
-              {"platform", description->platform},
-              {"inputs", TensorsJson(description->inputs)},
-              {"outputs", TensorsJson(description->outputs)}});
+             {{"name", description.name},
+              {"versions", description.versions},
+              {"platform", description.platform},
+              {"inputs", TensorsJson(description.inputs)},
+              {"outputs", TensorsJson(description.outputs)}});
   });
   server.Post(kInferRoute, [service](const httplib::Request& req, httplib::Response& res) {
     HandleInfer(service, req, res);

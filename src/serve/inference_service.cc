@@ -221,17 +221,28 @@ absl::StatusOr<InferReply> InferenceService::Run(const std::shared_ptr<const Ser
   return reply;
 }
 
+ModelDescription DescribeModel(const ServedModel& model) {
+  ModelDescription description;
+  description.name = model.name;
+  description.versions = {model.version_string()};
+  description.inputs = {{kInputName, "FP32", WithBatch(model.engine->input_shape())}};
+  description.outputs = {{kClassOutput, "INT64", {-1}},
+                         {kProbabilitiesOutput, "FP32", {-1, model.engine->num_classes()}}};
+  return description;
+}
+
 absl::StatusOr<ModelDescription> InferenceService::Describe(const std::string& model,
                                                             const std::string& version) const {
   GATI_ASSIGN_OR_RETURN(std::shared_ptr<const ServedModel> served,
                         repository_->Get(model, version));
-  ModelDescription description;
-  description.name = served->name;
-  description.versions = {served->version_string()};
-  description.inputs = {{kInputName, "FP32", WithBatch(served->engine->input_shape())}};
-  description.outputs = {{kClassOutput, "INT64", {-1}},
-                         {kProbabilitiesOutput, "FP32", {-1, served->engine->num_classes()}}};
-  return description;
+  return DescribeModel(*served);
+}
+
+absl::StatusOr<bool> InferenceService::ModelReady(const std::string& model,
+                                                  const std::string& version) const {
+  absl::StatusOr<std::shared_ptr<const ServedModel>> served = repository_->Get(model, version);
+  if (!served.ok() && absl::IsNotFound(served.status())) return served.status();
+  return served.ok() && !draining();
 }
 
 bool InferenceService::Ready() const { return !draining_.load() && repository_->AllReady(); }
@@ -258,11 +269,10 @@ std::string InferenceService::RenderMetrics() const {
   for (const auto& model : loaded) {
     models.push_back({model->name, model->version, model->metrics.get(), model->engine->Stats()});
   }
-  std::vector<std::shared_ptr<ModelMetrics>> keep;
-  for (const ModelState& state : repository_->States()) {
-    if (state.version > 0) continue;
-    keep.push_back(repository_->MetricsOf(state.name));
-    server.unloaded.emplace_back(state.name, keep.back().get());
+  // The copies hold the metrics of unloaded models alive while rendering.
+  const std::vector<ModelState> states = repository_->States();
+  for (const ModelState& state : states) {
+    if (state.version == 0) server.unloaded.emplace_back(state.name, state.metrics.get());
   }
   return RenderPrometheus(server, models);
 }

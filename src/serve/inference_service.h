@@ -87,6 +87,10 @@ class InferenceService {
   absl::StatusOr<ModelDescription> Describe(const std::string& model,
                                             const std::string& version) const;
 
+  // Whether `model` (at `version`, empty: the one served) is loaded and the
+  // server is not draining; NotFound for an unknown name or version.
+  absl::StatusOr<bool> ModelReady(const std::string& model, const std::string& version) const;
+
   // Live: always, while the process answers. Ready: every model loaded and
   // not draining.
   bool Ready() const;
@@ -116,6 +120,9 @@ class InferenceService {
   std::atomic<bool> draining_{false};
   std::atomic<int64_t> unknown_model_requests_{0};
 };
+
+// The metadata endpoints' description of a loaded model.
+ModelDescription DescribeModel(const ServedModel& model);
 
 // The HTTP status a Status maps to under the protocol (200 for OK).
 int HttpStatusOf(const absl::Status& status);

@@ -36,8 +36,8 @@ absl::Status ModelRepository::Register(const std::string& name, const std::strin
   ModelState state;
   state.name = name;
   state.bundle_dir = bundle_dir;
-  states_[name] = state;
-  metrics_[name] = std::make_shared<ModelMetrics>();
+  state.metrics = std::make_shared<ModelMetrics>();
+  states_[name] = std::move(state);
   return absl::OkStatus();
 }
 
@@ -77,7 +77,7 @@ absl::Status ModelRepository::Load(const std::string& name) {
     }
     bundle_dir = state->second.bundle_dir;
     version = state->second.version;
-    metrics = metrics_[name];
+    metrics = state->second.metrics;
   }
   absl::StatusOr<std::unique_ptr<Engine>> engine = factory_(bundle_dir);
   std::lock_guard<std::mutex> lock(state_mu_);
@@ -151,8 +151,8 @@ std::vector<ModelState> ModelRepository::States() const {
 
 std::shared_ptr<ModelMetrics> ModelRepository::MetricsOf(const std::string& name) const {
   std::lock_guard<std::mutex> lock(state_mu_);
-  auto found = metrics_.find(name);
-  return found == metrics_.end() ? nullptr : found->second;
+  auto found = states_.find(name);
+  return found == states_.end() ? nullptr : found->second.metrics;
 }
 
 bool ModelRepository::AllReady() const {

@@ -45,6 +45,8 @@ struct ModelState {
   int64_t version = 0;  // 0: never loaded.
   bool ready = false;
   std::string reason;  // The last load's error, if it failed.
+  // Request metrics of the name; shared with every loaded version.
+  std::shared_ptr<ModelMetrics> metrics;
 };
 
 class ModelRepository {
@@ -92,10 +94,9 @@ class ModelRepository {
   EngineFactory factory_;
   // Serializes loads (Create can take seconds; readers never wait on it).
   std::mutex load_mu_;
-  // Registrations and load states; guarded by state_mu_.
+  // Registrations, their load states and metrics; guarded by state_mu_.
   mutable std::mutex state_mu_;
   std::map<std::string, ModelState> states_;
-  std::map<std::string, std::shared_ptr<ModelMetrics>> metrics_;
   // Published models, replaced whole (copy on write) under state_mu_ and
   // read with std::atomic_load.
   std::shared_ptr<const ModelMap> models_;
