@@ -1,7 +1,9 @@
 # The commands a newcomer needs; each installs what is missing first.
 #   make demo   install, build, run gati info + eval + build on the demo model
 #   make test   install, build, run the whole test suite (ctest, make tsan,
-#               make fuzz)
+#               make fuzz, make check-deps)
+#   make check-deps  prove scripts/debian-packages.txt complete against what
+#               the build trees, scripts and Python imports use
 #   make tsan   the engine core's concurrency tests under ThreadSanitizer
 #   make fuzz   libFuzzer on the request decoders (FUZZ_SECONDS, default 60)
 #   make build  install and build only
@@ -19,7 +21,7 @@ DEMO_BUNDLE ?= $(BUILD_DIR)/demo.bundle
 THREADS ?= 1
 EVAL_THREADS ?= $(JOBS)
 
-.PHONY: deps configure build test tsan fuzz demo bench bench-eval bench-learner bench-serve clean
+.PHONY: deps configure build test tsan fuzz check-deps demo bench bench-eval bench-learner bench-serve clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -35,6 +37,7 @@ test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 	$(MAKE) tsan
 	$(MAKE) fuzz
+	$(MAKE) check-deps
 
 # The engine core's concurrency tests (hot swap under load, parallel
 # lookups) under ThreadSanitizer; LibTorch is not involved, so every
@@ -61,6 +64,13 @@ fuzz: deps
 	cp fuzz/corpus/oip_decode/* $(FUZZ_DIR)/corpus/oip_decode/
 	$(FUZZ_DIR)/fuzz/oip_decode_fuzzer -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	  -print_final_stats=1 $(FUZZ_DIR)/corpus/oip_decode
+
+# Every file the three build trees resolved, every program the scripts run and
+# every module the Python code imports belongs to a package that
+# scripts/debian-packages.txt lists or pulls in (ctest's check_deps_test
+# checks the main tree and that a shortened list fails).
+check-deps:
+	bash scripts/check-deps.sh $(foreach d,$(BUILD_DIR) $(TSAN_DIR) $(FUZZ_DIR),$(if $(wildcard $(d)/CMakeCache.txt),--build-dir $(d)))
 
 DEMO_TRACE ?= $(BUILD_DIR)/demo.iid.npy
 DEMO_HTTP_PORT ?= 8000

@@ -1,21 +1,16 @@
 #!/usr/bin/env bash
-# Installs every Debian package gati needs. Idempotent (installs only what is
-# missing), non-interactive, and fails loudly on any error.
+# Installs every Debian package gati needs, as listed in
+# scripts/debian-packages.txt. Idempotent (installs only what is missing),
+# non-interactive, and fails loudly on any error.
 set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+LIST=${GATI_PACKAGE_LIST:-$HERE/debian-packages.txt}
 
-PACKAGES=(
-  build-essential cmake ninja-build ccache pkg-config
-  libtorch-dev libopenblas0-pthread
-  python3 python3-torch python3-torchvision python3-numpy
-  dataset-fashion-mnist
-  libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libabsl-dev
-  libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev libssl-dev
-  clang libclang-rt-14-dev
-  libcpp-httplib-dev libgrpc++-dev libprotobuf-dev protobuf-compiler
-  protobuf-compiler-grpc
-  python3-requests python3-grpcio python3-grpc-tools python3-protobuf
-  prometheus hey wrk curl iproute2
-)
+mapfile -t PACKAGES < <(sed 's/#.*//' "$LIST" | tr -s ' \t' '\n' | sed '/^$/d')
+if [[ ${#PACKAGES[@]} -eq 0 ]]; then
+  echo "install-deps: no packages listed in $LIST" >&2
+  exit 1
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
