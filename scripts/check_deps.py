@@ -85,6 +85,14 @@ def config_file_in(directory, package_name):
     return None
 
 
+# CMake probes for these helpers and takes whatever it finds (llvm-ar beside
+# clang, say), falling back to binutils, which build-essential brings: what
+# they resolved to is a preference, not a dependency.
+OPPORTUNISTIC_TOOLS = re.compile(
+    r"^CMAKE_(?:[A-Z]+_COMPILER_)?(?:AR|RANLIB|LINKER|NM|OBJCOPY|OBJDUMP|READELF|STRIP|"
+    r"ADDR2LINE|DLLTOOL|MT|CLANG_SCAN_DEPS)$")
+
+
 def build_tree_files(build_dir, build_dirs):
     """(file, where) pairs: config files, libraries and programs CMake found,
     pkg-config modules, every header the compiler read, every shared library
@@ -96,7 +104,8 @@ def build_tree_files(build_dir, build_dirs):
             config = config_file_in(value, name[:-len("_DIR")])
             if config and not inside_project(config, build_dirs):
                 found.append((config, f"{where}: find_package({name[:-4]})"))
-        elif kind == "FILEPATH" and os.path.isabs(value) and os.path.isfile(value):
+        elif (kind == "FILEPATH" and os.path.isabs(value) and os.path.isfile(value)
+              and not OPPORTUNISTIC_TOOLS.match(name)):
             if not inside_project(value, build_dirs):
                 found.append((value, f"{where}: {name}"))
         elif kind == "INTERNAL" and name.endswith("_MODULE_NAME") and value:
