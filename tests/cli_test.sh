@@ -77,7 +77,7 @@ expect "build without plan" 0 "^absent$" -- bash -c "'$GATI' build --model '$TIN
 expect "plan without bundle" nonzero "BUNDLE is required" -- "$GATI" plan
 expect "plan missing bundle" nonzero "manifest.json: cannot open" -- "$GATI" plan "$WORK/absent"
 expect "plan bad budget" nonzero "--memory-budget: '4XB' is not a size" -- "$GATI" plan "$WORK/b" --memory-budget 4XB
-expect "plan bad mode" nonzero "--mode must be parallel or sequential" -- "$GATI" plan "$WORK/b" --mode fast
+expect "plan bad mode" nonzero "--mode must be auto, parallel or sequential" -- "$GATI" plan "$WORK/b" --mode fast
 expect "plan bad epsilon" nonzero "--epsilon must lie in \(0, 1\)" -- "$GATI" plan "$WORK/b" --epsilon 2
 expect "plan negative max taps" nonzero "--max-taps must be >= 0" -- "$GATI" plan "$WORK/b" --max-taps -1
 expect "plan runs" 0 "predicted latency: mean [0-9.]+ ms" -- "$GATI" plan "$WORK/b" --memory-budget 1MB --mode sequential

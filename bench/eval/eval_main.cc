@@ -63,7 +63,7 @@ struct Flags {
   int64_t saturation_requests = 600;
   int saturation_threads = 2;
   uint64_t seed = 1;
-  std::string mode = "sequential";
+  std::string mode = "auto";
   int64_t block = 50;
   int64_t knn_capacity = 4096;
   std::string exact_cache = "16MB";
@@ -748,8 +748,9 @@ int main(int argc, char** argv) {
   app.add_option("--saturation-threads", flags.saturation_threads, "client threads at saturation")
       ->check(CLI::Range(1, 256));
   app.add_option("--seed", flags.seed, "trace seed");
-  app.add_option("--mode", flags.mode, "engine lookups: sequential or parallel")
-      ->check(CLI::IsMember({"parallel", "sequential"}));
+  app.add_option("--mode", flags.mode,
+                 "engine mode: auto (the default users get), sequential or parallel")
+      ->check(CLI::IsMember({"auto", "parallel", "sequential"}));
   app.add_option("--block", flags.block, "requests per system before switching")
       ->check(CLI::Range(int64_t{1}, int64_t{100000}));
   app.add_option("--knn-capacity", flags.knn_capacity, "entries of the kNN cache")

@@ -93,14 +93,17 @@ struct PlannedCache {
 struct StoredPlan {
   int version = kPlanVersion;
   // Constraints it was made under.
-  std::string mode = "parallel";
+  std::string mode = "sequential";
   int64_t memory_budget_bytes = 0;
   double epsilon = 0;
   double confidence = 0.95;
   int max_taps = 0;
+  double tail_budget = 0;  // 0 = none (also for plans written before it existed).
   std::vector<PlannedCache> caches;  // By tap; empty = the base model alone.
-  // Predicted on the planning split.
-  double mean_ms = 0, p50_ms = 0, p95_ms = 0, base_ms = 0, oracle_mean_ms = 0;
+  // Predicted on the planning split; miss_ms is a request that misses every
+  // planned cache (p99 and miss_ms are 0 in plans written before them).
+  double mean_ms = 0, p50_ms = 0, p95_ms = 0, p99_ms = 0, miss_ms = 0, base_ms = 0,
+         oracle_mean_ms = 0;
   double disagreement = 0, disagreement_bound = 0;
   int64_t memory_bytes = 0;
   std::vector<double> exit_share;  // Per planned cache, then the base model.
@@ -129,6 +132,11 @@ struct BundleManifest {
   // cost of one segment boundary.
   double staged_p50_ms = 0;
   int profile_threads = 1;
+  // Measured cost of a lookup on a request's path beyond its isolated time,
+  // per lookup and per MB of cache memory (PlanningProblem's fields of the
+  // same names); 0 in bundles built before them.
+  double lookup_overhead_ms = 0;
+  double lookup_ms_per_mb = 0;
   // Sorted by tap, then by variant name.
   std::vector<CacheEntry> caches;
   // Planning records: file (empty when none), hash, split description.

@@ -7,11 +7,17 @@
 // once and later work for it is dropped. On a miss the last segment answers
 // with the base model's class. Mode `sequential` runs the request on the
 // caller's thread and does each lookup before the next segment instead (no
-// handoff; workers only finish feedback); both modes answer identically.
+// handoff, no per-request allocation of the engine's own; workers only
+// finish sampled feedback); both modes answer identically. Mode `auto`, the
+// default, times both on the bundle's replay sample when the engine starts,
+// beside the whole base model, and serves in the faster; when neither beats
+// the base model at the mean, it serves the base model alone (mode() and
+// mode_report() say which and why).
 //
-// Feedback: the base model's answer for a request (always known on a miss;
-// for a `feedback_rate` share of hits the remaining segments keep running
-// after the answer was returned). Feedback rows go to bounded per-tap ring
+// Feedback: the base model's answer for a `feedback_rate` sample of requests
+// (on a sampled hit the remaining segments keep running after the answer was
+// returned, off the caller's path; a sampled miss has it already). Requests
+// not sampled cost nothing beyond their answer. Feedback rows go to bounded per-tap ring
 // buffers, feed the live monitor (a tap whose false-hit rate is shown to
 // exceed its bound is switched off) and, when enabled, the online learner,
 // which fine-tunes caches in the background and swaps in those that pass a
@@ -73,11 +79,18 @@ struct EngineOptions {
   int workers = 2;
   // Threads of the lookup executor (parallel mode).
   int lookup_threads = 1;
-  LookupMode mode = LookupMode::kParallel;
+  // kAuto: measure kParallel and kSequential when the engine starts (see
+  // auto_probe_requests) and serve in the faster, or the base model alone
+  // when neither beats it.
+  LookupMode mode = LookupMode::kAuto;
+  // Replay-sample requests timed per candidate (parallel, sequential, base
+  // model) by kAuto, after a few warm-up runs; 0 = pick sequential untimed.
+  int auto_probe_requests = 48;
   // false: serve the base model alone, as if the plan had no taps.
   bool use_caches = true;
-  // Share of hits whose remaining segments still run, off the critical
-  // path, to learn the base model's answer.
+  // Share of requests whose base-model answer is learned (for hits, the
+  // remaining segments still run, off the critical path): the monitor's and
+  // the learner's input.
   double feedback_rate = 0.05;
   // Cap on the feedback ring buffers, all taps together, and on rows per tap.
   int64_t feedback_memory_bytes = 64ll << 20;
@@ -97,7 +110,8 @@ struct EngineOptions {
   // Exact-match front cache (LRU on the input bytes); 0 bytes = off.
   int64_t exact_cache_bytes = 0;
   LearnerOptions learner;
-  // Seeds the feedback sampling.
+  // Seeds the feedback sampling (per engine: two engines with the same seed
+  // and the same call order sample the same requests).
   uint64_t seed = 1;
 };
 
@@ -215,6 +229,13 @@ class Engine {
   // True while a learner round is running (for reports that separate
   // latency during training from latency at rest).
   virtual bool learner_busy() const = 0;
+  // The mode requests run in: kParallel or kSequential (kAuto resolved at
+  // Create). serving_base() is true when kAuto found the caches slower than
+  // the base model and serves the base model alone.
+  virtual LookupMode mode() const = 0;
+  virtual bool serving_base() const = 0;
+  // How the mode was chosen, with the times measured (one line).
+  virtual const std::string& mode_report() const = 0;
 };
 
 }  // namespace gati

@@ -23,11 +23,26 @@ namespace gati {
 // How the engine runs lookups. kParallel: a lookup overlaps the next segment,
 // so a miss costs only the part that outlasts that segment, a hit costs the
 // whole lookup (the answer waits for it). kSequential: every lookup on the
-// path costs its full time.
-enum class LookupMode { kParallel, kSequential };
+// path costs its full time. kAuto (the engine only): the engine measures
+// both on this machine when it starts and serves in the faster; the planner
+// prices kAuto as kSequential, the mode whose cost it models without
+// assuming an idle core.
+enum class LookupMode { kParallel, kSequential, kAuto };
 
+// "parallel", "sequential" or "auto"; InvalidArgument otherwise.
 absl::StatusOr<LookupMode> ParseLookupMode(const std::string& text);
-const char* LookupModeName(LookupMode mode);
+// Inline: the engine core names modes without linking the planner.
+inline const char* LookupModeName(LookupMode mode) {
+  switch (mode) {
+    case LookupMode::kParallel:
+      return "parallel";
+    case LookupMode::kSequential:
+      return "sequential";
+    case LookupMode::kAuto:
+      return "auto";
+  }
+  return "?";
+}
 
 // Parses "4MB", "512KB", "1.5MiB", "2000000" (bytes; K/M/G are powers of
 // 1000, Ki/Mi/Gi of 1024, a trailing B is optional). InvalidArgument for
@@ -60,7 +75,21 @@ struct PlanningProblem {
   // Measured latency of fused segments [first, end), keyed (first, end);
   // used instead of the model above wherever present.
   std::map<std::pair<int, int>, double> measured_segment_ms;
+  // What a lookup on a request's path costs beyond its isolated lookup_ms
+  // when the engine runs it between segments: a constant per lookup (the
+  // boundary's handling beyond the measured segments) plus a cost per MB of
+  // the cache's memory (between requests its weights leave the CPU caches,
+  // so a lookup reads them cold and evicts the next segment's). Calibrated
+  // at build time by timing a plan's all-miss path as the engine runs it,
+  // with and without its lookups, against the whole model (TimeMissPath);
+  // 0 = not calibrated.
+  double lookup_overhead_ms = 0;
+  double lookup_ms_per_mb = 0;
 };
+
+// A cache's lookup as a request on the engine pays it: isolated time plus
+// the calibrated in-situ costs above.
+double PathLookupMs(const PlanningProblem& problem, const CandidateCache& cache);
 
 // Checks sizes and values; InvalidArgument naming the first problem.
 absl::Status ValidateProblem(const PlanningProblem& problem);
@@ -71,8 +100,14 @@ struct PlanOptions {
   // one-sided Clopper-Pearson upper bound at `confidence` on the split.
   double epsilon = 0.01;
   double confidence = 0.95;
-  LookupMode mode = LookupMode::kParallel;
+  LookupMode mode = LookupMode::kSequential;
   int max_taps = 0;  // 0 = no limit.
+  // Tail constraint: the plan's p99 latency on the planning split must stay
+  // within this multiple of the base model's (whose latency is the same for
+  // every sample); with more than 1% misses that is the miss path: every
+  // boundary and lookup a request passes before the base model answers.
+  // 0 = no constraint.
+  double tail_budget = 1.05;
 };
 
 // One chosen cache: indices into problem.caches and its thresholds.
@@ -88,6 +123,9 @@ struct PlanEvaluation {
   double mean_ms = 0;
   double p50_ms = 0;
   double p95_ms = 0;
+  double p99_ms = 0;
+  // The slowest path: a request that misses every chosen cache.
+  double miss_ms = 0;
   int64_t false_answers = 0;
   double disagreement = 0;        // false_answers / samples.
   double disagreement_bound = 0;  // Clopper-Pearson upper bound.
@@ -95,7 +133,7 @@ struct PlanEvaluation {
   // Share of samples answered at each chosen cache (plan order), then by
   // the base model (last element).
   std::vector<double> exit_share;
-  bool feasible = false;  // Memory, taps and bound all hold.
+  bool feasible = false;  // Memory, taps, tail and bound all hold.
 };
 
 struct Plan {

@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cache/calibration.h"
+#include "cache/path_timing.h"
 #include "gati/model.h"
 #include "gati/profile.h"
 #include "model/input.h"
@@ -607,21 +608,6 @@ absl::StatusOr<BuildReport> BuildBundleOrThrow(const BuildOptions& options,
       {"taps", absl::StrJoin(taps, ",")},
       {"variants", absl::StrJoin(variant_names, ",")},
   };
-  manifest.planning_split = "calibration";
-  if (options.plan) {
-    GATI_ASSIGN_OR_RETURN(PlanningProblem problem, ProblemFromManifest(manifest, records));
-    GATI_RETURN_IF_ERROR(SetIntraOpThreads(1));  // As profiled and served.
-    double model_only_mean_ms = 0;
-    GATI_ASSIGN_OR_RETURN(
-        Plan plan, PlanWithMeasuredSegments(*model, &problem, options.plan_options,
-                                            options.profile_repetitions, 3,
-                                            &model_only_mean_ms));
-    GATI_RETURN_IF_ERROR(SetIntraOpThreads(options.threads));
-    manifest.plan = ToStoredPlan(plan, problem, options.plan_options);
-    manifest.plan.model_only_mean_ms = model_only_mean_ms;
-    manifest.has_plan = true;
-    end_step("plan");
-  }
   // Replay sample: the first predictor-train images (already shuffled).
   ReplaySample replay;
   replay.count = std::min<int64_t>(options.replay_samples, report.predictor_train);
@@ -637,6 +623,68 @@ absl::StatusOr<BuildReport> BuildBundleOrThrow(const BuildOptions& options,
     inputs = inputs.contiguous();
     replay.inputs.assign(inputs.data_ptr<float>(),
                          inputs.data_ptr<float>() + inputs.numel());
+  }
+  manifest.planning_split = "calibration";
+  if (options.plan) {
+    GATI_ASSIGN_OR_RETURN(PlanningProblem problem, ProblemFromManifest(manifest, records));
+    GATI_RETURN_IF_ERROR(SetIntraOpThreads(1));  // As profiled and served.
+    double model_only_mean_ms = 0;
+    GATI_ASSIGN_OR_RETURN(
+        Plan plan, PlanWithMeasuredSegments(*model, &problem, options.plan_options,
+                                            options.profile_repetitions, 3,
+                                            &model_only_mean_ms));
+    // Calibrate what a lookup costs between segments: time the plan's
+    // all-miss path as the engine runs it, with and without its lookups,
+    // against the whole model. What the segments alone take beyond their
+    // fused profile is charged per lookup; what the lookups add beyond
+    // their isolated times, per MB of their caches. Then plan again on
+    // that; twice, since the second plan may cut elsewhere.
+    for (int round = 0; round < 2 && !plan.choices.empty() && replay.count > 0; ++round) {
+      std::vector<int> plan_taps;
+      std::vector<std::unique_ptr<LearnedCache>> planned;
+      std::vector<const LearnedCache*> planned_ptrs;
+      double segments_ms = 0, isolated_lookups_ms = 0, cache_mb = 0;
+      int first_stage = 0;
+      for (const PlanChoice& choice : plan.choices) {
+        const CandidateCache& candidate = problem.caches[choice.cache];
+        segments_ms += SegmentMs(problem, first_stage, candidate.tap + 1);
+        first_stage = candidate.tap + 1;
+        isolated_lookups_ms += candidate.lookup_ms;
+        cache_mb += static_cast<double>(candidate.memory_bytes) / 1e6;
+        for (const Finished& f : finished) {
+          if (f.weights.tap == candidate.tap && f.weights.variant.name == candidate.variant) {
+            GATI_ASSIGN_OR_RETURN(planned.emplace_back(), LearnedCache::Create(f.weights));
+            planned_ptrs.push_back(planned.back().get());
+          }
+        }
+        plan_taps.push_back(candidate.tap);
+      }
+      GATI_ASSIGN_OR_RETURN(
+          MissPathTiming timing,
+          TimeMissPath(*model, plan_taps, planned_ptrs, replay.inputs.data(), replay.count,
+                       std::max(60, 4 * options.profile_repetitions)));
+      segments_ms += SegmentMs(problem, first_stage, model->num_stages());
+      // On the base model's measured scale (the timing run's own whole-model
+      // time cancels the machine's drift since the profile).
+      const double scale = plan.base_ms / timing.whole_ms;
+      const double k = static_cast<double>(plan.choices.size());
+      problem.lookup_overhead_ms =
+          std::max(0.0, (timing.segments_ms * scale - segments_ms) / k);
+      problem.lookup_ms_per_mb = std::max(
+          0.0, ((timing.miss_ms - timing.segments_ms) * scale - isolated_lookups_ms) /
+                   std::max(cache_mb, 1e-3));
+      manifest.lookup_overhead_ms = problem.lookup_overhead_ms;
+      manifest.lookup_ms_per_mb = problem.lookup_ms_per_mb;
+      GATI_ASSIGN_OR_RETURN(plan, PlanWithMeasuredSegments(*model, &problem,
+                                                           options.plan_options,
+                                                           options.profile_repetitions, 3,
+                                                           nullptr));
+    }
+    GATI_RETURN_IF_ERROR(SetIntraOpThreads(options.threads));
+    manifest.plan = ToStoredPlan(plan, problem, options.plan_options);
+    manifest.plan.model_only_mean_ms = model_only_mean_ms;
+    manifest.has_plan = true;
+    end_step("plan");
   }
   GATI_RETURN_IF_ERROR(Bundle::Write(out_dir, manifest, options.model_path,
                                      weights, &records, &replay));

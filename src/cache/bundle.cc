@@ -229,6 +229,8 @@ std::string ManifestToJson(const BundleManifest& manifest) {
                {{"stage_p50_ms", manifest.stage_p50_ms},
                 {"whole_p50_ms", manifest.whole_p50_ms},
                 {"staged_p50_ms", manifest.staged_p50_ms},
+                {"lookup_overhead_ms", manifest.lookup_overhead_ms},
+                {"lookup_ms_per_mb", manifest.lookup_ms_per_mb},
                 {"threads", manifest.profile_threads}}},
               {"caches", caches}};
   if (!manifest.planning_file.empty()) {
@@ -254,11 +256,14 @@ std::string ManifestToJson(const BundleManifest& manifest) {
                    {"epsilon", plan.epsilon},
                    {"confidence", plan.confidence},
                    {"max_taps", plan.max_taps},
+                   {"tail_budget", plan.tail_budget},
                    {"caches", planned},
                    {"predicted",
                     {{"mean_ms", plan.mean_ms},
                      {"p50_ms", plan.p50_ms},
                      {"p95_ms", plan.p95_ms},
+                     {"p99_ms", plan.p99_ms},
+                     {"miss_ms", plan.miss_ms},
                      {"base_ms", plan.base_ms},
                      {"oracle_mean_ms", plan.oracle_mean_ms},
                      {"disagreement", plan.disagreement},
@@ -313,6 +318,13 @@ absl::StatusOr<BundleManifest> ParseManifest(const std::string& json_text,
       reader.Get(profile, "threads", &manifest.profile_threads, "profile."));
   GATI_RETURN_IF_ERROR(
       reader.Get(profile, "staged_p50_ms", &manifest.staged_p50_ms, "profile."));
+  for (const auto& [key, field] :
+       {std::pair<const char*, double*>{"lookup_overhead_ms", &manifest.lookup_overhead_ms},
+        {"lookup_ms_per_mb", &manifest.lookup_ms_per_mb}}) {
+    if (!profile.contains(key)) continue;  // Bundles built before them.
+    GATI_RETURN_IF_ERROR(reader.Get(profile, key, field, "profile."));
+    if (!(*field >= 0)) return reader.Error(absl::StrCat("profile.", key), "must be >= 0");
+  }
   json caches;
   GATI_RETURN_IF_ERROR(reader.Get(root, "caches", &caches));
   if (!caches.is_array()) return reader.Error("caches", "is not an array");
@@ -418,9 +430,15 @@ absl::StatusOr<BundleManifest> ParseManifest(const std::string& json_text,
         reader.Get(predicted, "disagreement_bound", &plan.disagreement_bound, pw));
     GATI_RETURN_IF_ERROR(reader.Get(predicted, "memory_bytes", &plan.memory_bytes, pw));
     GATI_RETURN_IF_ERROR(reader.Get(predicted, "exit_share", &plan.exit_share, pw));
-    if (predicted.contains("model_only_mean_ms")) {
-      GATI_RETURN_IF_ERROR(
-          reader.Get(predicted, "model_only_mean_ms", &plan.model_only_mean_ms, pw));
+    // Fields newer plans carry; older manifests lack them.
+    for (const auto& [key, field] : {std::pair<const char*, double*>{"model_only_mean_ms",
+                                                                     &plan.model_only_mean_ms},
+                                     {"p99_ms", &plan.p99_ms},
+                                     {"miss_ms", &plan.miss_ms}}) {
+      if (predicted.contains(key)) GATI_RETURN_IF_ERROR(reader.Get(predicted, key, field, pw));
+    }
+    if (item.contains("tail_budget")) {
+      GATI_RETURN_IF_ERROR(reader.Get(item, "tail_budget", &plan.tail_budget, "plan."));
     }
     manifest.has_plan = true;
   }

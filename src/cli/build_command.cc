@@ -27,8 +27,9 @@ struct BuildFlags {
   int64_t limit = 0;
   std::string memory_budget = "4MB";
   double plan_epsilon = 0;  // 0: the same as --epsilon.
-  std::string mode = "parallel";
+  std::string mode = "sequential";
   int max_taps = 0;
+  double tail_budget = 1.05;
   bool no_plan = false;
 };
 
@@ -81,7 +82,7 @@ int RunBuild(BuildFlags& flags) {
   options.plan = !flags.no_plan;
   auto plan_options = MakePlanOptions(
       flags.memory_budget, flags.plan_epsilon > 0 ? flags.plan_epsilon : options.epsilon,
-      flags.mode, flags.max_taps);
+      flags.mode, flags.max_taps, flags.tail_budget);
   if (!plan_options.ok()) return Fail(plan_options.status());
   options.plan_options = *plan_options;
   const std::string dir = flags.data == "fashion-mnist" ? kFashionMnistDir : flags.data;
@@ -148,7 +149,7 @@ int RunBuild(BuildFlags& flags) {
                 e.variant.c_str(), e.threshold, m.hit_rate, m.false_hit_rate,
                 m.false_hit_upper_bound, static_cast<long long>(m.hits));
   }
-  if (manifest.has_plan) std::printf("\n%s", PlanReport(manifest.plan).c_str());
+  if (manifest.has_plan) std::printf("\n%s", PlanReport(manifest).c_str());
   std::printf("\nsteps:");
   for (const auto& [name, step_seconds] : report->step_seconds) {
     std::printf(" %s %.1f s;", name.c_str(), step_seconds);
@@ -210,8 +211,13 @@ std::function<int()> RegisterBuildCommand(CLI::App& app) {
   command->add_option("--plan-epsilon", flags->plan_epsilon,
                       "planner: bound on the share of answers that differ from the base "
                       "model (default: --epsilon)");
-  command->add_option("--mode", flags->mode, "planner: parallel or sequential lookups");
+  command->add_option("--mode", flags->mode,
+                      "planner: price lookups as sequential (default; also what auto "
+                      "means) or parallel");
   command->add_option("--max-taps", flags->max_taps, "planner: at most this many caches");
+  command->add_option("--tail-budget", flags->tail_budget,
+                      "planner: predicted p99 within this multiple of the base model's "
+                      "(0: off)");
   command->add_flag("--no-plan", flags->no_plan, "do not run the planner");
   return [flags] { return RunBuild(*flags); };
 }

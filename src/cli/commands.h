@@ -38,7 +38,7 @@ std::function<int()> RegisterServeCommand(CLI::App& app);
 // error names the bad flag.
 absl::StatusOr<PlanOptions> MakePlanOptions(const std::string& memory_budget,
                                             double epsilon, const std::string& mode,
-                                            int max_taps);
+                                            int max_taps, double tail_budget);
 
 }  // namespace gati::cli
 

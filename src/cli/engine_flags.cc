@@ -9,8 +9,10 @@ namespace gati::cli {
 void AddEngineFlags(CLI::App* command, EngineFlags* flags) {
   command->add_option("--online", flags->online, "online learning: on or off")
       ->check(CLI::IsMember({"on", "off"}));
-  command->add_option("--mode", flags->mode, "lookups: parallel or sequential")
-      ->check(CLI::IsMember({"parallel", "sequential"}));
+  command->add_option("--mode", flags->mode,
+                      "auto (time both at start, serve in the faster, or the base model "
+                      "alone when neither beats it), parallel or sequential")
+      ->check(CLI::IsMember({"auto", "parallel", "sequential"}));
   command->add_option("--threads", flags->threads, "LibTorch intra-op threads")
       ->check(CLI::Range(1, 256));
   command->add_option("--workers", flags->workers, "requests computed at once")

@@ -18,7 +18,7 @@ namespace gati::cli {
 struct EngineFlags {
   int threads = 1;
   int workers = 2;
-  std::string mode = "parallel";
+  std::string mode = "auto";
   double feedback_rate = 0.05;
   std::string exact_cache = "0";
   double epsilon = 0;

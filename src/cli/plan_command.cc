@@ -20,8 +20,9 @@ struct PlanFlags {
   std::string bundle;
   std::string memory_budget = "4MB";
   double epsilon = 0.01;
-  std::string mode = "parallel";
+  std::string mode = "sequential";
   int max_taps = 0;
+  double tail_budget = 1.05;
   bool measure = true;
   int repetitions = 30;
 };
@@ -33,7 +34,7 @@ int Fail(const absl::Status& status) {
 
 int RunPlan(const PlanFlags& flags) {
   auto options = MakePlanOptions(flags.memory_budget, flags.epsilon, flags.mode,
-                                 flags.max_taps);
+                                 flags.max_taps, flags.tail_budget);
   if (!options.ok()) return Fail(options.status());
   auto bundle = Bundle::Load(flags.bundle);
   if (!bundle.ok()) return Fail(bundle.status());
@@ -62,7 +63,7 @@ int RunPlan(const PlanFlags& flags) {
   manifest.has_plan = true;
   absl::Status written = Bundle::WriteManifest(flags.bundle, manifest);
   if (!written.ok()) return Fail(written);
-  std::printf("%s", PlanReport(manifest.plan).c_str());
+  std::printf("%s", PlanReport(manifest).c_str());
   std::printf("search: %d plans replayed (last search) on %zu planning samples "
               "(%zu caches); %.2f s with %zu fused segments measured; written to %s/%s\n",
               plan.evaluations, problem->base_classes.size(), problem->caches.size(),
@@ -75,7 +76,7 @@ int RunPlan(const PlanFlags& flags) {
 
 absl::StatusOr<PlanOptions> MakePlanOptions(const std::string& memory_budget,
                                             double epsilon, const std::string& mode,
-                                            int max_taps) {
+                                            int max_taps, double tail_budget) {
   PlanOptions options;
   auto budget = ParseByteSize(memory_budget);
   if (!budget.ok()) {
@@ -92,6 +93,11 @@ absl::StatusOr<PlanOptions> MakePlanOptions(const std::string& memory_budget,
   options.mode = *parsed_mode;
   if (max_taps < 0) return absl::InvalidArgumentError("--max-taps must be >= 0");
   options.max_taps = max_taps;
+  if (!(tail_budget == 0 || (tail_budget >= 1 && tail_budget <= 100))) {
+    return absl::InvalidArgumentError(
+        "--tail-budget must be 0 (off) or a ratio in [1, 100], got " + std::to_string(tail_budget));
+  }
+  options.tail_budget = tail_budget;
   return options;
 }
 
@@ -105,8 +111,11 @@ std::function<int()> RegisterPlanCommand(CLI::App& app) {
                       "memory of all chosen caches, e.g. 4MB, 512KiB");
   command->add_option("--epsilon", flags->epsilon,
                       "bound on the share of answers that differ from the base model");
-  command->add_option("--mode", flags->mode, "parallel or sequential lookups");
+  command->add_option("--mode", flags->mode,
+                      "price lookups as sequential (default; also what auto means) or parallel");
   command->add_option("--max-taps", flags->max_taps, "at most this many caches (0: any)");
+  command->add_option("--tail-budget", flags->tail_budget,
+                      "predicted p99 within this multiple of the base model's (0: off)");
   command->add_flag("!--no-measure", flags->measure,
                     "skip measuring the plan's fused segments on the base model");
   command->add_option("--repetitions", flags->repetitions,

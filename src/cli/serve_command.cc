@@ -112,9 +112,11 @@ int RunServe(const ServeFlags& flags) {
   if (!grpc.ok()) return Fail(grpc.status());
 
   for (const auto& model : repository.Loaded()) {
-    std::printf("model '%s' version %lld from %s: %zu planned taps%s\n", model->name.c_str(),
-                static_cast<long long>(model->version), model->bundle_dir.c_str(),
-                model->engine->planned_taps().size(), flags.engine.no_cache ? " (caches off)" : "");
+    std::printf("model '%s' version %lld from %s: %zu planned taps%s; mode %s\n",
+                model->name.c_str(), static_cast<long long>(model->version),
+                model->bundle_dir.c_str(), model->engine->planned_taps().size(),
+                flags.engine.no_cache ? " (caches off)" : "",
+                model->engine->mode_report().c_str());
   }
   const std::string shown_host = flags.host == "0.0.0.0" ? "localhost" : flags.host;
   std::printf("gati serve: ready; HTTP on %s:%d, gRPC on %s:%d, metrics on http://%s:%d/metrics\n",

@@ -30,6 +30,8 @@ absl::StatusOr<PlanningProblem> ProblemFromManifest(const BundleManifest& manife
   const int taps = manifest.num_stages - 1;
   problem.cut_overhead_ms =
       taps > 0 ? std::max(0.0, (manifest.staged_p50_ms - manifest.whole_p50_ms) / taps) : 0;
+  problem.lookup_overhead_ms = manifest.lookup_overhead_ms;
+  problem.lookup_ms_per_mb = manifest.lookup_ms_per_mb;
   problem.base_classes = records.base_classes;
   for (size_t i = 0; i < manifest.caches.size(); ++i) {
     const CacheEntry& entry = manifest.caches[i];
@@ -68,6 +70,7 @@ StoredPlan ToStoredPlan(const Plan& plan, const PlanningProblem& problem,
   stored.epsilon = options.epsilon;
   stored.confidence = options.confidence;
   stored.max_taps = options.max_taps;
+  stored.tail_budget = options.tail_budget;
   for (const PlanChoice& choice : plan.choices) {
     const CandidateCache& cache = problem.caches[choice.cache];
     stored.caches.push_back({cache.tap, cache.variant, cache.thresholds[choice.threshold]});
@@ -76,6 +79,8 @@ StoredPlan ToStoredPlan(const Plan& plan, const PlanningProblem& problem,
   stored.mean_ms = e.mean_ms;
   stored.p50_ms = e.p50_ms;
   stored.p95_ms = e.p95_ms;
+  stored.p99_ms = e.p99_ms;
+  stored.miss_ms = e.miss_ms;
   stored.base_ms = plan.base_ms;
   stored.oracle_mean_ms = plan.oracle_mean_ms;
   stored.disagreement = e.disagreement;
@@ -137,17 +142,42 @@ absl::StatusOr<Plan> PlanWithMeasuredSegments(const StagedModel& model,
   }
   plan.base_ms = problem->measured_segment_ms[{0, stages}];
   plan.evaluation = EvaluatePlan(*problem, plan.choices, options);
+  if (!plan.evaluation.feasible) {
+    // The last measurements (the base model's among them) moved a plan found
+    // on earlier ones past a constraint, the tail budget most often: search
+    // again on the final figures, which keeps every constraint.
+    const int evaluations = plan.evaluations;
+    plan = SearchPlan(*problem, options);
+    plan.base_ms = problem->measured_segment_ms[{0, stages}];
+    plan.evaluations += evaluations;
+  }
   // The oracle's prefixes come from the cost model; put them on the same
   // footing as the measured base model.
   plan.oracle_mean_ms *= plan.base_ms / problem->whole_ms;
   return plan;
 }
 
+std::string PlanReport(const BundleManifest& manifest) {
+  std::string out = PlanReport(manifest.plan);
+  if (manifest.lookup_overhead_ms > 0 || manifest.lookup_ms_per_mb > 0) {
+    char line[256];
+    std::snprintf(line, sizeof(line),
+                  "in-situ lookup cost (measured on the all-miss path at build): %.1f us per "
+                  "lookup + %.1f us per MB of cache, beyond the isolated lookup times\n",
+                  manifest.lookup_overhead_ms * 1000, manifest.lookup_ms_per_mb * 1000);
+    out += line;
+  }
+  return out;
+}
+
 std::string PlanReport(const StoredPlan& plan) {
   std::string out = absl::StrCat(
       "plan (mode ", plan.mode, ", memory budget ", plan.memory_budget_bytes,
       " bytes, epsilon ", plan.epsilon,
-      plan.max_taps > 0 ? absl::StrCat(", at most ", plan.max_taps, " taps") : "", ")\n");
+      plan.max_taps > 0 ? absl::StrCat(", at most ", plan.max_taps, " taps") : "",
+      plan.tail_budget > 0 ? absl::StrCat(", p99 within ", plan.tail_budget, "x the base model")
+                           : "",
+      ")\n");
   char line[256];
   if (plan.caches.empty()) {
     absl::StrAppend(&out, "no caches: every request runs the base model (", plan.note, ")\n");
@@ -166,10 +196,10 @@ std::string PlanReport(const StoredPlan& plan) {
     out += line;
   }
   std::snprintf(line, sizeof(line),
-                "predicted latency: mean %.3f ms, p50 %.3f ms, p95 %.3f ms; base model "
-                "%.3f ms; speedup %.2fx\n",
-                plan.mean_ms, plan.p50_ms, plan.p95_ms, plan.base_ms,
-                plan.base_ms / plan.mean_ms);
+                "predicted latency: mean %.3f ms, p50 %.3f ms, p95 %.3f ms, p99 %.3f ms, "
+                "all-miss path %.3f ms; base model %.3f ms; speedup %.2fx\n",
+                plan.mean_ms, plan.p50_ms, plan.p95_ms, plan.p99_ms, plan.miss_ms,
+                plan.base_ms, plan.base_ms / plan.mean_ms);
   out += line;
   if (plan.model_only_mean_ms > 0) {
     std::snprintf(line, sizeof(line),

@@ -42,6 +42,8 @@ absl::StatusOr<Plan> PlanWithMeasuredSegments(const StagedModel& model,
 
 // A readable report of a stored plan, one line per fact, for the CLI.
 std::string PlanReport(const StoredPlan& plan);
+// The same, with what the manifest says about the cost model beside it.
+std::string PlanReport(const BundleManifest& manifest);
 
 }  // namespace gati
 

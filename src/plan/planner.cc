@@ -27,13 +27,12 @@ bool Better(const PlanEvaluation& a, const PlanEvaluation& b) {
 absl::StatusOr<LookupMode> ParseLookupMode(const std::string& text) {
   if (text == "parallel") return LookupMode::kParallel;
   if (text == "sequential") return LookupMode::kSequential;
+  if (text == "auto") return LookupMode::kAuto;
   return absl::InvalidArgumentError(
-      absl::StrCat("--mode must be parallel or sequential, got '", text, "'"));
+      absl::StrCat("--mode must be auto, parallel or sequential, got '", text, "'"));
 }
 
-const char* LookupModeName(LookupMode mode) {
-  return mode == LookupMode::kParallel ? "parallel" : "sequential";
-}
+
 
 absl::StatusOr<int64_t> ParseByteSize(const std::string& text) {
   std::string s = absl::AsciiStrToLower(absl::StripAsciiWhitespace(text));
@@ -84,6 +83,11 @@ absl::Status ValidateProblem(const PlanningProblem& problem) {
   if (!(problem.whole_ms > 0) || !(problem.cut_overhead_ms >= 0)) {
     return absl::InvalidArgumentError("whole-model latency must be > 0");
   }
+  for (double overhead : {problem.lookup_overhead_ms, problem.lookup_ms_per_mb}) {
+    if (!(overhead >= 0) || !std::isfinite(overhead)) {
+      return absl::InvalidArgumentError("in-situ lookup costs must be finite and >= 0");
+    }
+  }
   const size_t n = problem.base_classes.size();
   if (n == 0) return absl::InvalidArgumentError("the planning split is empty");
   for (size_t c = 0; c < problem.caches.size(); ++c) {
@@ -104,6 +108,11 @@ absl::Status ValidateProblem(const PlanningProblem& problem) {
     }
   }
   return absl::OkStatus();
+}
+
+double PathLookupMs(const PlanningProblem& problem, const CandidateCache& cache) {
+  return cache.lookup_ms + problem.lookup_overhead_ms +
+         problem.lookup_ms_per_mb * static_cast<double>(cache.memory_bytes) / 1e6;
 }
 
 double SegmentMs(const PlanningProblem& problem, int first, int end) {
@@ -170,7 +179,8 @@ PlanEvaluation PlanEvaluator::Evaluate(const std::vector<PlanChoice>& choices,
   for (size_t j = 0; j < k; ++j) {
     const CandidateCache& cache = problem.caches[choices[j].cache];
     t += segment[j];
-    exit_ms[j] = t + cache.lookup_ms;
+    const double lookup_ms = PathLookupMs(problem, cache);
+    exit_ms[j] = t + lookup_ms;
     const std::vector<uint64_t>& hit = hit_masks_[choices[j].cache][choices[j].threshold];
     const std::vector<uint64_t>& wrong = wrong_masks_[choices[j].cache];
     for (size_t w = 0; w < words_; ++w) {
@@ -179,9 +189,9 @@ PlanEvaluation PlanEvaluator::Evaluate(const std::vector<PlanChoice>& choices,
       result.false_answers += __builtin_popcountll(leaving & wrong[w]);
       remaining[w] &= ~leaving;
     }
-    t += options.mode == LookupMode::kSequential
-             ? cache.lookup_ms
-             : std::max(0.0, cache.lookup_ms - segment[j + 1]);
+    t += options.mode != LookupMode::kParallel
+             ? lookup_ms
+             : std::max(0.0, lookup_ms - segment[j + 1]);
   }
   exit_ms[k] = t + segment[k];
   exits[k] = n;
@@ -207,6 +217,8 @@ PlanEvaluation PlanEvaluator::Evaluate(const std::vector<PlanChoice>& choices,
   };
   result.p50_ms = quantile(0.5);
   result.p95_ms = quantile(0.95);
+  result.p99_ms = quantile(0.99);
+  result.miss_ms = exit_ms[k];
   result.disagreement = static_cast<double>(result.false_answers) / n;
   result.disagreement_bound = Bound(result.false_answers, options.confidence);
   // A plan whose caches never hit answers exactly like the base model.
@@ -215,7 +227,10 @@ PlanEvaluation PlanEvaluator::Evaluate(const std::vector<PlanChoice>& choices,
   // noise must not make it look useful.
   bool every_cache_answers = true;
   for (size_t j = 0; j < k; ++j) every_cache_answers &= exits[j] > 0;
-  result.feasible = every_cache_answers &&
+  const double base_ms = SegmentMs(problem, 0, stages);
+  const bool tail_holds =
+      k == 0 || options.tail_budget <= 0 || result.p99_ms <= options.tail_budget * base_ms;
+  result.feasible = every_cache_answers && tail_holds &&
                     result.memory_bytes <= options.memory_budget_bytes &&
                     (options.max_taps <= 0 || static_cast<int>(k) <= options.max_taps) &&
                     (answers_like_base || result.disagreement_bound <= options.epsilon);
@@ -287,6 +302,9 @@ Plan Finish(const PlanningProblem& problem, const PlanEvaluator& evaluator,
     } else {
       plan.note = absl::StrCat(
           "no plan keeps the disagreement bound <= ", options.epsilon,
+          options.tail_budget > 0
+              ? absl::StrCat(" and the p99 within ", options.tail_budget, "x the base model")
+              : "",
           " and is faster than the base model");
     }
   }

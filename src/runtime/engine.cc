@@ -1,6 +1,8 @@
 // The engine's request path: segments on a worker, lookups on the lookup
-// executor (parallel mode) or inline (sequential), first hit in tap order
-// answers, feedback after the answer, monitor, hot swap of cache versions.
+// executor (parallel mode) or everything inline on the caller's thread
+// (sequential), first hit in tap order answers, sampled feedback after the
+// answer, monitor, hot swap of cache versions, and the start-up timing that
+// resolves mode kAuto.
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -23,10 +25,20 @@
 namespace gati::runtime {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+double SteadyMicros() {
+  return std::chrono::duration<double, std::micro>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
-double MicrosSince(Clock::time_point start, Clock::time_point end = Clock::now()) {
-  return std::chrono::duration<double, std::micro>(end - start).count();
+// A uniform draw in [0, 1) from the n-th value of a seeded sequence
+// (SplitMix64): lock-free, and the same per engine whatever thread asks.
+double UniformDraw(uint64_t seed, uint64_t n) {
+  uint64_t z = seed + (n + 1) * 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return static_cast<double>(z >> 11) * 0x1.0p-53;
 }
 
 std::vector<float> Softmax(const float* logits, int n) {
@@ -38,14 +50,17 @@ std::vector<float> Softmax(const float* logits, int n) {
   return p;
 }
 
-// One request in flight. Owned jointly by the caller, its worker and its
+// One request in flight in parallel mode, or a sampled request's feedback
+// work in either mode. Owned jointly by the caller, its worker and its
 // queued lookups.
 struct Request {
-  std::vector<float> input;
+  // The caller's input; valid until the request is answered (segment 0
+  // reads it before any answer can exist).
+  const float* input = nullptr;
   bool want_scores = false;
   bool feedback = false;  // Run every segment to learn the base answer.
   std::shared_ptr<const CacheSet> caches;
-  Clock::time_point submitted;
+  double submitted_us = 0;  // On the engine's clock.
   double queue_us = 0;  // Set before the request runs (0 on the caller's thread).
 
   // Tap activations (worker only), kept for feedback rows.
@@ -84,20 +99,47 @@ class EngineImpl final : public Engine {
   double predicted_mean_ms() const override { return parts_.predicted_mean_ms; }
   double predicted_base_ms() const override { return parts_.predicted_base_ms; }
   bool learner_busy() const override { return learner_ && learner_->busy(); }
+  LookupMode mode() const override { return mode_; }
+  bool serving_base() const override { return serve_base_; }
+  const std::string& mode_report() const override { return mode_report_; }
+
+  // Resolves the configured mode (kAuto: times the candidates on the probe
+  // inputs). REQUIRES: called once, before the engine serves.
+  void ChooseMode();
 
  private:
   int num_slots() const { return static_cast<int>(parts_.taps.size()); }
+  double NowUs() const { return parts_.now_us ? parts_.now_us() : SteadyMicros(); }
   absl::Status CheckInput(const float* input, int64_t count) const;
   std::shared_ptr<const CacheSet> Current() const { return std::atomic_load(&current_); }
   void Install(std::vector<std::pair<int, std::shared_ptr<const LearnedCache>>> updates);
 
-  // Runs `request` from `first_segment` on `current` (ignored for segment
-  // 0, which starts from the request's input) to its answer and, when it is
-  // sampled for feedback or misses, on to the base model's answer, the
-  // monitor and the feedback rings. `on_caller`: running on the caller's
-  // thread (sequential mode), so work after the answer goes to a worker.
-  void Run(const std::shared_ptr<Request>& request, int first_segment, Activation current,
-           bool on_caller);
+  // Draws whether a request's base answer is learned (feedback_rate).
+  bool SampleFeedback();
+  // Sequential mode: the whole request on the caller's thread; a sampled
+  // request's remaining work goes to a worker after the answer.
+  absl::StatusOr<InferResult> RunInline(const float* input, bool want_scores, bool feedback);
+  // Parallel mode: the request on a worker, lookups on the lookup executor;
+  // the caller waits for the answer.
+  absl::StatusOr<InferResult> RunQueued(const float* input, bool want_scores, bool feedback,
+                                        double start_us);
+  // The whole model as one segment; `count_answer` counts it as served.
+  absl::StatusOr<InferResult> RunWholeModel(const float* input, bool want_scores,
+                                            bool count_answer);
+  // Hands a sampled request's remaining work to a worker: its segments from
+  // `next_segment` on `current` to the logits, then the monitor (for a hit
+  // at `hit_slot` with `hit_label`; -1 for none) and the feedback rings.
+  void StartFeedback(std::shared_ptr<Request> request, int next_segment, Activation current,
+                     int hit_slot, int hit_label);
+  void FinishFeedback(Request& request, int next_segment, Activation current, int hit_slot,
+                      int hit_label);
+  // Parallel mode, on a worker: runs `request` from `first_segment` on
+  // `current` (ignored for segment 0, which starts from the request's input)
+  // to its answer and, when it is sampled for feedback, on to the base
+  // model's answer, the monitor and the feedback rings.
+  void Run(const std::shared_ptr<Request>& request, int first_segment, Activation current);
+  // Zeroes the request counters (after ChooseMode's timing runs).
+  void ResetCounters();
   // One request fewer in flight (WaitForFeedback waits for none).
   void FinishRequest();
   // Looks up `slot` and records the result; `queued` when it ran on the
@@ -114,6 +156,11 @@ class EngineImpl final : public Engine {
 
   const EngineOptions options_;
   EngineParts parts_;
+  // Set by ChooseMode before serving; read-only afterwards.
+  LookupMode mode_ = LookupMode::kSequential;
+  bool serve_base_ = false;
+  std::string mode_report_;
+  std::atomic<uint64_t> feedback_draws_{0};
   int num_classes_ = 0;
   int64_t input_size_ = 1;
   std::vector<double> epsilons_;  // Per slot.
@@ -216,7 +263,7 @@ absl::Status EngineImpl::CheckInput(const float* input, int64_t count) const {
 
 absl::StatusOr<InferResult> EngineImpl::Infer(const float* input, int64_t count,
                                               const InferOptions& infer_options) {
-  const Clock::time_point start = Clock::now();
+  const double start = NowUs();
   ++requests_;
   absl::Status valid = CheckInput(input, count);
   if (!valid.ok()) {
@@ -229,50 +276,159 @@ absl::StatusOr<InferResult> EngineImpl::Infer(const float* input, int64_t count,
     if (std::optional<InferResult> found = exact_->Find(bytes, infer_options.want_scores)) {
       if (!infer_options.want_scores) found->scores.clear();
       found->exact_hit = true;
-      found->timings = {MicrosSince(start), 0};
+      found->timings = {NowUs() - start, 0};
       return *found;
     }
   }
-  auto request = std::make_shared<Request>();
-  request->input.assign(input, input + count);
-  request->want_scores = infer_options.want_scores;
-  request->caches = Current();
-  request->submitted = start;
-  request->activations.resize(num_slots());
-  request->lookups.resize(num_slots());
-  if (num_slots() > 0 && options_.feedback_rate > 0) {
-    thread_local std::mt19937_64 rng(
-        options_.seed ^ std::hash<std::thread::id>()(std::this_thread::get_id()));
-    request->feedback =
-        std::uniform_real_distribution<double>(0, 1)(rng) < options_.feedback_rate;
-  }
-  {
-    std::lock_guard<std::mutex> lock(inflight_mutex_);
-    ++inflight_;
-  }
-  if (options_.mode == LookupMode::kSequential) {
-    // Nothing runs beside the segments: the caller's thread is the request's
-    // thread, and only work after the answer goes to a worker.
-    Run(request, 0, {}, /*on_caller=*/true);
-  } else {
-    workers_->Submit([this, request] {
-      request->queue_us = MicrosSince(request->submitted);
-      Run(request, 0, {}, /*on_caller=*/false);
-    });
-  }
-  absl::StatusOr<InferResult> result;
-  {
-    std::unique_lock<std::mutex> lock(request->mutex);
-    request->changed.wait(lock, [&] { return request->answered; });
-    result = request->result;
-  }
+  const bool want_scores = infer_options.want_scores;
+  absl::StatusOr<InferResult> result =
+      serve_base_ ? RunWholeModel(input, want_scores, /*count_answer=*/true)
+      : mode_ == LookupMode::kSequential
+          ? RunInline(input, want_scores, SampleFeedback())
+          : RunQueued(input, want_scores, SampleFeedback(), start);
   if (!result.ok()) {
     ++errors_;
     return result;
   }
-  result->timings.total_us = MicrosSince(start);
+  result->timings.total_us = NowUs() - start;
   if (exact_) exact_->Insert(bytes, *result);
   return result;
+}
+
+bool EngineImpl::SampleFeedback() {
+  if (num_slots() == 0 || options_.feedback_rate <= 0) return false;
+  const uint64_t draw = feedback_draws_.fetch_add(1, std::memory_order_relaxed);
+  return UniformDraw(options_.seed, draw) < options_.feedback_rate;
+}
+
+absl::StatusOr<InferResult> EngineImpl::RunInline(const float* input, bool want_scores,
+                                                  bool feedback) {
+  const int slots = num_slots();
+  auto failed = [](const absl::Status& status) {
+    return absl::InternalError(absl::StrCat("model failed: ", status.message()));
+  };
+  absl::StatusOr<Activation> made = parts_.runner->MakeInput(input, 1);
+  if (!made.ok()) return failed(made.status());
+  Activation current = std::move(*made);
+  std::shared_ptr<const CacheSet> caches = Current();
+  // Only a sampled request keeps its activations (for its feedback rows).
+  std::shared_ptr<Request> sampled;
+  if (feedback) {
+    sampled = std::make_shared<Request>();
+    sampled->feedback = true;
+    sampled->caches = caches;
+    sampled->activations.resize(slots);
+  }
+  InferResult result;
+  result.cache_version = caches->version;
+  for (int segment = 0; segment <= slots; ++segment) {
+    absl::StatusOr<Activation> next = parts_.runner->RunSegment(segment, current);
+    if (!next.ok()) return failed(next.status());
+    current = std::move(*next);
+    if (segment == slots) break;
+    if (sampled) sampled->activations[segment] = current;
+    if (disabled_[segment].load(std::memory_order_relaxed)) continue;
+    const LearnedCache& cache = *caches->caches[segment];
+    if (want_scores) result.scores.resize(cache.num_classes());
+    const LookupResult lookup =
+        cache.Lookup(current.data, want_scores ? result.scores.data() : nullptr);
+    ++lookups_[segment];
+    if (!lookup.hit) continue;
+    ++hits_[segment];
+    ++cache_hits_;
+    result.label = lookup.label;
+    result.exit_tap = parts_.taps[segment];
+    result.cache_hit = true;
+    if (sampled) {
+      StartFeedback(std::move(sampled), segment + 1, std::move(current), segment,
+                    lookup.label);
+    }
+    return result;
+  }
+  // Every segment ran: `current` holds the base model's logits.
+  result.label = cache_internal::ArgMax(current.data, num_classes_);
+  if (want_scores) result.scores = Softmax(current.data, num_classes_);
+  ++base_answers_;
+  if (sampled) StartFeedback(std::move(sampled), slots + 1, std::move(current), -1, -1);
+  return result;
+}
+
+absl::StatusOr<InferResult> EngineImpl::RunQueued(const float* input, bool want_scores,
+                                                  bool feedback, double start_us) {
+  auto request = std::make_shared<Request>();
+  request->input = input;
+  request->want_scores = want_scores;
+  request->feedback = feedback;
+  request->caches = Current();
+  request->submitted_us = start_us;
+  request->activations.resize(num_slots());
+  request->lookups.resize(num_slots());
+  {
+    std::lock_guard<std::mutex> lock(inflight_mutex_);
+    ++inflight_;
+  }
+  workers_->Submit([this, request] {
+    request->queue_us = NowUs() - request->submitted_us;
+    Run(request, 0, {});
+  });
+  std::unique_lock<std::mutex> lock(request->mutex);
+  request->changed.wait(lock, [&] { return request->answered; });
+  return request->result;
+}
+
+absl::StatusOr<InferResult> EngineImpl::RunWholeModel(const float* input, bool want_scores,
+                                                      bool count_answer) {
+  auto activation = parts_.runner->MakeInput(input, 1);
+  if (!activation.ok()) {
+    return absl::InternalError(absl::StrCat("model failed: ", activation.status().message()));
+  }
+  auto logits = parts_.runner->RunWhole(*activation);
+  if (!logits.ok()) {
+    return absl::InternalError(absl::StrCat("model failed: ", logits.status().message()));
+  }
+  InferResult result;
+  result.label = cache_internal::ArgMax(logits->data, num_classes_);
+  if (want_scores) result.scores = Softmax(logits->data, num_classes_);
+  if (count_answer) {
+    ++base_answers_;
+    result.cache_version = Current()->version;
+  }
+  return result;
+}
+
+void EngineImpl::StartFeedback(std::shared_ptr<Request> request, int next_segment,
+                               Activation current, int hit_slot, int hit_label) {
+  {
+    std::lock_guard<std::mutex> lock(inflight_mutex_);
+    ++inflight_;
+  }
+  workers_->Submit([this, request = std::move(request), next_segment,
+                    current = std::move(current), hit_slot, hit_label] {
+    FinishFeedback(*request, next_segment, current, hit_slot, hit_label);
+  });
+}
+
+void EngineImpl::FinishFeedback(Request& request, int next_segment, Activation current,
+                                int hit_slot, int hit_label) {
+  const int slots = num_slots();
+  for (int segment = next_segment; segment <= slots; ++segment) {
+    auto next = parts_.runner->RunSegment(segment, current);
+    if (!next.ok()) {
+      spdlog::warn("feedback: segment {} failed: {}", segment,
+                   std::string(next.status().message()));
+      return FinishRequest();
+    }
+    current = std::move(*next);
+    if (segment < slots) request.activations[segment] = current;
+  }
+  const int base_label = cache_internal::ArgMax(current.data, num_classes_);
+  if (hit_slot >= 0 && monitor_->Record(hit_slot, hit_label != base_label)) {
+    disabled_[hit_slot] = true;
+    spdlog::warn("live monitor: tap {} switched off: false-hit rate lower bound {:.4f} > {}",
+                 parts_.taps[hit_slot], monitor_->lower_bound(hit_slot), epsilons_[hit_slot]);
+  }
+  RecordFeedback(request, current);
+  FinishRequest();
 }
 
 void EngineImpl::AnswerLocked(Request& request, absl::StatusOr<InferResult> result) {
@@ -337,9 +493,8 @@ void EngineImpl::Lookup(Request& request, int slot, const Activation& activation
 }
 
 void EngineImpl::Run(const std::shared_ptr<Request>& request_ptr, int first_segment,
-                     Activation current, bool on_caller) {
+                     Activation current) {
   Request& request = *request_ptr;
-  const bool parallel = options_.mode == LookupMode::kParallel;
   const int slots = num_slots();
   auto fail = [&](const absl::Status& status) {
     Answer(request, absl::InternalError(absl::StrCat("model failed: ", status.message())));
@@ -347,20 +502,13 @@ void EngineImpl::Run(const std::shared_ptr<Request>& request_ptr, int first_segm
     FinishRequest();
   };
   if (first_segment == 0) {
-    auto input = parts_.runner->MakeInput(request.input.data(), 1);
+    auto input = parts_.runner->MakeInput(request.input, 1);
     if (!input.ok()) return fail(input.status());
     current = std::move(*input);
   }
   for (int segment = first_segment; segment <= slots; ++segment) {
-    if (request.answered_flag.load(std::memory_order_acquire)) {
-      if (!request.feedback) return FinishRequest();  // The rest is dropped.
-      if (on_caller) {
-        // The caller has its answer; a worker learns the base model's.
-        workers_->Submit([this, request_ptr, segment, current] {
-          Run(request_ptr, segment, current, /*on_caller=*/false);
-        });
-        return;
-      }
+    if (request.answered_flag.load(std::memory_order_acquire) && !request.feedback) {
+      return FinishRequest();  // The rest is dropped.
     }
     auto next = parts_.runner->RunSegment(segment, current);
     if (!next.ok()) return fail(next.status());
@@ -372,18 +520,16 @@ void EngineImpl::Run(const std::shared_ptr<Request>& request_ptr, int first_segm
                       disabled_[slot].load(std::memory_order_relaxed);
     if (skip) {
       RecordLookup(request, slot, {}, /*queued=*/false);
-    } else if (parallel) {
-      {
-        std::lock_guard<std::mutex> lock(request.mutex);
-        request.lookups[slot].decided = true;
-        ++request.pending;
-      }
-      lookup_queue_->Submit([this, request_ptr, slot, current] {
-        Lookup(*request_ptr, slot, current, /*queued=*/true);
-      });
-    } else {
-      Lookup(request, slot, current, /*queued=*/false);
+      continue;
     }
+    {
+      std::lock_guard<std::mutex> lock(request.mutex);
+      request.lookups[slot].decided = true;
+      ++request.pending;
+    }
+    lookup_queue_->Submit([this, request_ptr, slot, current] {
+      Lookup(*request_ptr, slot, current, /*queued=*/true);
+    });
   }
   // Every segment ran: `current` holds the base model's logits.
   const int base_label = cache_internal::ArgMax(current.data, num_classes_);
@@ -408,21 +554,8 @@ void EngineImpl::Run(const std::shared_ptr<Request>& request_ptr, int first_segm
       hit_label = request.lookups[hit_slot].result.label;
     }
   }
-  auto learn = [this, request_ptr, current, hit_slot, hit_label, base_label] {
-    if (hit_slot >= 0 && monitor_->Record(hit_slot, hit_label != base_label)) {
-      disabled_[hit_slot] = true;
-      spdlog::warn("live monitor: tap {} switched off: false-hit rate lower bound {:.4f} > {}",
-                   parts_.taps[hit_slot], monitor_->lower_bound(hit_slot),
-                   epsilons_[hit_slot]);
-    }
-    RecordFeedback(*request_ptr, current);
-    FinishRequest();
-  };
-  if (on_caller && slots > 0) {
-    workers_->Submit(std::move(learn));  // Off the caller's path.
-  } else {
-    learn();
-  }
+  if (!request.feedback) return FinishRequest();
+  FinishFeedback(request, slots + 1, std::move(current), hit_slot, hit_label);
 }
 
 void EngineImpl::FinishRequest() {
@@ -443,19 +576,101 @@ void EngineImpl::RecordFeedback(Request& request, const Activation& logits) {
 }
 
 absl::StatusOr<InferResult> EngineImpl::InferBase(const float* input, int64_t count) {
-  const Clock::time_point start = Clock::now();
+  const double start = NowUs();
   absl::Status valid = CheckInput(input, count);
   if (!valid.ok()) return valid;
-  auto activation = parts_.runner->MakeInput(input, 1);
-  if (!activation.ok()) return activation.status();
-  auto logits = parts_.runner->RunWhole(*activation);
-  if (!logits.ok()) {
-    return absl::InternalError(absl::StrCat("model failed: ", logits.status().message()));
-  }
-  InferResult result;
-  result.label = cache_internal::ArgMax(logits->data, num_classes_);
-  result.timings.total_us = MicrosSince(start);
+  absl::StatusOr<InferResult> result =
+      RunWholeModel(input, /*want_scores=*/false, /*count_answer=*/false);
+  if (result.ok()) result->timings.total_us = NowUs() - start;
   return result;
+}
+
+void EngineImpl::ResetCounters() {
+  requests_ = 0;
+  errors_ = 0;
+  base_answers_ = 0;
+  cache_hits_ = 0;
+  for (int s = 0; s < num_slots(); ++s) {
+    lookups_[s] = 0;
+    hits_[s] = 0;
+  }
+}
+
+void EngineImpl::ChooseMode() {
+  if (options_.mode != LookupMode::kAuto) {
+    mode_ = options_.mode;
+    mode_report_ = absl::StrCat(LookupModeName(mode_), " (as configured)");
+    return;
+  }
+  mode_ = LookupMode::kSequential;
+  const int64_t probes = std::min<int64_t>(options_.auto_probe_requests, parts_.probe_count);
+  if (num_slots() == 0) {
+    mode_report_ = "auto: sequential (no planned taps: no lookups to overlap)";
+    return;
+  }
+  if (probes <= 0) {
+    mode_report_ = "auto: sequential, untimed (no replay sample to time the modes on)";
+    return;
+  }
+  // Candidates: 0 sequential, 1 parallel, 2 the whole base model. Each input
+  // runs on all three, in an order that rotates per input, so that the
+  // machine's drift and cache warmth fall on every candidate alike.
+  const int64_t input_size = static_cast<int64_t>(parts_.probe_inputs.size()) /
+                             std::max<int64_t>(1, parts_.probe_count);
+  auto run = [&](int candidate, const float* x) -> absl::StatusOr<double> {
+    const double start = NowUs();
+    absl::StatusOr<InferResult> result =
+        candidate == 0   ? RunInline(x, false, false)
+        : candidate == 1 ? RunQueued(x, false, false, start)
+                         : RunWholeModel(x, false, false);
+    if (!result.ok()) return result.status();
+    return NowUs() - start;
+  };
+  double total_us[3] = {0, 0, 0};
+  const int64_t warmup = std::min<int64_t>(5, probes);
+  for (int64_t step = 0; step < warmup + probes; ++step) {
+    const bool timed = step >= warmup;
+    const int64_t i = timed ? step - warmup : step;
+    const float* x = parts_.probe_inputs.data() + i * input_size;
+    for (int k = 0; k < 3; ++k) {
+      const int candidate = static_cast<int>((i + k) % 3);
+      absl::StatusOr<double> us = run(candidate, x);
+      if (!us.ok()) {
+        WaitForFeedback();
+        ResetCounters();
+        mode_report_ = absl::StrCat("auto: sequential, untimed (timing failed: ",
+                                    us.status().message(), ")");
+        return;
+      }
+      if (timed) total_us[candidate] += *us;
+    }
+  }
+  WaitForFeedback();
+  ResetCounters();
+  const double sequential_ms = total_us[0] / probes / 1000;
+  const double parallel_ms = total_us[1] / probes / 1000;
+  const double base_ms = total_us[2] / probes / 1000;
+  const bool parallel_wins = parallel_ms < sequential_ms;
+  const double best_ms = parallel_wins ? parallel_ms : sequential_ms;
+  char line[320];
+  if (best_ms < base_ms) {
+    mode_ = parallel_wins ? LookupMode::kParallel : LookupMode::kSequential;
+    std::snprintf(line, sizeof(line),
+                  "auto: %s, the faster at the mean on %lld replay-sample requests "
+                  "(sequential %.3f ms, parallel %.3f ms, base model %.3f ms)",
+                  LookupModeName(mode_), static_cast<long long>(probes), sequential_ms,
+                  parallel_ms, base_ms);
+  } else {
+    serve_base_ = true;
+    std::snprintf(line, sizeof(line),
+                  "auto: the base model alone, since neither mode beat it at the mean on "
+                  "%lld replay-sample requests (sequential %.3f ms, parallel %.3f ms, base "
+                  "model %.3f ms)",
+                  static_cast<long long>(probes), sequential_ms, parallel_ms, base_ms);
+  }
+  mode_report_ = line;
+  parts_.probe_inputs.clear();
+  parts_.probe_inputs.shrink_to_fit();
 }
 
 void EngineImpl::Install(
@@ -552,6 +767,9 @@ absl::Status ValidateEngineOptions(const EngineOptions& o) {
   }
   if (!(o.epsilon >= 0 && o.epsilon < 1)) return bad("epsilon must be in [0, 1)");
   if (o.exact_cache_bytes < 0) return bad("exact_cache_bytes must be >= 0");
+  if (o.auto_probe_requests < 0 || o.auto_probe_requests > 100000) {
+    return bad("auto_probe_requests must be in 0..100000");
+  }
   const LearnerOptions& l = o.learner;
   if (l.trigger_rows < 1) return bad("learner trigger_rows must be >= 1");
   if (!(l.trigger_seconds > 0)) return bad("learner trigger_seconds must be > 0");
@@ -597,7 +815,9 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(EngineParts parts,
   if (options.learner.enabled && !parts.taps.empty() && !parts.trainer) {
     return absl::InvalidArgumentError("engine: the learner needs a trainer");
   }
-  return std::unique_ptr<Engine>(new EngineImpl(std::move(parts), options));
+  auto engine = std::make_unique<EngineImpl>(std::move(parts), options);
+  engine->ChooseMode();
+  return std::unique_ptr<Engine>(std::move(engine));
 }
 
 }  // namespace gati::runtime

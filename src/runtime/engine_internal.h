@@ -5,6 +5,7 @@
 #ifndef GATI_RUNTIME_ENGINE_INTERNAL_H_
 #define GATI_RUNTIME_ENGINE_INTERNAL_H_
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -30,6 +31,14 @@ struct EngineParts {
   std::unique_ptr<CacheTrainer> trainer;
   // Build-time replay rows per tap (may be empty).
   std::vector<TrainingRows> replay;
+  // Model inputs (row-major, input shape) that mode kAuto times the modes
+  // on: the bundle's replay sample. May be empty.
+  std::vector<float> probe_inputs;
+  int64_t probe_count = 0;
+  // The engine's clock, in microseconds from any fixed origin (request
+  // timings, mode kAuto's measurements); empty = std::chrono::steady_clock.
+  // Tests inject a fake one. Must be thread-safe.
+  std::function<double()> now_us;
   double predicted_mean_ms = 0;
   double predicted_base_ms = 0;
   // The bundle's per-cache epsilon (used when EngineOptions::epsilon is 0)

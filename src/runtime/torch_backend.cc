@@ -233,6 +233,17 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& bundle
   GATI_ASSIGN_OR_RETURN(std::unique_ptr<SegmentedModel> whole, model->Segment({}));
   parts.runner = std::make_unique<TorchSegmentRunner>(std::move(model), std::move(segments),
                                                       std::move(whole));
+  if (options.mode == LookupMode::kAuto && !parts.taps.empty()) {
+    // Mode kAuto times the modes on the first replay-sample inputs.
+    const ReplaySample& sample = bundle->replay();
+    const int64_t probes = std::min<int64_t>(sample.count, options.auto_probe_requests);
+    if (probes > 0) {
+      const int64_t per_input = static_cast<int64_t>(sample.inputs.size()) / sample.count;
+      parts.probe_inputs.assign(sample.inputs.begin(),
+                                sample.inputs.begin() + probes * per_input);
+      parts.probe_count = probes;
+    }
+  }
   if (options.learner.enabled && !parts.taps.empty()) {
     parts.trainer = std::make_unique<TorchCacheTrainer>();
     GATI_ASSIGN_OR_RETURN(parts.replay,

@@ -95,6 +95,7 @@ absl::Status ModelRepository::Load(const std::string& name) {
   model->version = version + 1;
   model->bundle_dir = bundle_dir;
   model->engine = std::move(engine).value();
+  const std::string mode = model->engine->mode_report();
   model->metrics = metrics;
   auto next = std::make_shared<ModelMap>(*std::atomic_load(&models_));
   (*next)[name] = std::move(model);
@@ -102,7 +103,8 @@ absl::Status ModelRepository::Load(const std::string& name) {
   state.version = version + 1;
   state.ready = true;
   state.reason.clear();
-  spdlog::info("model '{}': version {} loaded from {}", name, version + 1, bundle_dir);
+  spdlog::info("model '{}': version {} loaded from {}; mode {}", name, version + 1,
+               bundle_dir, mode);
   return absl::OkStatus();
 }
 

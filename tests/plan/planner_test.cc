@@ -96,6 +96,7 @@ TEST(PlannerTest, PlansKeepMemoryEpsilonAndTapLimits) {
     EXPECT_LE(e.memory_bytes, options.memory_budget_bytes);
     if (options.max_taps > 0) EXPECT_LE(static_cast<int>(plan.choices.size()), options.max_taps);
     if (!plan.choices.empty()) EXPECT_LE(e.disagreement_bound, options.epsilon);
+    EXPECT_LE(e.p99_ms, options.tail_budget * plan.base_ms + 1e-9);
     EXPECT_LE(e.mean_ms, plan.base_ms + 1e-9);
     EXPECT_LE(plan.oracle_mean_ms, e.mean_ms + 1e-9);
     for (size_t j = 1; j < plan.choices.size(); ++j) {
@@ -164,6 +165,8 @@ TEST(PlannerTest, ReplayFollowsTheCostModel) {
   problem.caches = {cache};
   PlanOptions options;
   options.epsilon = 0.99;
+  options.tail_budget = 0;
+  options.mode = LookupMode::kParallel;
   // Segments: stage 0 fused = 0.8; stage 1 = 2.4 + 0.1 cut overhead.
   EXPECT_DOUBLE_EQ(SegmentMs(problem, 0, 1), 0.8);
   EXPECT_DOUBLE_EQ(SegmentMs(problem, 1, 2), 2.5);
@@ -175,8 +178,79 @@ TEST(PlannerTest, ReplayFollowsTheCostModel) {
   PlanEvaluation sequential = EvaluatePlan(problem, {{0, 0}}, options);
   EXPECT_DOUBLE_EQ(sequential.mean_ms, (1.3 + 3.8) / 2);
   EXPECT_EQ(sequential.exit_share, (std::vector<double>{0.5, 0.5}));
+  // Half the samples miss, so p95 and p99 are the miss path.
+  EXPECT_DOUBLE_EQ(sequential.miss_ms, 3.8);
+  EXPECT_DOUBLE_EQ(sequential.p99_ms, 3.8);
+  EXPECT_DOUBLE_EQ(sequential.p95_ms, 3.8);
+  // The miss path is 3.8 / 3.2 = 1.19x the base model: a tail budget of
+  // 1.05 rules the plan out, one of 1.2 lets it through.
+  EXPECT_TRUE(sequential.feasible);
+  options.tail_budget = 1.05;
+  EXPECT_FALSE(EvaluatePlan(problem, {{0, 0}}, options).feasible);
+  options.tail_budget = 1.2;
+  EXPECT_TRUE(EvaluatePlan(problem, {{0, 0}}, options).feasible);
   // Oracle: sample 0 leaves at tap 0 for free (0.8), sample 1 never (3.2).
   EXPECT_DOUBLE_EQ(OracleMeanMs(problem), 2.0);
+}
+
+TEST(PlannerTest, TailBudgetTradesMeanForTheTail) {
+  // Over random instances: with a tail budget every plan's predicted p99
+  // stays within it, and dropping the budget never makes the mean worse.
+  int constrained = 0;
+  for (uint32_t seed = 400; seed < 420; ++seed) {
+    PlanningProblem problem = RandomProblem(8, 2, 3, 500, seed);
+    PlanOptions options;
+    options.epsilon = 0.05;
+    options.memory_budget_bytes = 20000;
+    Plan tight = SearchPlan(problem, options);
+    EXPECT_TRUE(tight.evaluation.feasible);
+    EXPECT_LE(tight.evaluation.p99_ms, 1.05 * tight.base_ms + 1e-9) << "seed " << seed;
+    options.tail_budget = 0;
+    Plan loose = SearchPlan(problem, options);
+    EXPECT_LE(loose.evaluation.mean_ms, tight.evaluation.mean_ms * 1.01 + 1e-9);
+    constrained += loose.evaluation.p99_ms > 1.05 * loose.base_ms;
+  }
+  // The instances are ones where the budget binds, or this proves little.
+  EXPECT_GT(constrained, 5);
+}
+
+TEST(PlannerTest, InSituLookupCostsFollowCacheMemory) {
+  // One tap, two caches that answer the same samples: a big one (2 MB)
+  // with the faster isolated lookup and a small one (10 KB).
+  PlanningProblem problem;
+  problem.stage_ms = {1.0, 3.0};
+  problem.whole_ms = 4.0;
+  problem.base_classes = {1, 1, 1, 1};
+  CandidateCache big;
+  big.tap = 0;
+  big.variant = "big";
+  big.lookup_ms = 0.01;
+  big.memory_bytes = 2000000;
+  big.thresholds = {0.5f};
+  big.scores = {0.9f, 0.9f, 0.1f, 0.1f};
+  big.classes = {1, 1, 1, 1};
+  CandidateCache small = big;
+  small.variant = "small";
+  small.lookup_ms = 0.02;
+  small.memory_bytes = 10000;
+  problem.caches = {big, small};
+  // 0.05 ms per lookup plus 0.1 ms per MB on the path.
+  problem.lookup_overhead_ms = 0.05;
+  problem.lookup_ms_per_mb = 0.1;
+  EXPECT_DOUBLE_EQ(PathLookupMs(problem, big), 0.01 + 0.05 + 0.2);
+  EXPECT_DOUBLE_EQ(PathLookupMs(problem, small), 0.02 + 0.05 + 0.001);
+  PlanOptions options;
+  options.epsilon = 0.99;
+  options.tail_budget = 0;
+  PlanEvaluation e = EvaluatePlan(problem, {{0, 0}}, options);
+  // Misses pay the segments plus the whole in-situ lookup.
+  EXPECT_DOUBLE_EQ(e.miss_ms, 1.0 + 0.26 + 3.0);
+  // Isolated, the big cache looks cheaper; on the path the small one is.
+  Plan plan = SearchPlan(problem, options);
+  ASSERT_EQ(plan.choices.size(), 1u);
+  EXPECT_EQ(problem.caches[plan.choices[0].cache].variant, "small");
+  problem.lookup_ms_per_mb = -1;
+  EXPECT_FALSE(ValidateProblem(problem).ok());
 }
 
 // The bit-mask replay against a plain per-sample replay written from the

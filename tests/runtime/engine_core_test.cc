@@ -19,7 +19,9 @@ using testing::FakeInputs;
 using testing::FakeParts;
 using testing::kAlwaysHit;
 using testing::kFakeClasses;
+using testing::FakeClock;
 using testing::kNeverHit;
+using testing::TimedFakeParts;
 
 // Options for tests of the answer path with deliberately wrong caches, which
 // the live monitor would otherwise switch off.
@@ -149,8 +151,11 @@ TEST(EngineCoreTest, RejectsBadOptions) {
 }
 
 TEST(EngineCoreTest, MonitorSwitchesOffATapFedWithFalseHits) {
-  // Tap 2 always hits and is always wrong; every hit is checked.
+  // Tap 2 always hits and is always wrong; every hit is checked. In
+  // parallel mode a request's check finishes on its worker before that
+  // worker takes the next request, so the monitor lags by one per worker.
   EngineOptions options;
+  options.mode = LookupMode::kParallel;
   options.feedback_rate = 1.0;
   options.epsilon = 0.01;
   auto engine = MakeEngine({FakeCacheWeights(2, 1, kAlwaysHit), FakeCacheWeights(6, 0, kAlwaysHit)},
@@ -292,6 +297,109 @@ TEST(EngineCoreTest, ConcurrentInferWhileTheLearnerSwapsCaches) {
 
 TEST(EngineCoreTest, ConcurrentSequentialInferWhileTheLearnerSwapsCaches) {
   InferWhileTheLearnerSwapsCaches(LookupMode::kSequential);
+}
+
+TEST(EngineCoreTest, AutoModeServesInACacheModeWhenTheCachesBeatTheBaseModel) {
+  // Tap 0 always hits after one 100 us segment; the whole model takes 1 ms.
+  FakeClock clock;
+  auto engine = runtime::CreateEngine(
+      TimedFakeParts({FakeCacheWeights(0, 0, kAlwaysHit)}, &clock, 100, 1000, 20), MonitorOff());
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  EXPECT_FALSE((*engine)->serving_base());
+  // Fake time charges nothing for the handoff, so parallel can at best tie,
+  // and a tie goes to sequential.
+  EXPECT_EQ((*engine)->mode(), LookupMode::kSequential);
+  EXPECT_NE((*engine)->mode_report().find("auto: sequential"), std::string::npos)
+      << (*engine)->mode_report();
+  EXPECT_NE((*engine)->mode_report().find("base model 1.000 ms"), std::string::npos)
+      << (*engine)->mode_report();
+  // The timing runs are not counted as served requests.
+  EXPECT_EQ((*engine)->Stats().requests, 0);
+  EXPECT_EQ((*engine)->Stats().taps[0].lookups, 0);
+  for (const auto& input : FakeInputs(10, 30)) {
+    InferResult result = MustInfer(**engine, input);
+    EXPECT_TRUE(result.cache_hit);
+    EXPECT_DOUBLE_EQ(result.timings.total_us, 100);
+  }
+  EXPECT_EQ((*engine)->Stats().requests, 10);
+}
+
+TEST(EngineCoreTest, AutoModeServesTheBaseModelWhenTheCachesAreSlower) {
+  // Caches never hit, and the cut model (2 x 600 us) is slower than the
+  // whole one (1 ms): every request is better off without the caches.
+  FakeClock clock;
+  auto engine = runtime::CreateEngine(
+      TimedFakeParts({FakeCacheWeights(0, 0, kNeverHit)}, &clock, 600, 1000, 20), {});
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  EXPECT_TRUE((*engine)->serving_base());
+  EXPECT_NE((*engine)->mode_report().find("the base model alone"), std::string::npos)
+      << (*engine)->mode_report();
+  for (const auto& input : FakeInputs(10, 31)) {
+    InferResult result = MustInfer(**engine, input);
+    EXPECT_FALSE(result.cache_hit);
+    EXPECT_EQ(result.label, FakeBaseClass(input));
+    EXPECT_DOUBLE_EQ(result.timings.total_us, 1000);
+  }
+  EngineStats stats = (*engine)->Stats();
+  EXPECT_EQ(stats.base_answers, 10);
+  EXPECT_EQ(stats.taps[0].lookups, 0);
+}
+
+TEST(EngineCoreTest, AutoModeWithoutAReplaySampleIsSequentialUntimed) {
+  auto engine = MakeEngine({FakeCacheWeights(0, 0, 0.5f)});
+  EXPECT_EQ(engine->mode(), LookupMode::kSequential);
+  EXPECT_FALSE(engine->serving_base());
+  EXPECT_NE(engine->mode_report().find("untimed"), std::string::npos) << engine->mode_report();
+  EngineOptions parallel;
+  parallel.mode = LookupMode::kParallel;
+  auto configured = MakeEngine({FakeCacheWeights(0, 0, 0.5f)}, parallel);
+  EXPECT_EQ(configured->mode(), LookupMode::kParallel);
+  EXPECT_EQ(configured->mode_report(), "parallel (as configured)");
+}
+
+TEST(EngineCoreTest, UnsampledMissesRecordNoFeedback) {
+  // Feedback is sampled for misses as for hits: at rate 0 nothing is kept.
+  EngineOptions options;
+  options.feedback_rate = 0;
+  for (LookupMode mode : {LookupMode::kSequential, LookupMode::kParallel}) {
+    options.mode = mode;
+    auto engine = MakeEngine({FakeCacheWeights(0, 0, kNeverHit)}, options);
+    for (const auto& input : FakeInputs(50, 32)) MustInfer(*engine, input);
+    engine->WaitForFeedback();
+    EXPECT_EQ(engine->Stats().feedback_requests, 0) << LookupModeName(mode);
+    EXPECT_EQ(engine->Stats().taps[0].feedback_rows, 0) << LookupModeName(mode);
+  }
+}
+
+TEST(EngineCoreTest, FeedbackSamplingFollowsEachEnginesSeed) {
+  // Two engines with one seed, called in turn from one thread, sample the
+  // same requests; another seed samples others. (A generator shared per
+  // thread would hand each engine every other draw.)
+  auto sampled = [](uint64_t seed, int engines) {
+    EngineOptions options;
+    options.mode = LookupMode::kSequential;
+    options.feedback_rate = 0.5;
+    options.seed = seed;
+    std::vector<std::unique_ptr<Engine>> running;
+    for (int e = 0; e < engines; ++e) {
+      running.push_back(MakeEngine({FakeCacheWeights(0, 0, kNeverHit)}, options));
+    }
+    std::vector<int64_t> counts;
+    for (const auto& input : FakeInputs(200, 33)) {
+      for (auto& engine : running) MustInfer(*engine, input);
+    }
+    for (auto& engine : running) {
+      engine->WaitForFeedback();
+      counts.push_back(engine->Stats().feedback_requests);
+    }
+    return counts;
+  };
+  std::vector<int64_t> pair = sampled(7, 2);
+  EXPECT_EQ(pair[0], pair[1]);
+  EXPECT_EQ(sampled(7, 1)[0], pair[0]);
+  EXPECT_GT(pair[0], 60);
+  EXPECT_LT(pair[0], 140);
+  EXPECT_NE(sampled(8, 1)[0], pair[0]);
 }
 
 }  // namespace

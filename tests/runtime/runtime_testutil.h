@@ -6,6 +6,7 @@
 #define GATI_TESTS_RUNTIME_RUNTIME_TESTUTIL_H_
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
 #include <random>
 #include <vector>
@@ -17,10 +18,29 @@ namespace gati::testing {
 
 inline constexpr int kFakeClasses = 4;
 
+// Fake time for the engine (EngineParts::now_us): only what advances it
+// passes.
+class FakeClock {
+ public:
+  double Now() const { return micros_.load(); }
+  void Advance(double micros) {
+    double now = micros_.load();
+    while (!micros_.compare_exchange_weak(now, now + micros)) {
+    }
+  }
+
+ private:
+  std::atomic<double> micros_{0};
+};
+
 // Segments copy their input; the last one's output is taken as logits.
+// With a clock, each segment run advances it by `segment_us` and each run of
+// the whole model by `whole_us`: a model whose cut costs what the test says.
 class FakeRunner final : public runtime::SegmentRunner {
  public:
-  explicit FakeRunner(int segments) : segments_(segments) {}
+  explicit FakeRunner(int segments, FakeClock* clock = nullptr, double segment_us = 0,
+                      double whole_us = 0)
+      : segments_(segments), clock_(clock), segment_us_(segment_us), whole_us_(whole_us) {}
   int num_segments() const override { return segments_; }
   absl::StatusOr<runtime::Activation> MakeInput(const float* data,
                                                 int64_t batch) const override {
@@ -31,12 +51,15 @@ class FakeRunner final : public runtime::SegmentRunner {
     if (segment < 0 || segment >= segments_) {
       return absl::InvalidArgumentError("no such segment");
     }
+    if (clock_ != nullptr) clock_->Advance(segment_us_);
     return Wrap(std::vector<float>(input.data, input.data + input.batch * input.row_size),
                 input.batch);
   }
   absl::StatusOr<runtime::Activation> RunWhole(
       const runtime::Activation& input) const override {
-    return RunSegment(0, input);
+    if (clock_ != nullptr) clock_->Advance(whole_us_);
+    return Wrap(std::vector<float>(input.data, input.data + input.batch * input.row_size),
+                input.batch);
   }
 
  private:
@@ -50,6 +73,9 @@ class FakeRunner final : public runtime::SegmentRunner {
     return activation;
   }
   int segments_;
+  FakeClock* clock_;
+  double segment_us_;
+  double whole_us_;
 };
 
 // A gap:linear cache on a [K, 1, 1] activation. Its predictor answers
@@ -121,6 +147,22 @@ inline runtime::EngineParts FakeParts(const std::vector<CacheWeights>& caches) {
   parts.runner = std::make_unique<FakeRunner>(static_cast<int>(caches.size()) + 1);
   parts.trainer = std::make_unique<NudgingTrainer>();
   parts.bundle_epsilon = 0.05;
+  return parts;
+}
+
+// FakeParts on fake time: segments and the whole model cost what is given,
+// and `probes` random inputs are the replay sample that mode kAuto times.
+inline runtime::EngineParts TimedFakeParts(const std::vector<CacheWeights>& caches,
+                                           FakeClock* clock, double segment_us,
+                                           double whole_us, int probes) {
+  runtime::EngineParts parts = FakeParts(caches);
+  parts.runner = std::make_unique<FakeRunner>(static_cast<int>(caches.size()) + 1, clock,
+                                              segment_us, whole_us);
+  parts.now_us = [clock] { return clock->Now(); };
+  std::mt19937 rng(17);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  for (int i = 0; i < probes * kFakeClasses; ++i) parts.probe_inputs.push_back(uniform(rng));
+  parts.probe_count = probes;
   return parts;
 }
 

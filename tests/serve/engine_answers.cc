@@ -16,7 +16,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   gati::EngineOptions options;
-  options.feedback_rate = 0;  // As the server under test runs.
+  // As the server under test runs (auto could choose differently in two
+  // processes, and the base-model fallback answers otherwise).
+  options.feedback_rate = 0;
+  options.mode = gati::LookupMode::kSequential;
   auto engine = gati::Engine::Create(argv[1], options);
   if (!engine.ok()) {
     std::fprintf(stderr, "engine_answers: %s\n", engine.status().ToString().c_str());

@@ -70,6 +70,9 @@ class FakeEngine : public Engine {
   double predicted_mean_ms() const override { return 1; }
   double predicted_base_ms() const override { return 2; }
   bool learner_busy() const override { return false; }
+  LookupMode mode() const override { return LookupMode::kSequential; }
+  bool serving_base() const override { return false; }
+  const std::string& mode_report() const override { return mode_report_; }
 
   void Hold() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -88,6 +91,7 @@ class FakeEngine : public Engine {
  private:
   ModelMetadata metadata_;
   std::vector<int> taps_ = {3};
+  std::string mode_report_ = "sequential (fake)";
   int64_t cache_version_;
   std::mutex mu_;
   std::condition_variable cv_;

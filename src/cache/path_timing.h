@@ -1,0 +1,40 @@
+// The all-miss path of a plan timed as the engine runs it in sequential
+// mode, so that the planner's cost model can be calibrated to what a request
+// really pays between segments (the lookups' weights evict the model's from
+// the CPU caches; boundaries cost more than when segments run back to back).
+#ifndef GATI_CACHE_PATH_TIMING_H_
+#define GATI_CACHE_PATH_TIMING_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "gati/cache.h"
+#include "gati/model.h"
+#include "gati/status.h"
+
+namespace gati {
+
+struct MissPathTiming {
+  double miss_ms = 0;      // Median: every segment of the cut model, every lookup.
+  double segments_ms = 0;  // Median: every segment of the cut model, no lookup.
+  double whole_ms = 0;     // Median: the whole model on the same inputs.
+  int repetitions = 0;
+};
+
+// Cuts `model` at `taps` (strictly increasing) and times, per repetition,
+// one input of `inputs` (`count` rows in the model's input shape, cycled)
+// three ways: through every segment with caches[k] looked up after segment
+// k, whatever it answers; through the segments alone; through the whole
+// model; in an order that rotates per repetition, after `warmup` untimed
+// repetitions. Runs on the caller's thread
+// with the intra-op thread count set by SetIntraOpThreads. InvalidArgument
+// for sizes that do not fit; Internal when the model fails.
+absl::StatusOr<MissPathTiming> TimeMissPath(const StagedModel& model,
+                                            const std::vector<int>& taps,
+                                            const std::vector<const LearnedCache*>& caches,
+                                            const float* inputs, int64_t count,
+                                            int repetitions, int warmup = 10);
+
+}  // namespace gati
+
+#endif  // GATI_CACHE_PATH_TIMING_H_
