@@ -13,6 +13,8 @@
 #               bench/out/report.md with plots); part of make bench
 #   make bench-serve  HTTP load (wrk, concurrency 32, 60 s) on `gati serve`,
 #               caches on vs --no-cache
+#   make bench-modes  both demo bundles, modes auto/parallel/sequential, iid
+#               and video traces, against the base model (bench/out/modes.md)
 
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
@@ -21,7 +23,8 @@ DEMO_BUNDLE ?= $(BUILD_DIR)/demo.bundle
 THREADS ?= 1
 EVAL_THREADS ?= $(JOBS)
 
-.PHONY: deps configure build test tsan fuzz check-deps demo bench bench-eval bench-learner bench-serve clean
+.PHONY: deps configure build test tsan fuzz check-deps demo bench bench-eval bench-learner \
+  bench-serve bench-modes clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -97,11 +100,19 @@ $(DEMO_BUNDLE)/manifest.json:
 	$(BUILD_DIR)/gati build --model $(DEMO_MODEL) --out $(DEMO_BUNDLE) \
 	  --threads $(EVAL_THREADS)
 
+# The ResNet-20 demo bundle, for the benchmarks that run both demo models.
+DEMO20_BUNDLE ?= $(BUILD_DIR)/resnet20.bundle
+$(DEMO20_BUNDLE)/manifest.json:
+	$(BUILD_DIR)/gati build --model models/resnet20.pt --out $(DEMO20_BUNDLE) \
+	  --threads $(EVAL_THREADS)
+
 bench: build
 	$(BUILD_DIR)/bench/gati_bench_segments models/resnet20.pt \
 	  models/resnet56.pt --threads $(THREADS)
 	$(BUILD_DIR)/bench/gati_bench_lookup --model $(DEMO_MODEL)
 	$(BUILD_DIR)/bench/gati_bench_decode
+	$(BUILD_DIR)/bench/gati_bench_engine
+	$(MAKE) bench-modes
 	$(MAKE) bench-learner
 	$(MAKE) bench-serve
 	$(MAKE) bench-eval
@@ -123,6 +134,15 @@ bench-eval: build $(DEMO_BUNDLE)/manifest.json
 	$(BUILD_DIR)/bench/gati_eval $(DEMO_BUNDLE) --out $(EVAL_OUT) \
 	  --trace-requests $(EVAL_TRACE) --requests $(EVAL_REQUESTS)
 	/usr/bin/python3 bench/report.py $(EVAL_OUT)/results.json $(EVAL_OUT)
+
+# Speedup over the base model at the mean, p50, p95 and p99, per demo bundle,
+# mode and trace kind, in one run each (bench/modes.sh); configurations
+# slower than the base model are flagged in bench/out/modes.md.
+MODES_REQUESTS ?= 3000
+MODES_REPEATS ?= 3
+bench-modes: build $(DEMO_BUNDLE)/manifest.json $(DEMO20_BUNDLE)/manifest.json
+	bash bench/modes.sh $(BUILD_DIR)/gati $(EVAL_OUT) $(MODES_REQUESTS) $(MODES_REPEATS) \
+	  $(DEMO20_BUNDLE) $(DEMO_BUNDLE)
 
 # HTTP load on `gati serve` with the demo bundle: wrk at concurrency 32 for
 # SERVE_SECONDS, caches on, then --no-cache, in one run.

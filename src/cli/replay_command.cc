@@ -26,6 +26,7 @@
 #include "gati/engine.h"
 #include "gati/model.h"
 #include "gati/profile.h"
+#include "nlohmann/json.hpp"
 
 namespace gati::cli {
 namespace {
@@ -40,6 +41,7 @@ struct ReplayFlags {
   int warmup = 20;
   int64_t block = 50;
   std::string dump_taps;
+  std::string summary_json;
 };
 
 int Fail(const absl::Status& status) {
@@ -176,10 +178,10 @@ absl::Status DumpTaps(const std::string& out_path, const Bundle& bundle,
 int RunReplay(const ReplayFlags& flags) {
   auto options = MakeEngineOptions(flags.engine);
   if (!options.ok()) return Fail(options.status());
-  const LookupMode mode = options->mode;
   auto engine = Engine::Create(flags.bundle, *options);
   if (!engine.ok()) return Fail(engine.status());
   Engine& gati = **engine;
+  const LookupMode mode = gati.mode();
   int64_t count = 0;
   auto inputs = LoadInputs(flags.trace, gati.metadata(), &count);
   if (!inputs.ok()) return Fail(inputs.status());
@@ -263,6 +265,8 @@ int RunReplay(const ReplayFlags& flags) {
   EngineStats stats = gati.Stats();
 
   std::vector<double> gati_us, base_us, busy_us, rest_us, base_busy_us, base_rest_us, queue_us;
+  // Requests that missed every cache, and the base model on the same inputs.
+  std::vector<double> miss_us, miss_base_us;
   int64_t agree = 0, correct = 0, base_correct = 0, exact_hits = 0;
   std::map<int, int64_t> exits;
   for (int64_t i = 0; i < count; ++i) {
@@ -274,6 +278,10 @@ int RunReplay(const ReplayFlags& flags) {
     (o.learner_busy ? base_busy_us : base_rest_us).push_back(o.base_us);
     agree += o.label == o.base_label;
     exact_hits += o.exact_hit;
+    if (o.exit_tap == kBaseExit && !o.exact_hit) {
+      miss_us.push_back(o.gati_us);
+      miss_base_us.push_back(o.base_us);
+    }
     ++exits[o.exit_tap];
     if (!labels.empty()) {
       correct += o.label == labels[i];
@@ -282,10 +290,14 @@ int RunReplay(const ReplayFlags& flags) {
   }
   const LatencySummary g = Summarize(gati_us);
   const LatencySummary b = Summarize(base_us);
+  const LatencySummary miss = Summarize(miss_us);
+  const LatencySummary miss_base = Summarize(miss_base_us);
   std::printf("\n%lld requests, concurrency %d, %s mode, intra-op threads %d, workers %d, "
               "online learning %s, %.1f s\n",
-              static_cast<long long>(count), flags.concurrency, LookupModeName(mode),
+              static_cast<long long>(count), flags.concurrency,
+              gati.serving_base() ? "base-model" : LookupModeName(mode),
               flags.engine.threads, flags.engine.workers, flags.engine.online.c_str(), seconds);
+  std::printf("mode: %s\n", gati.mode_report().c_str());
   std::printf("planned taps: %zu%s\n\n", gati.planned_taps().size(),
               flags.engine.no_cache ? " (caches off: --no-cache)" : "");
   std::printf("%-22s %9s %9s %9s %9s\n", "latency (ms)", "mean", "p50", "p95", "p99");
@@ -296,6 +308,13 @@ int RunReplay(const ReplayFlags& flags) {
   std::printf("%-22s %8.2fx %8.2fx %8.2fx %8.2fx\n\n", "speedup (base / gati)",
               ratio(b.mean, g.mean), ratio(b.p50, g.p50), ratio(b.p95, g.p95),
               ratio(b.p99, g.p99));
+  if (!miss_us.empty()) {
+    std::printf("requests that missed every cache (%zu): mean %.3f ms, p50 %.3f ms; the base "
+                "model on the same inputs: mean %.3f ms, p50 %.3f ms (miss path x%.3f at the "
+                "mean)\n",
+                miss_us.size(), miss.mean, miss.p50, miss_base.mean, miss_base.p50,
+                miss_base.mean > 0 ? miss.mean / miss_base.mean : 0.0);
+  }
   if (gati.predicted_mean_ms() > 0) {
     // Absolute times drift with the machine's load between build and replay;
     // the speedup is the comparable figure.
@@ -305,6 +324,32 @@ int RunReplay(const ReplayFlags& flags) {
                 "%.2f); predicted speedup %.2fx (base %.3f ms at build), measured %.2fx\n",
                 gati.predicted_mean_ms(), g.mean, g.mean / gati.predicted_mean_ms(),
                 predicted_speedup, gati.predicted_base_ms(), ratio(b.mean, g.mean));
+  }
+  if (!flags.summary_json.empty()) {
+    auto latency = [](const LatencySummary& s) {
+      return nlohmann::json{{"mean_ms", s.mean}, {"p50_ms", s.p50}, {"p95_ms", s.p95},
+                            {"p99_ms", s.p99}};
+    };
+    nlohmann::json summary = {
+        {"bundle", flags.bundle},
+        {"model", gati.metadata().name},
+        {"trace", flags.trace},
+        {"requests", count},
+        {"mode_asked", flags.engine.mode},
+        {"mode", gati.serving_base() ? "base-model" : LookupModeName(mode)},
+        {"mode_report", gati.mode_report()},
+        {"planned_taps", gati.planned_taps()},
+        {"gati", latency(g)},
+        {"base", latency(b)},
+        {"misses", miss_us.size()},
+        {"miss_path", latency(miss)},
+        {"miss_path_base", latency(miss_base)},
+        {"predicted_mean_ms", gati.predicted_mean_ms()},
+        {"predicted_base_ms", gati.predicted_base_ms()},
+        {"agreement", static_cast<double>(agree) / count},
+        {"cache_hits", stats.cache_hits}};
+    absl::Status written = WriteFileAtomic(flags.summary_json, summary.dump(2) + "\n");
+    if (!written.ok()) return Fail(written);
   }
   if (!queue_us.empty() && mode == LookupMode::kParallel) {
     std::printf("wait for a worker: p50 %.0f us, p99 %.0f us\n", Percentile(queue_us, 0.5),
@@ -405,6 +450,8 @@ std::function<int()> RegisterReplayCommand(CLI::App& app) {
   command->add_option("--block", flags->block,
                       "requests replayed on one side before switching to the other")
       ->check(CLI::Range(int64_t{1}, int64_t{100000}));
+  command->add_option("--summary-json", flags->summary_json,
+                      "also write the latency summary, the mode and agreement as JSON");
   command->add_option("--dump-taps", flags->dump_taps,
                       "write per request and cache: class, top probability, selector "
                       "score, base class (CSV)");
