@@ -6,6 +6,8 @@
 #               the build trees, scripts and Python imports use
 #   make tsan   the engine core's concurrency tests under ThreadSanitizer
 #   make fuzz   libFuzzer on the request decoders (FUZZ_SECONDS, default 60)
+#   make thread-safety  clang's -Wthread-safety, as errors, on the code that
+#               takes locks (engine core, server, their tests)
 #   make build  install and build only
 #   make bench  install, build, run the benchmarks under bench/ (builds the
 #               demo bundle first when it is missing)
@@ -23,7 +25,7 @@ DEMO_BUNDLE ?= $(BUILD_DIR)/demo.bundle
 THREADS ?= 1
 EVAL_THREADS ?= $(JOBS)
 
-.PHONY: deps configure build test tsan fuzz check-deps demo bench bench-eval bench-learner \
+.PHONY: deps configure build test tsan thread-safety fuzz check-deps demo bench bench-eval bench-learner \
   bench-serve bench-modes clean
 
 deps:
@@ -39,6 +41,7 @@ build: configure
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 	$(MAKE) tsan
+	$(MAKE) thread-safety
 	$(MAKE) fuzz
 	$(MAKE) check-deps
 
@@ -53,6 +56,21 @@ tsan: deps
 	cmake --build $(TSAN_DIR) -j $(JOBS) --target runtime_core_test
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
 	  $(TSAN_DIR)/tests/runtime_core_test --gtest_repeat=3
+
+# clang's thread-safety analysis on every lock of the engine core and the
+# server (absl::Mutex is annotated; std::mutex is not, and would check
+# nothing), warnings as errors. No LibTorch target is built.
+TSA_DIR ?= build-tsa
+thread-safety: deps
+	cmake -S . -B $(TSA_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+	  -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_CXX_FLAGS="-Wthread-safety -Werror=thread-safety" \
+	  -DGATI_BUILD_TESTS=ON -DGATI_BUILD_BENCHMARKS=OFF
+	cmake --build $(TSA_DIR) -j $(JOBS) --target gati_runtime_core gati_serve \
+	  runtime_core_test serve_core_test
+	@if clang++ -std=c++17 -fsyntax-only -Iinclude -Isrc -Wthread-safety \
+	    -Werror=thread-safety tests/runtime/thread_safety_violation.cc 2>/dev/null; then \
+	  echo "thread-safety: FAILED: an unlocked write to a guarded field compiled"; exit 1; \
+	else echo "thread-safety: OK (and an unlocked write to a guarded field is rejected)"; fi
 
 # libFuzzer (clang, with ASan and UBSan) on the request decoders, for
 # FUZZ_SECONDS, starting from the seeds in fuzz/corpus/.
@@ -73,7 +91,7 @@ fuzz: deps
 # scripts/debian-packages.txt lists or pulls in (ctest's check_deps_test
 # checks the main tree and that a shortened list fails).
 check-deps:
-	bash scripts/check-deps.sh $(foreach d,$(BUILD_DIR) $(TSAN_DIR) $(FUZZ_DIR),$(if $(wildcard $(d)/CMakeCache.txt),--build-dir $(d)))
+	bash scripts/check-deps.sh $(foreach d,$(BUILD_DIR) $(TSAN_DIR) $(TSA_DIR) $(FUZZ_DIR),$(if $(wildcard $(d)/CMakeCache.txt),--build-dir $(d)))
 
 DEMO_TRACE ?= $(BUILD_DIR)/demo.iid.npy
 DEMO_HTTP_PORT ?= 8000
@@ -151,4 +169,4 @@ bench-serve: build $(DEMO_BUNDLE)/manifest.json
 	bash bench/serve_load.sh $(BUILD_DIR)/gati $(DEMO_BUNDLE) $(BUILD_DIR) $(SERVE_SECONDS) 32
 
 clean:
-	rm -rf $(BUILD_DIR) $(TSAN_DIR) $(FUZZ_DIR)
+	rm -rf $(BUILD_DIR) $(TSAN_DIR) $(TSA_DIR) $(FUZZ_DIR)

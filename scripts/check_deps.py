@@ -32,7 +32,8 @@ SHELL_WORDS = {
     "command", "type", "kill", "pushd", "popd", "let", "builtin", "ulimit",
 }
 # Prefixes whose next word is the program that runs.
-PREFIX_WORDS = {"env", "exec", "nice", "nohup", "sudo", "$SUDO", "command", "time"}
+PREFIX_WORDS = {"env", "exec", "nice", "nohup", "sudo", "$SUDO", "command", "time", "if", "then",
+                "else", "elif", "while", "until", "do", "!", "{"}
 
 
 def fail(message):

@@ -7,7 +7,6 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
-#include <mutex>
 #include <random>
 #include <string_view>
 #include <thread>
@@ -19,6 +18,7 @@
 #include "runtime/feedback.h"
 #include "runtime/learner.h"
 #include "runtime/monitor.h"
+#include "runtime/mutex.h"
 #include "runtime/work_queue.h"
 #include "spdlog/spdlog.h"
 
@@ -73,14 +73,14 @@ struct Request {
     std::vector<float> probabilities;
   };
   std::atomic<bool> answered_flag{false};
-  std::mutex mutex;
-  std::condition_variable changed;
-  bool answered = false;                 // Guarded by mutex.
-  absl::StatusOr<InferResult> result;    // Guarded by mutex.
-  std::vector<LookupSlot> lookups;       // Guarded by mutex.
-  int resolved = 0;                      // Slots known to miss, in order.
-  int pending = 0;                       // Queued lookups not yet done.
-  int hit_slot = -1;
+  Mutex mutex;
+  std::condition_variable changed;  // Answered, or a queued lookup done.
+  bool answered ABSL_GUARDED_BY(mutex) = false;
+  absl::StatusOr<InferResult> result ABSL_GUARDED_BY(mutex);
+  std::vector<LookupSlot> lookups ABSL_GUARDED_BY(mutex);
+  int resolved ABSL_GUARDED_BY(mutex) = 0;  // Slots known to miss, in order.
+  int pending ABSL_GUARDED_BY(mutex) = 0;   // Queued lookups not yet done.
+  int hit_slot ABSL_GUARDED_BY(mutex) = -1;
 };
 
 class EngineImpl final : public Engine {
@@ -149,8 +149,9 @@ class EngineImpl final : public Engine {
                     bool queued);
   // REQUIRES: request.mutex held. Answers with the first hit in tap order
   // once every earlier tap is known to miss.
-  void ResolveLocked(Request& request);
-  void AnswerLocked(Request& request, absl::StatusOr<InferResult> result);
+  void ResolveLocked(Request& request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(request.mutex);
+  void AnswerLocked(Request& request, absl::StatusOr<InferResult> result)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(request.mutex);
   void Answer(Request& request, absl::StatusOr<InferResult> result);
   void RecordFeedback(Request& request, const Activation& logits);
 
@@ -166,7 +167,7 @@ class EngineImpl final : public Engine {
   std::vector<double> epsilons_;  // Per slot.
 
   std::shared_ptr<const CacheSet> current_;  // std::atomic_load/store only.
-  std::mutex install_mutex_;
+  Mutex install_mutex_;
   std::unique_ptr<std::atomic<bool>[]> disabled_;
   std::unique_ptr<std::atomic<int64_t>[]> lookups_;
   std::unique_ptr<std::atomic<int64_t>[]> hits_;
@@ -178,9 +179,9 @@ class EngineImpl final : public Engine {
   std::atomic<int64_t> requests_{0}, errors_{0}, base_answers_{0}, cache_hits_{0},
       feedback_requests_{0};
 
-  std::mutex inflight_mutex_;
+  Mutex inflight_mutex_;
   std::condition_variable inflight_cv_;
-  int64_t inflight_ = 0;  // Guarded by inflight_mutex_.
+  int64_t inflight_ ABSL_GUARDED_BY(inflight_mutex_) = 0;
 
   // Destruction order matters: the learner stops first, then the workers
   // drain (they may still queue lookups), then the lookup executor.
@@ -362,17 +363,21 @@ absl::StatusOr<InferResult> EngineImpl::RunQueued(const float* input, bool want_
   request->caches = Current();
   request->submitted_us = start_us;
   request->activations.resize(num_slots());
-  request->lookups.resize(num_slots());
   {
-    std::lock_guard<std::mutex> lock(inflight_mutex_);
+    MutexLock lock(&request->mutex);  // Uncontended: nobody else has it yet.
+    request->lookups.resize(num_slots());
+  }
+  {
+    MutexLock lock(&inflight_mutex_);
     ++inflight_;
   }
   workers_->Submit([this, request] {
     request->queue_us = NowUs() - request->submitted_us;
     Run(request, 0, {});
   });
-  std::unique_lock<std::mutex> lock(request->mutex);
-  request->changed.wait(lock, [&] { return request->answered; });
+  MutexLock lock(&request->mutex);
+  request->mutex.Await(request->changed,
+                       [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return request->answered; });
   return request->result;
 }
 
@@ -399,7 +404,7 @@ absl::StatusOr<InferResult> EngineImpl::RunWholeModel(const float* input, bool w
 void EngineImpl::StartFeedback(std::shared_ptr<Request> request, int next_segment,
                                Activation current, int hit_slot, int hit_label) {
   {
-    std::lock_guard<std::mutex> lock(inflight_mutex_);
+    MutexLock lock(&inflight_mutex_);
     ++inflight_;
   }
   workers_->Submit([this, request = std::move(request), next_segment,
@@ -440,7 +445,7 @@ void EngineImpl::AnswerLocked(Request& request, absl::StatusOr<InferResult> resu
 }
 
 void EngineImpl::Answer(Request& request, absl::StatusOr<InferResult> result) {
-  std::lock_guard<std::mutex> lock(request.mutex);
+  MutexLock lock(&request.mutex);
   AnswerLocked(request, std::move(result));
 }
 
@@ -469,7 +474,7 @@ void EngineImpl::ResolveLocked(Request& request) {
 
 void EngineImpl::RecordLookup(Request& request, int slot, Request::LookupSlot result,
                               bool queued) {
-  std::lock_guard<std::mutex> lock(request.mutex);
+  MutexLock lock(&request.mutex);
   result.decided = result.done = true;
   request.lookups[slot] = std::move(result);
   ResolveLocked(request);
@@ -523,7 +528,7 @@ void EngineImpl::Run(const std::shared_ptr<Request>& request_ptr, int first_segm
       continue;
     }
     {
-      std::lock_guard<std::mutex> lock(request.mutex);
+      MutexLock lock(&request.mutex);
       request.lookups[slot].decided = true;
       ++request.pending;
     }
@@ -536,10 +541,11 @@ void EngineImpl::Run(const std::shared_ptr<Request>& request_ptr, int first_segm
   int hit_slot = -1;
   int hit_label = -1;
   {
-    std::unique_lock<std::mutex> lock(request.mutex);
+    MutexLock lock(&request.mutex);
     // Lookups still running could hit at an earlier tap than the base
     // answer; wait for them so that both modes answer alike.
-    request.changed.wait(lock, [&] { return request.pending == 0; });
+    request.mutex.Await(request.changed,
+                        [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return request.pending == 0; });
     ResolveLocked(request);
     if (!request.answered) {
       InferResult result;
@@ -559,7 +565,7 @@ void EngineImpl::Run(const std::shared_ptr<Request>& request_ptr, int first_segm
 }
 
 void EngineImpl::FinishRequest() {
-  std::lock_guard<std::mutex> lock(inflight_mutex_);
+  MutexLock lock(&inflight_mutex_);
   if (--inflight_ == 0) inflight_cv_.notify_all();
 }
 
@@ -675,7 +681,7 @@ void EngineImpl::ChooseMode() {
 
 void EngineImpl::Install(
     std::vector<std::pair<int, std::shared_ptr<const LearnedCache>>> updates) {
-  std::lock_guard<std::mutex> lock(install_mutex_);
+  MutexLock lock(&install_mutex_);
   std::shared_ptr<const CacheSet> old = Current();
   auto next = std::make_shared<CacheSet>(*old);
   next->version = old->version + 1;
@@ -699,8 +705,9 @@ absl::StatusOr<int> EngineImpl::UpdateNow() {
 }
 
 void EngineImpl::WaitForFeedback() {
-  std::unique_lock<std::mutex> lock(inflight_mutex_);
-  inflight_cv_.wait(lock, [this] { return inflight_ == 0; });
+  MutexLock lock(&inflight_mutex_);
+  inflight_mutex_.Await(inflight_cv_,
+                        [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return inflight_ == 0; });
 }
 
 EngineStats EngineImpl::Stats() const {

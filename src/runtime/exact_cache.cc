@@ -12,7 +12,7 @@ uint64_t ExactCache::Hash(std::string_view bytes) {
 
 std::optional<InferResult> ExactCache::Find(std::string_view bytes, bool need_scores) {
   const uint64_t hash = Hash(bytes);
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   auto [begin, end] = index_.equal_range(hash);
   for (auto it = begin; it != end; ++it) {
     if (it->second->bytes == bytes &&
@@ -31,7 +31,7 @@ void ExactCache::Insert(std::string_view bytes, const InferResult& result) {
                                             result.scores.size() * sizeof(float));
   if (size > capacity_) return;
   const uint64_t hash = Hash(bytes);
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   auto [begin, end] = index_.equal_range(hash);
   for (auto it = begin; it != end; ++it) {
     Entry& stored = *it->second;
@@ -69,15 +69,15 @@ void ExactCache::EvictLocked() {
 }
 
 int64_t ExactCache::hits() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   return hits_;
 }
 int64_t ExactCache::misses() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   return misses_;
 }
 int64_t ExactCache::bytes() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   return bytes_;
 }
 

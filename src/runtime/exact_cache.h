@@ -6,7 +6,6 @@
 
 #include <cstdint>
 #include <list>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,6 +13,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "gati/engine.h"
+#include "runtime/mutex.h"
 
 namespace gati::runtime {
 
@@ -43,10 +43,10 @@ class ExactCache {
     int64_t size;
   };
   static uint64_t Hash(std::string_view bytes);
-  // REQUIRES: mutex_ held. Drops least recent entries until `bytes_` fits.
-  void EvictLocked();
+  // Drops least recent entries until `bytes_` fits.
+  void EvictLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   const int64_t capacity_;
-  mutable std::mutex mutex_;
+  mutable Mutex mutex_;
   std::list<Entry> lru_ ABSL_GUARDED_BY(mutex_);  // Most recent first.
   std::unordered_multimap<uint64_t, std::list<Entry>::iterator> index_
       ABSL_GUARDED_BY(mutex_);

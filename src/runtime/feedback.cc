@@ -50,7 +50,7 @@ int64_t FeedbackStore::RowBytes(const Ring& ring) const {
 void FeedbackStore::Add(int slot, const float* features, const float* logits) {
   Ring& ring = *rings_[slot];
   if (ring.capacity == 0) return;
-  std::lock_guard<std::mutex> lock(ring.mutex);
+  MutexLock lock(&ring.mutex);
   if (ring.count < ring.capacity) {
     // Grow until full, then overwrite in place.
     ring.features.insert(ring.features.end(), features, features + ring.feature_size);
@@ -67,7 +67,7 @@ void FeedbackStore::Add(int slot, const float* features, const float* logits) {
 
 TrainingRows FeedbackStore::Snapshot(int slot) const {
   const Ring& ring = *rings_[slot];
-  std::lock_guard<std::mutex> lock(ring.mutex);
+  MutexLock lock(&ring.mutex);
   TrainingRows rows;
   rows.feature_size = ring.feature_size;
   rows.num_classes = num_classes_;
@@ -88,14 +88,14 @@ TrainingRows FeedbackStore::Snapshot(int slot) const {
 }
 
 int64_t FeedbackStore::rows(int slot) const {
-  std::lock_guard<std::mutex> lock(rings_[slot]->mutex);
+  MutexLock lock(&rings_[slot]->mutex);
   return rings_[slot]->count;
 }
 
 int64_t FeedbackStore::bytes() const {
   int64_t total = 0;
   for (const auto& ring : rings_) {
-    std::lock_guard<std::mutex> lock(ring->mutex);
+    MutexLock lock(&ring->mutex);
     total += ring->count * RowBytes(*ring);
   }
   return total;
@@ -110,7 +110,7 @@ int64_t FeedbackStore::capacity_bytes() const {
 int64_t FeedbackStore::total_added() const {
   int64_t total = 0;
   for (const auto& ring : rings_) {
-    std::lock_guard<std::mutex> lock(ring->mutex);
+    MutexLock lock(&ring->mutex);
     total += ring->added;
   }
   return total;

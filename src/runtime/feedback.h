@@ -6,10 +6,10 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "runtime/mutex.h"
 #include "runtime/training_rows.h"
 
 namespace gati::runtime {
@@ -42,7 +42,7 @@ class FeedbackStore {
   struct Ring {
     int64_t feature_size = 0;
     int64_t capacity = 0;
-    mutable std::mutex mutex;
+    mutable Mutex mutex;
     std::vector<float> features ABSL_GUARDED_BY(mutex);
     std::vector<float> logits ABSL_GUARDED_BY(mutex);
     int64_t next ABSL_GUARDED_BY(mutex) = 0;   // Slot the next row goes to.

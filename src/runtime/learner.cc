@@ -153,7 +153,7 @@ OnlineLearner::OnlineLearner(const FeedbackStore* store,
 OnlineLearner::~OnlineLearner() {
   stop_requested_ = true;
   {
-    std::lock_guard<std::mutex> lock(stop_mutex_);
+    MutexLock lock(&stop_mutex_);
     stopping_ = true;
   }
   stop_cv_.notify_all();
@@ -178,9 +178,10 @@ void OnlineLearner::Loop() {
   Clock::time_point last_round = Clock::now();
   for (;;) {
     {
-      std::unique_lock<std::mutex> lock(stop_mutex_);
+      MutexLock lock(&stop_mutex_);
       // Poll the row trigger; the timeout also serves the time trigger.
-      stop_cv_.wait_for(lock, std::chrono::milliseconds(100), [this] { return stopping_; });
+      stop_mutex_.AwaitFor(stop_cv_, std::chrono::milliseconds(100),
+                           [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return stopping_; });
       if (stopping_) return;
     }
     const int64_t rows = hooks_.feedback_requests();
@@ -198,7 +199,7 @@ void OnlineLearner::Loop() {
 }
 
 absl::StatusOr<int> OnlineLearner::RunRound(bool throttled) {
-  std::lock_guard<std::mutex> round_lock(round_mutex_);
+  MutexLock round_lock(&round_mutex_);
   busy_ = true;
   const int64_t round = rounds_++;
   Clock::time_point slice_start = Clock::now();

@@ -7,11 +7,9 @@
 #define GATI_RUNTIME_LEARNER_H_
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <utility>
@@ -21,6 +19,7 @@
 #include "gati/cache.h"
 #include "gati/engine.h"
 #include "runtime/feedback.h"
+#include "runtime/mutex.h"
 #include "runtime/training_rows.h"
 
 namespace gati::runtime {
@@ -112,14 +111,14 @@ class OnlineLearner {
   std::vector<double> epsilons_;
   double confidence_;
   Hooks hooks_;
-  std::mutex round_mutex_;  // One round at a time.
+  Mutex round_mutex_;  // One round at a time.
   std::atomic<bool> busy_{false};
   std::atomic<int64_t> rounds_{0};
   std::atomic<int64_t> busy_micros_{0};
   std::vector<std::unique_ptr<std::atomic<int64_t>>> accepted_, rejected_;
-  std::mutex stop_mutex_;
+  Mutex stop_mutex_;
   std::condition_variable stop_cv_;
-  bool stopping_ = false;  // Guarded by stop_mutex_.
+  bool stopping_ ABSL_GUARDED_BY(stop_mutex_) = false;
   std::atomic<bool> stop_requested_{false};
   std::thread thread_;
 };

@@ -19,7 +19,7 @@ TapMonitor::TapMonitor(std::vector<double> epsilons, int window, int min_checks,
 
 bool TapMonitor::Record(int slot, bool false_hit) {
   Tap& tap = *taps_[slot];
-  std::lock_guard<std::mutex> lock(tap.mutex);
+  MutexLock lock(&tap.mutex);
   ++tap.checked;
   tap.false_hits += false_hit;
   if (tap.filled == window_) {
@@ -41,7 +41,7 @@ bool TapMonitor::Record(int slot, bool false_hit) {
 
 void TapMonitor::Reset(int slot) {
   Tap& tap = *taps_[slot];
-  std::lock_guard<std::mutex> lock(tap.mutex);
+  MutexLock lock(&tap.mutex);
   std::fill(tap.window.begin(), tap.window.end(), 0);
   tap.next = tap.filled = tap.window_false = 0;
   tap.lower = 0;
@@ -49,23 +49,23 @@ void TapMonitor::Reset(int slot) {
 }
 
 bool TapMonitor::disabled(int slot) const {
-  std::lock_guard<std::mutex> lock(taps_[slot]->mutex);
+  MutexLock lock(&taps_[slot]->mutex);
   return taps_[slot]->disabled;
 }
 double TapMonitor::lower_bound(int slot) const {
-  std::lock_guard<std::mutex> lock(taps_[slot]->mutex);
+  MutexLock lock(&taps_[slot]->mutex);
   return taps_[slot]->lower;
 }
 int64_t TapMonitor::checked(int slot) const {
-  std::lock_guard<std::mutex> lock(taps_[slot]->mutex);
+  MutexLock lock(&taps_[slot]->mutex);
   return taps_[slot]->checked;
 }
 int64_t TapMonitor::false_hits(int slot) const {
-  std::lock_guard<std::mutex> lock(taps_[slot]->mutex);
+  MutexLock lock(&taps_[slot]->mutex);
   return taps_[slot]->false_hits;
 }
 int64_t TapMonitor::times_disabled(int slot) const {
-  std::lock_guard<std::mutex> lock(taps_[slot]->mutex);
+  MutexLock lock(&taps_[slot]->mutex);
   return taps_[slot]->times_disabled;
 }
 

@@ -8,10 +8,10 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "runtime/mutex.h"
 
 namespace gati::runtime {
 
@@ -36,7 +36,7 @@ class TapMonitor {
 
  private:
   struct Tap {
-    mutable std::mutex mutex;
+    mutable Mutex mutex;
     std::vector<uint8_t> window ABSL_GUARDED_BY(mutex);  // Ring of outcomes.
     int64_t next ABSL_GUARDED_BY(mutex) = 0;
     int64_t filled ABSL_GUARDED_BY(mutex) = 0;

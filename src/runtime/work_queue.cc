@@ -8,7 +8,7 @@ WorkQueue::WorkQueue(int threads) {
 
 WorkQueue::~WorkQueue() {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(&mutex_);
     stopping_ = true;
   }
   wake_.notify_all();
@@ -17,7 +17,7 @@ WorkQueue::~WorkQueue() {
 
 void WorkQueue::Submit(std::function<void()> task) {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(&mutex_);
     tasks_.push_back(std::move(task));
   }
   wake_.notify_one();
@@ -27,8 +27,10 @@ void WorkQueue::Loop() {
   for (;;) {
     std::function<void()> task;
     {
-      std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+      MutexLock lock(&mutex_);
+      mutex_.Await(wake_, [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return stopping_ || !tasks_.empty();
+      });
       if (tasks_.empty()) return;  // Stopping and drained.
       task = std::move(tasks_.front());
       tasks_.pop_front();

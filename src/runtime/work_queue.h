@@ -2,15 +2,14 @@
 #ifndef GATI_RUNTIME_WORK_QUEUE_H_
 #define GATI_RUNTIME_WORK_QUEUE_H_
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "runtime/mutex.h"
 
 namespace gati::runtime {
 
@@ -28,7 +27,8 @@ class WorkQueue {
 
  private:
   void Loop();
-  std::mutex mutex_;
+
+  Mutex mutex_;
   std::condition_variable wake_;
   std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mutex_);
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;

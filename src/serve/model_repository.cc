@@ -29,7 +29,7 @@ absl::Status ModelRepository::Register(const std::string& name, const std::strin
   if (bundle_dir.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("model '", name, "': empty bundle path"));
   }
-  std::lock_guard<std::mutex> lock(state_mu_);
+  absl::MutexLock lock(&state_mu_);
   if (states_.count(name)) {
     return absl::InvalidArgumentError(absl::StrCat("model '", name, "' is given twice"));
   }
@@ -65,12 +65,12 @@ absl::Status ModelRepository::RegisterDirectory(const std::string& dir) {
 }
 
 absl::Status ModelRepository::Load(const std::string& name) {
-  std::lock_guard<std::mutex> load_lock(load_mu_);
+  absl::MutexLock load_lock(&load_mu_);
   std::string bundle_dir;
   std::shared_ptr<ModelMetrics> metrics;
   int64_t version = 0;
   {
-    std::lock_guard<std::mutex> lock(state_mu_);
+    absl::MutexLock lock(&state_mu_);
     auto state = states_.find(name);
     if (state == states_.end()) {
       return absl::NotFoundError(absl::StrCat("unknown model '", name, "'"));
@@ -80,7 +80,7 @@ absl::Status ModelRepository::Load(const std::string& name) {
     metrics = state->second.metrics;
   }
   absl::StatusOr<std::unique_ptr<Engine>> engine = factory_(bundle_dir);
-  std::lock_guard<std::mutex> lock(state_mu_);
+  absl::MutexLock lock(&state_mu_);
   ModelState& state = states_[name];
   if (!engine.ok()) {
     state.reason = std::string(engine.status().message());
@@ -111,7 +111,7 @@ absl::Status ModelRepository::Load(const std::string& name) {
 absl::Status ModelRepository::LoadAll() {
   std::vector<std::string> names;
   {
-    std::lock_guard<std::mutex> lock(state_mu_);
+    absl::MutexLock lock(&state_mu_);
     for (const auto& [name, state] : states_) names.push_back(name);
   }
   for (const std::string& name : names) GATI_RETURN_IF_ERROR(Load(name));
@@ -123,7 +123,7 @@ absl::StatusOr<std::shared_ptr<const ServedModel>> ModelRepository::Get(
   const std::shared_ptr<const ModelMap> models = std::atomic_load(&models_);
   auto found = models->find(name);
   if (found == models->end()) {
-    std::lock_guard<std::mutex> lock(state_mu_);
+    absl::MutexLock lock(&state_mu_);
     if (states_.count(name)) {
       return absl::UnavailableError(absl::StrCat("model '", name, "' is not loaded"));
     }
@@ -145,20 +145,20 @@ std::vector<std::shared_ptr<const ServedModel>> ModelRepository::Loaded() const 
 }
 
 std::vector<ModelState> ModelRepository::States() const {
-  std::lock_guard<std::mutex> lock(state_mu_);
+  absl::MutexLock lock(&state_mu_);
   std::vector<ModelState> out;
   for (const auto& [name, state] : states_) out.push_back(state);
   return out;
 }
 
 std::shared_ptr<ModelMetrics> ModelRepository::MetricsOf(const std::string& name) const {
-  std::lock_guard<std::mutex> lock(state_mu_);
+  absl::MutexLock lock(&state_mu_);
   auto found = states_.find(name);
   return found == states_.end() ? nullptr : found->second.metrics;
 }
 
 bool ModelRepository::AllReady() const {
-  std::lock_guard<std::mutex> lock(state_mu_);
+  absl::MutexLock lock(&state_mu_);
   return !states_.empty() && std::all_of(states_.begin(), states_.end(),
                                          [](const auto& entry) { return entry.second.ready; });
 }

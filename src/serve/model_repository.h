@@ -13,10 +13,10 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "gati/engine.h"
 #include "gati/status.h"
 #include "serve/metrics.h"
@@ -93,9 +93,9 @@ class ModelRepository {
 
   EngineFactory factory_;
   // Serializes loads (Create can take seconds; readers never wait on it).
-  std::mutex load_mu_;
+  absl::Mutex load_mu_;
   // Registrations, their load states and metrics; guarded by state_mu_.
-  mutable std::mutex state_mu_;
+  mutable absl::Mutex state_mu_;
   std::map<std::string, ModelState> states_;
   // Published models, replaced whole (copy on write) under state_mu_ and
   // read with std::atomic_load.
