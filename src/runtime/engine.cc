@@ -25,11 +25,6 @@
 namespace gati::runtime {
 namespace {
 
-double SteadyMicros() {
-  return std::chrono::duration<double, std::micro>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 // A uniform draw in [0, 1) from the n-th value of a seeded sequence
 // (SplitMix64): lock-free, and the same per engine whatever thread asks.
@@ -109,7 +104,7 @@ class EngineImpl final : public Engine {
 
  private:
   int num_slots() const { return static_cast<int>(parts_.taps.size()); }
-  double NowUs() const { return parts_.now_us ? parts_.now_us() : SteadyMicros(); }
+  double NowUs() const { return parts_.env->NowMicros(); }
   absl::Status CheckInput(const float* input, int64_t count) const;
   std::shared_ptr<const CacheSet> Current() const { return std::atomic_load(&current_); }
   void Install(std::vector<std::pair<int, std::shared_ptr<const LearnedCache>>> updates);
@@ -234,7 +229,7 @@ EngineImpl::EngineImpl(EngineParts parts, const EngineOptions& options)
     hooks.feedback_requests = [this] { return feedback_requests_.load(); };
     learner_ = std::make_unique<OnlineLearner>(
         feedback_.get(), std::move(parts_.trainer), std::move(parts_.replay),
-        options.learner, epsilons_, parts_.bundle_confidence, std::move(hooks));
+        options.learner, epsilons_, parts_.bundle_confidence, std::move(hooks), parts_.env);
     learner_->Start();
   }
 }
@@ -798,6 +793,7 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(EngineParts parts,
                                                      const EngineOptions& options) {
   GATI_RETURN_IF_ERROR(ValidateEngineOptions(options));
   if (!parts.runner) return absl::InvalidArgumentError("engine: no segment runner");
+  if (parts.env == nullptr) return absl::InvalidArgumentError("engine: no env");
   if (parts.taps.size() != parts.caches.size() ||
       (!parts.tap_epsilon.empty() && parts.tap_epsilon.size() != parts.taps.size())) {
     return absl::InvalidArgumentError("engine: one cache per planned tap needed");

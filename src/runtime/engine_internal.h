@@ -5,13 +5,13 @@
 #ifndef GATI_RUNTIME_ENGINE_INTERNAL_H_
 #define GATI_RUNTIME_ENGINE_INTERNAL_H_
 
-#include <functional>
 #include <memory>
 #include <vector>
 
 #include "gati/cache.h"
 #include "gati/engine.h"
 #include "gati/model.h"
+#include "runtime/env.h"
 #include "runtime/learner.h"
 #include "runtime/segment_runner.h"
 #include "runtime/training_rows.h"
@@ -35,10 +35,10 @@ struct EngineParts {
   // on: the bundle's replay sample. May be empty.
   std::vector<float> probe_inputs;
   int64_t probe_count = 0;
-  // The engine's clock, in microseconds from any fixed origin (request
-  // timings, mode kAuto's measurements); empty = std::chrono::steady_clock.
-  // Tests inject a fake one. Must be thread-safe.
-  std::function<double()> now_us;
+  // Time for the engine and its learner (request timings, mode kAuto's
+  // measurements, the learner's trigger and sleeps); tests inject fake time.
+  // Not owned; must outlive the engine.
+  Env* env = Env::Default();
   double predicted_mean_ms = 0;
   double predicted_base_ms = 0;
   // The bundle's per-cache epsilon (used when EngineOptions::epsilon is 0)

@@ -20,11 +20,7 @@
 namespace gati::runtime {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 
-double SecondsSince(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
 
 struct Scored {
   std::vector<float> scores;
@@ -135,14 +131,16 @@ OnlineLearner::OnlineLearner(const FeedbackStore* store,
                              std::unique_ptr<CacheTrainer> trainer,
                              std::vector<TrainingRows> replay,
                              const LearnerOptions& options,
-                             std::vector<double> epsilons, double confidence, Hooks hooks)
+                             std::vector<double> epsilons, double confidence, Hooks hooks,
+                             Env* env)
     : store_(store),
       trainer_(std::move(trainer)),
       replay_(std::move(replay)),
       options_(options),
       epsilons_(std::move(epsilons)),
       confidence_(confidence),
-      hooks_(std::move(hooks)) {
+      hooks_(std::move(hooks)),
+      env_(env) {
   for (int slot = 0; slot < store_->num_slots(); ++slot) {
     accepted_.push_back(std::make_unique<std::atomic<int64_t>>(0));
     rejected_.push_back(std::make_unique<std::atomic<int64_t>>(0));
@@ -175,7 +173,7 @@ void OnlineLearner::Loop() {
                 std::clamp(options_.nice, 0, 19));
   }
   int64_t rows_at_last_round = hooks_.feedback_requests();
-  Clock::time_point last_round = Clock::now();
+  double last_round_us = env_->NowMicros();
   for (;;) {
     {
       MutexLock lock(&stop_mutex_);
@@ -186,11 +184,11 @@ void OnlineLearner::Loop() {
     }
     const int64_t rows = hooks_.feedback_requests();
     if (rows - rows_at_last_round < options_.trigger_rows &&
-        SecondsSince(last_round) < options_.trigger_seconds) {
+        (env_->NowMicros() - last_round_us) / 1e6 < options_.trigger_seconds) {
       continue;
     }
     rows_at_last_round = rows;
-    last_round = Clock::now();
+    last_round_us = env_->NowMicros();
     auto installed = RunRound(/*throttled=*/true);
     if (!installed.ok()) {
       spdlog::warn("online learner: {}", std::string(installed.status().message()));
@@ -202,20 +200,18 @@ absl::StatusOr<int> OnlineLearner::RunRound(bool throttled) {
   MutexLock round_lock(&round_mutex_);
   busy_ = true;
   const int64_t round = rounds_++;
-  Clock::time_point slice_start = Clock::now();
-  auto add_busy = [this](Clock::time_point from) {
-    busy_micros_ += static_cast<int64_t>(SecondsSince(from) * 1e6);
+  double slice_start_us = env_->NowMicros();
+  auto add_busy = [this](double from_us) {
+    busy_micros_ += static_cast<int64_t>(env_->NowMicros() - from_us);
   };
   // Sleeps so that busy time stays within max_cpu_share of the wall time.
   auto yield = [&] {
     if (!throttled) return;
-    const double busy = SecondsSince(slice_start);
-    add_busy(slice_start);
+    const double busy_us = env_->NowMicros() - slice_start_us;
+    add_busy(slice_start_us);
     const double share = std::clamp(options_.max_cpu_share, 0.01, 1.0);
-    if (!stop_requested_ && share < 1.0) {
-      std::this_thread::sleep_for(std::chrono::duration<double>(busy * (1 - share) / share));
-    }
-    slice_start = Clock::now();
+    if (!stop_requested_ && share < 1.0) env_->SleepForMicros(busy_us * (1 - share) / share);
+    slice_start_us = env_->NowMicros();
   };
   std::shared_ptr<const CacheSet> current = hooks_.current();
   std::vector<std::pair<int, std::shared_ptr<const LearnedCache>>> updates;
@@ -251,7 +247,7 @@ absl::StatusOr<int> OnlineLearner::RunRound(bool throttled) {
                                    options_, options_.seed + round, yield);
     if (!trained.ok()) {
       busy_ = false;
-      add_busy(slice_start);
+      add_busy(slice_start_us);
       return trained.status();
     }
     const bool disabled = hooks_.disabled(slot);
@@ -271,7 +267,7 @@ absl::StatusOr<int> OnlineLearner::RunRound(bool throttled) {
   }
   const int installed = static_cast<int>(updates.size());
   if (installed > 0) hooks_.install(std::move(updates));
-  add_busy(slice_start);
+  add_busy(slice_start_us);
   busy_ = false;
   return installed;
 }

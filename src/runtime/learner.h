@@ -18,6 +18,7 @@
 #include "cache/calibration.h"
 #include "gati/cache.h"
 #include "gati/engine.h"
+#include "runtime/env.h"
 #include "runtime/feedback.h"
 #include "runtime/mutex.h"
 #include "runtime/training_rows.h"
@@ -80,9 +81,12 @@ class OnlineLearner {
 
   // `replay` holds one set of rows per slot (may be empty); `epsilons` the
   // false-hit bound per slot the gate holds updates to.
+  // `env` (not owned, outlives the learner) gives the time trigger's clock
+  // and the CPU-share sleeps.
   OnlineLearner(const FeedbackStore* store, std::unique_ptr<CacheTrainer> trainer,
                 std::vector<TrainingRows> replay, const LearnerOptions& options,
-                std::vector<double> epsilons, double confidence, Hooks hooks);
+                std::vector<double> epsilons, double confidence, Hooks hooks,
+                Env* env = Env::Default());
   // Stops the thread (a round in progress finishes first).
   ~OnlineLearner();
 
@@ -111,6 +115,7 @@ class OnlineLearner {
   std::vector<double> epsilons_;
   double confidence_;
   Hooks hooks_;
+  Env* const env_;
   Mutex round_mutex_;  // One round at a time.
   std::atomic<bool> busy_{false};
   std::atomic<int64_t> rounds_{0};

@@ -147,6 +147,20 @@ TEST(PlannerTest, InfeasibleConstraintsGiveTheBaseModelAndSayWhy) {
   EXPECT_NE(plan.note.find("disagreement bound"), std::string::npos) << plan.note;
 }
 
+// A cache at tap 0 with one candidate threshold, 0.5.
+CandidateCache TapZeroCache(const std::string& variant, double lookup_ms, int64_t memory_bytes,
+                            std::vector<float> scores, std::vector<int32_t> classes) {
+  CandidateCache cache;
+  cache.tap = 0;
+  cache.variant = variant;
+  cache.lookup_ms = lookup_ms;
+  cache.memory_bytes = memory_bytes;
+  cache.thresholds = {0.5f};
+  cache.scores = std::move(scores);
+  cache.classes = std::move(classes);
+  return cache;
+}
+
 TEST(PlannerTest, ReplayFollowsTheCostModel) {
   // Two stages around one tap; two samples: one hits, one misses.
   PlanningProblem problem;
@@ -154,15 +168,7 @@ TEST(PlannerTest, ReplayFollowsTheCostModel) {
   problem.whole_ms = 3.2;  // Fusion factor 0.8.
   problem.cut_overhead_ms = 0.1;
   problem.base_classes = {4, 5};
-  CandidateCache cache;
-  cache.tap = 0;
-  cache.variant = "v";
-  cache.lookup_ms = 0.5;
-  cache.memory_bytes = 100;
-  cache.thresholds = {0.5f};
-  cache.scores = {0.9f, 0.1f};
-  cache.classes = {4, 4};
-  problem.caches = {cache};
+  problem.caches = {TapZeroCache("v", 0.5, 100, {0.9f, 0.1f}, {4, 4})};
   PlanOptions options;
   options.epsilon = 0.99;
   options.tail_budget = 0;
@@ -221,18 +227,9 @@ TEST(PlannerTest, InSituLookupCostsFollowCacheMemory) {
   problem.stage_ms = {1.0, 3.0};
   problem.whole_ms = 4.0;
   problem.base_classes = {1, 1, 1, 1};
-  CandidateCache big;
-  big.tap = 0;
-  big.variant = "big";
-  big.lookup_ms = 0.01;
-  big.memory_bytes = 2000000;
-  big.thresholds = {0.5f};
-  big.scores = {0.9f, 0.9f, 0.1f, 0.1f};
-  big.classes = {1, 1, 1, 1};
-  CandidateCache small = big;
-  small.variant = "small";
-  small.lookup_ms = 0.02;
-  small.memory_bytes = 10000;
+  const std::vector<float> scores = {0.9f, 0.9f, 0.1f, 0.1f};
+  const CandidateCache big = TapZeroCache("big", 0.01, 2000000, scores, {1, 1, 1, 1});
+  const CandidateCache small = TapZeroCache("small", 0.02, 10000, scores, {1, 1, 1, 1});
   problem.caches = {big, small};
   // 0.05 ms per lookup plus 0.1 ms per MB on the path.
   problem.lookup_overhead_ms = 0.05;

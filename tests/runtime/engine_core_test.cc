@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <chrono>
 #include <thread>
 
 #include "runtime/engine_internal.h"
@@ -400,6 +401,34 @@ TEST(EngineCoreTest, FeedbackSamplingFollowsEachEnginesSeed) {
   EXPECT_GT(pair[0], 60);
   EXPECT_LT(pair[0], 140);
   EXPECT_NE(sampled(8, 1)[0], pair[0]);
+}
+
+TEST(EngineCoreTest, LearnerTimeTriggerAndSleepsRunOnTheEnginesEnv) {
+  // No row trigger can fire; only 30 s of fake time can. The learner's
+  // CPU-share sleeps (1% share: 99x its busy time) pass on fake time too.
+  FakeClock clock;
+  EngineOptions options;
+  options.mode = LookupMode::kSequential;
+  options.feedback_rate = 1.0;
+  options.learner.enabled = true;
+  options.learner.trigger_rows = int64_t{1} << 40;
+  options.learner.trigger_seconds = 30;
+  options.learner.min_rows = 10;
+  options.learner.max_cpu_share = 0.01;
+  auto engine = runtime::CreateEngine(
+      TimedFakeParts({FakeCacheWeights(0, 0, 0.5f)}, &clock, 0, 0, 0), options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  for (const auto& input : FakeInputs(40, 34)) MustInfer(**engine, input);
+  (*engine)->WaitForFeedback();
+  // The learner polls every 100 ms of real time; give it three polls.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ((*engine)->Stats().learner_rounds, 0);
+  clock.Advance(31e6);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while ((*engine)->Stats().learner_rounds == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ((*engine)->Stats().learner_rounds, 1);
 }
 
 }  // namespace

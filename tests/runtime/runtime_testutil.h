@@ -18,9 +18,9 @@ namespace gati::testing {
 
 inline constexpr int kFakeClasses = 4;
 
-// Fake time for the engine (EngineParts::now_us): only what advances it
-// passes.
-class FakeClock {
+// Fake time for the engine and the learner (EngineParts::env): only what
+// advances it passes, and sleeping advances it at once.
+class FakeClock final : public runtime::Env {
  public:
   double Now() const { return micros_.load(); }
   void Advance(double micros) {
@@ -28,6 +28,8 @@ class FakeClock {
     while (!micros_.compare_exchange_weak(now, now + micros)) {
     }
   }
+  double NowMicros() override { return Now(); }
+  void SleepForMicros(double micros) override { Advance(std::max(0.0, micros)); }
 
  private:
   std::atomic<double> micros_{0};
@@ -158,7 +160,7 @@ inline runtime::EngineParts TimedFakeParts(const std::vector<CacheWeights>& cach
   runtime::EngineParts parts = FakeParts(caches);
   parts.runner = std::make_unique<FakeRunner>(static_cast<int>(caches.size()) + 1, clock,
                                               segment_us, whole_us);
-  parts.now_us = [clock] { return clock->Now(); };
+  parts.env = clock;
   std::mt19937 rng(17);
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
   for (int i = 0; i < probes * kFakeClasses; ++i) parts.probe_inputs.push_back(uniform(rng));
