@@ -4,6 +4,9 @@
 #               make fuzz, make check-deps)
 #   make check-deps  prove scripts/debian-packages.txt complete against what
 #               the build trees, scripts and Python imports use
+#   make check-clean-install  debootstrap a minimal Debian 12, run
+#               install-deps and make build in it with chroot (minutes; not
+#               part of make test)
 #   make tsan   the engine core's concurrency tests under ThreadSanitizer
 #   make fuzz   libFuzzer on the request decoders (FUZZ_SECONDS, default 60)
 #   make thread-safety  clang's -Wthread-safety, as errors, on the code that
@@ -25,7 +28,7 @@ DEMO_BUNDLE ?= $(BUILD_DIR)/demo.bundle
 THREADS ?= 1
 EVAL_THREADS ?= $(JOBS)
 
-.PHONY: deps configure build test tsan thread-safety fuzz check-deps demo bench bench-eval bench-learner \
+.PHONY: deps configure build test tsan thread-safety fuzz check-deps check-clean-install demo bench bench-eval bench-learner \
   bench-serve bench-modes clean
 
 deps:
@@ -92,6 +95,11 @@ fuzz: deps
 # checks the main tree and that a shortened list fails).
 check-deps:
 	bash scripts/check-deps.sh $(foreach d,$(BUILD_DIR) $(TSAN_DIR) $(TSA_DIR) $(FUZZ_DIR),$(if $(wildcard $(d)/CMakeCache.txt),--build-dir $(d)))
+
+# The honest proof of the package list: a fresh minimal Debian 12 in a
+# folder, install-deps and make build inside it (scripts/check-clean-install.sh).
+check-clean-install: deps
+	bash scripts/check-clean-install.sh
 
 DEMO_TRACE ?= $(BUILD_DIR)/demo.iid.npy
 DEMO_HTTP_PORT ?= 8000

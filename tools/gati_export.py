@@ -220,11 +220,17 @@ def _load_module_factory(spec):
     module_spec = importlib.util.spec_from_file_location("gati_user_model",
                                                          path)
     user = importlib.util.module_from_spec(module_spec)
+    # The user's folder is theirs: importing their file must not leave a
+    # __pycache__ beside it.
+    writes_bytecode = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True
     try:
         module_spec.loader.exec_module(user)
     except Exception as e:
         raise ExportError(f"--module: importing '{path}' failed: "
                           f"{type(e).__name__}: {e}") from e
+    finally:
+        sys.dont_write_bytecode = writes_bytecode
     if not hasattr(user, factory):
         raise ExportError(f"--module: '{path}' has no function '{factory}'")
     model = getattr(user, factory)()

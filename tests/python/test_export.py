@@ -53,8 +53,11 @@ def residual():
 
 
 def run_export(*args):
+    # As on a user's machine: Python writes bytecode caches unless told not
+    # to (this machine's environment tells it not to).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     return subprocess.run([sys.executable, EXPORT, *args],
-                          capture_output=True, text=True, timeout=240)
+                          capture_output=True, text=True, timeout=240, env=env)
 
 
 def read_metadata(path):
