@@ -98,8 +98,9 @@ check-deps:
 
 # The honest proof of the package list: a fresh minimal Debian 12 in a
 # folder, install-deps and make build inside it (scripts/check-clean-install.sh).
+CLEAN_TARGET ?= build
 check-clean-install: deps
-	bash scripts/check-clean-install.sh
+	bash scripts/check-clean-install.sh /var/tmp/gati-clean-root $(CLEAN_TARGET)
 
 DEMO_TRACE ?= $(BUILD_DIR)/demo.iid.npy
 DEMO_HTTP_PORT ?= 8000

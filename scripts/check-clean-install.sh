@@ -4,10 +4,13 @@
 # runs install-deps and `make build` there with chroot, so that nothing
 # installed by hand on this machine can help. Needs root and Debian's
 # mirror; takes minutes (outside CI's budget). Usage:
-#   scripts/check-clean-install.sh [ROOT_DIR]   (default /var/tmp/gati-clean-root)
+#   scripts/check-clean-install.sh [ROOT_DIR [TARGET]]
+# ROOT_DIR defaults to /var/tmp/gati-clean-root, TARGET (the make target run
+# in the chroot) to build; `test` runs the whole suite there.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 ROOT=${1:-/var/tmp/gati-clean-root}
+TARGET=${2:-build}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 if [[ $(id -u) -ne 0 ]]; then
   echo "check-clean-install: needs root (debootstrap, chroot, mount)" >&2
@@ -33,11 +36,11 @@ mkdir -p "$ROOT/src/gati"
 # The committed tree only, as a clone has it.
 git -C "$HERE" archive HEAD | tar -x -C "$ROOT/src/gati"
 bootstrapped=$(date +%s)
-echo "check-clean-install: debootstrap took $((bootstrapped - start)) s; install-deps and make build in the chroot"
-chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
-  bash -c "cd /src/gati && bash scripts/install-deps.sh && make build JOBS=$(nproc)"
+echo "check-clean-install: debootstrap took $((bootstrapped - start)) s; install-deps and make $TARGET in the chroot"
+chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root CI=true \
+  bash -c "cd /src/gati && bash scripts/install-deps.sh && make $TARGET JOBS=$(nproc)" </dev/null
 built=$(date +%s)
 chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
   bash -c "cd /src/gati && build/gati info models/resnet20.pt --repetitions 5 --warmup 2 | head -3"
-echo "check-clean-install: OK: install-deps and make build passed on a minimal Debian 12" \
-  "(debootstrap $((bootstrapped - start)) s, install and build $((built - bootstrapped)) s)"
+echo "check-clean-install: OK: install-deps and make $TARGET passed on a minimal Debian 12" \
+  "(debootstrap $((bootstrapped - start)) s, install and make $TARGET $((built - bootstrapped)) s)"
