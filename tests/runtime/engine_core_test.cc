@@ -346,6 +346,22 @@ TEST(EngineCoreTest, AutoModeServesTheBaseModelWhenTheCachesAreSlower) {
   EXPECT_EQ(stats.taps[0].lookups, 0);
 }
 
+TEST(EngineCoreTest, AutoModeNeedsAClearWinToServeTheCaches) {
+  // The cut model (2 x 490 us) beats the whole one (1 ms) by 2%: within the
+  // probe's noise, so the better tail (the base model) wins.
+  FakeClock clock;
+  auto engine = runtime::CreateEngine(
+      TimedFakeParts({FakeCacheWeights(0, 0, kNeverHit)}, &clock, 490, 1000, 20), {});
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  EXPECT_TRUE((*engine)->serving_base()) << (*engine)->mode_report();
+  // At 2 x 480 us (4% faster) the caches serve.
+  auto faster = runtime::CreateEngine(
+      TimedFakeParts({FakeCacheWeights(0, 0, kNeverHit)}, &clock, 480, 1000, 20), {});
+  ASSERT_TRUE(faster.ok()) << faster.status();
+  EXPECT_FALSE((*faster)->serving_base()) << (*faster)->mode_report();
+  EXPECT_EQ((*faster)->mode(), LookupMode::kSequential);
+}
+
 TEST(EngineCoreTest, AutoModeWithoutAReplaySampleIsSequentialUntimed) {
   auto engine = MakeEngine({FakeCacheWeights(0, 0, 0.5f)});
   EXPECT_EQ(engine->mode(), LookupMode::kSequential);
