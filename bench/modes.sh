@@ -24,8 +24,14 @@ done
 run() {  # run NAME KIND REPEAT TAG FLAGS...
   local name=$1 kind=$2 repeat=$3 tag=$4
   shift 4
-  "$GATI" replay "$bundle" --trace "$OUT/modes/$kind.npy" "$@" \
-    --summary-json "$OUT/modes/$name.$kind.$tag.$repeat.json" 2>&1 | grep -E "^mode:|^speedup" || true
+  local log="$OUT/modes/$name.$kind.$tag.$repeat.log"
+  if ! "$GATI" replay "$bundle" --trace "$OUT/modes/$kind.npy" "$@" \
+      --summary-json "$OUT/modes/$name.$kind.$tag.$repeat.json" >"$log" 2>&1; then
+    echo "modes: gati replay failed for $name $kind $tag:" >&2
+    tail -5 "$log" >&2
+    exit 1
+  fi
+  grep -E "^mode:|^speedup" "$log" || true
 }
 for bundle in "$@"; do
   name=$(basename "$bundle" .bundle)

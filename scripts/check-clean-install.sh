@@ -17,20 +17,24 @@ if [[ $(id -u) -ne 0 ]]; then
   exit 2
 fi
 unmount() {
-  for dir in dev/pts dev proc sys; do
-    mountpoint -q "$ROOT/$dir" && umount -l "$ROOT/$dir" || true
+  local failed=0
+  for dir in dev sys proc; do
+    if mountpoint -q "$ROOT/$dir"; then umount -R "$ROOT/$dir" || failed=1; fi
   done
+  return $failed
 }
 trap unmount EXIT
-unmount
-rm -rf "$ROOT"
+unmount || { echo "check-clean-install: cannot unmount under $ROOT" >&2; exit 1; }
+# --one-file-system: never into a mount that is still there.
+rm -rf --one-file-system "$ROOT"
 start=$(date +%s)
 echo "check-clean-install: debootstrap bookworm (minbase) into $ROOT"
 debootstrap --variant=minbase bookworm "$ROOT" "$MIRROR" >"$ROOT.debootstrap.log" 2>&1 ||
   { tail -20 "$ROOT.debootstrap.log" >&2; exit 1; }
 mount -t proc proc "$ROOT/proc"
-mount --rbind /sys "$ROOT/sys"
-mount --rbind /dev "$ROOT/dev"
+# rslave: nothing unmounted under the chroot propagates back to the host.
+mount --rbind /sys "$ROOT/sys" && mount --make-rslave "$ROOT/sys"
+mount --rbind /dev "$ROOT/dev" && mount --make-rslave "$ROOT/dev"
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 mkdir -p "$ROOT/src/gati"
 # The committed tree only, as a clone has it.

@@ -143,8 +143,11 @@ def build_tree_files(build_dir, build_dirs):
                 if handle.read(4) != b"\x7fELF":
                     continue
             ldd = subprocess.run(["ldd", path], capture_output=True, text=True)
+            where = f"loaded by {os.path.relpath(path, ROOT)}"
             for match in re.finditer(r"=>\s+(/\S+)", ldd.stdout):
-                found.append((match.group(1), f"loaded by {os.path.relpath(path, ROOT)}"))
+                found.append((match.group(1), where))
+            for match in re.finditer(r"^\s*(\S+) => not found", ldd.stdout, re.M):
+                found.append((None, f"{match.group(1)} ({where}) is not installed"))
     return found
 
 
@@ -240,7 +243,9 @@ def called_programs():
                 in_heredoc = heredoc.group(1)
     found = []
     for program, where in calls:
-        resolved = shutil.which(program, path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        # Debian's own directories: a copy under /usr/local (pip, make
+        # install) shadows the packaged one only on this machine.
+        resolved = shutil.which(program, path="/usr/sbin:/usr/bin:/sbin:/bin")
         if resolved:
             found.append((resolved, f"{where} runs {program}"))
         elif not (os.path.exists(os.path.join(ROOT, program))):
@@ -324,8 +329,9 @@ def module_files(modules):
              "        origin = list(spec.submodule_search_locations)[0]\n"
              "    print(name, origin if origin not in (None, 'built-in', 'frozen') else\n"
              "          ('builtin' if spec is not None else 'missing'))\n")
-    out = subprocess.run([SYSTEM_PYTHON, "-c", probe, *sorted(modules)], capture_output=True,
-                         text=True, cwd="/")
+    # -I: no PYTHONPATH, no user site; only what the system interpreter has.
+    out = subprocess.run([SYSTEM_PYTHON, "-I", "-c", probe, *sorted(modules)],
+                         capture_output=True, text=True, cwd="/")
     if out.returncode != 0:
         fail(f"{SYSTEM_PYTHON} could not look up modules: {out.stderr.strip()}")
     result = {}
@@ -400,18 +406,25 @@ def installed_closure(listed):
             provided = provided.strip().split(" ")[0]
             if provided:
                 provides[provided].add(name)
+    def satisfiers(name):
+        # A real package of that name, else the installed providers of it.
+        if name in installed:
+            return {name}
+        return provides.get(name, set()) & installed
+
     closure, queue = set(), list(listed | base)
     while queue:
         name = queue.pop()
-        for real in ({name} | provides.get(name, set())):
-            if real in closure or real not in installed:
-                continue
-            closure.add(real)
-            for clause in depends.get(real, "").split(","):
-                for alternative in clause.split("|"):
-                    dependency = alternative.strip().split(" ")[0].split(":")[0]
-                    if dependency:
-                        queue.append(dependency)
+        if name in closure or name not in installed:
+            continue
+        closure.add(name)
+        for clause in depends.get(name, "").split(","):
+            # Only the first alternative counts, as apt installs it on a
+            # fresh machine: libtorch's "libblas3 | libblas.so.3" pulls in
+            # the reference BLAS there, not the OpenBLAS that is listed.
+            first = clause.split("|")[0].strip().split(" ")[0].split(":")[0]
+            if first:
+                queue.extend(satisfiers(first))
     return closure
 
 

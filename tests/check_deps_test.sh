@@ -3,7 +3,8 @@
 # naming the package, on copies of the list with one needed package removed:
 # one found through the build tree (a CMake config file), one through a
 # script (a program it runs), one through a Python import, one through a
-# path the code opens. Usage: check_deps_test.sh BUILD_DIR
+# path the code opens, one through a library the binaries load.
+# Usage: check_deps_test.sh BUILD_DIR
 set -uo pipefail
 BUILD=${1:?usage: check_deps_test.sh BUILD_DIR}
 SOURCE=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,7 +23,9 @@ report() {  # report NAME OK DETAIL
 output=$(bash "$CHECK" --build-dir "$BUILD" 2>&1); rc=$?
 report "the project's list is complete" $((rc == 0)) "rc=$rc: $output"
 
-for package in libfaiss-dev wrk python3-matplotlib dataset-fashion-mnist; do
+# libopenblas0-pthread is found only by following the first alternative of
+# libtorch's "libblas3 | libblas.so.3", as apt does on a fresh machine.
+for package in libfaiss-dev wrk python3-matplotlib dataset-fashion-mnist libopenblas0-pthread; do
   grep -qw -- "$package" "$LIST" || { report "$package is listed" 0 "not in $LIST"; continue; }
   sed "s/\(^\|[[:space:]]\)$package\([[:space:]]\|$\)/\1\2/" "$LIST" > "$WORK/list.txt"
   output=$(bash "$CHECK" --build-dir "$BUILD" --packages "$WORK/list.txt" 2>&1); rc=$?

@@ -668,11 +668,14 @@ absl::StatusOr<BuildReport> BuildBundleOrThrow(const BuildOptions& options,
       // time cancels the machine's drift since the profile).
       const double scale = plan.base_ms / timing.whole_ms;
       const double k = static_cast<double>(plan.choices.size());
-      problem.lookup_overhead_ms =
-          std::max(0.0, (timing.segments_ms * scale - segments_ms) / k);
-      problem.lookup_ms_per_mb = std::max(
-          0.0, ((timing.miss_ms - timing.segments_ms) * scale - isolated_lookups_ms) /
-                   std::max(cache_mb, 1e-3));
+      const double boundary_extra_ms = std::max(0.0, timing.segments_ms * scale - segments_ms);
+      const double lookup_extra_ms = std::max(
+          0.0, (timing.miss_ms - timing.segments_ms) * scale - isolated_lookups_ms);
+      // Below 10 KB of caches a per-MB rate would rest on noise: charge
+      // their extra per lookup instead.
+      const bool per_mb = cache_mb >= 0.01;
+      problem.lookup_overhead_ms = (boundary_extra_ms + (per_mb ? 0 : lookup_extra_ms)) / k;
+      problem.lookup_ms_per_mb = per_mb ? lookup_extra_ms / cache_mb : 0;
       manifest.lookup_overhead_ms = problem.lookup_overhead_ms;
       manifest.lookup_ms_per_mb = problem.lookup_ms_per_mb;
       GATI_ASSIGN_OR_RETURN(plan, PlanWithMeasuredSegments(*model, &problem,

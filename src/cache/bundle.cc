@@ -439,6 +439,9 @@ absl::StatusOr<BundleManifest> ParseManifest(const std::string& json_text,
     }
     if (item.contains("tail_budget")) {
       GATI_RETURN_IF_ERROR(reader.Get(item, "tail_budget", &plan.tail_budget, "plan."));
+      if (!(plan.tail_budget == 0 || (plan.tail_budget >= 1 && plan.tail_budget <= 100))) {
+        return reader.Error("plan.tail_budget", "must be 0 (off) or in [1, 100]");
+      }
     }
     manifest.has_plan = true;
   }

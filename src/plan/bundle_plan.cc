@@ -196,11 +196,17 @@ std::string PlanReport(const StoredPlan& plan) {
     out += line;
   }
   std::snprintf(line, sizeof(line),
-                "predicted latency: mean %.3f ms, p50 %.3f ms, p95 %.3f ms, p99 %.3f ms, "
-                "all-miss path %.3f ms; base model %.3f ms; speedup %.2fx\n",
-                plan.mean_ms, plan.p50_ms, plan.p95_ms, plan.p99_ms, plan.miss_ms,
-                plan.base_ms, plan.base_ms / plan.mean_ms);
+                "predicted latency: mean %.3f ms, p50 %.3f ms, p95 %.3f ms; base model "
+                "%.3f ms; speedup %.2fx\n",
+                plan.mean_ms, plan.p50_ms, plan.p95_ms, plan.base_ms,
+                plan.base_ms / plan.mean_ms);
   out += line;
+  if (plan.miss_ms > 0) {  // Plans written before p99 and the miss path have neither.
+    std::snprintf(line, sizeof(line),
+                  "predicted p99 %.3f ms (x%.3f the base model), all-miss path %.3f ms\n",
+                  plan.p99_ms, plan.p99_ms / plan.base_ms, plan.miss_ms);
+    out += line;
+  }
   if (plan.model_only_mean_ms > 0) {
     std::snprintf(line, sizeof(line),
                   "segment latencies measured on the plan's fused segments (the cost "

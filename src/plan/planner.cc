@@ -115,6 +115,14 @@ double PathLookupMs(const PlanningProblem& problem, const CandidateCache& cache)
          problem.lookup_ms_per_mb * static_cast<double>(cache.memory_bytes) / 1e6;
 }
 
+namespace {
+// The part of PathLookupMs a parallel lookup can overlap with the next
+// segment: the lookup itself; the boundary's cost is on the request's thread.
+double OverlappableLookupMs(const PlanningProblem& problem, const CandidateCache& cache) {
+  return PathLookupMs(problem, cache) - problem.lookup_overhead_ms;
+}
+}  // namespace
+
 double SegmentMs(const PlanningProblem& problem, int first, int end) {
   if (!problem.measured_segment_ms.empty()) {
     auto found = problem.measured_segment_ms.find({first, end});
@@ -191,7 +199,8 @@ PlanEvaluation PlanEvaluator::Evaluate(const std::vector<PlanChoice>& choices,
     }
     t += options.mode != LookupMode::kParallel
              ? lookup_ms
-             : std::max(0.0, lookup_ms - segment[j + 1]);
+             : problem.lookup_overhead_ms +
+                   std::max(0.0, OverlappableLookupMs(problem, cache) - segment[j + 1]);
   }
   exit_ms[k] = t + segment[k];
   exits[k] = n;

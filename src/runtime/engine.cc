@@ -508,7 +508,15 @@ void EngineImpl::Run(const std::shared_ptr<Request>& request_ptr, int first_segm
   }
   for (int segment = first_segment; segment <= slots; ++segment) {
     if (request.answered_flag.load(std::memory_order_acquire) && !request.feedback) {
-      return FinishRequest();  // The rest is dropped.
+      // The rest is dropped; lookups still queued finish first, so that
+      // WaitForFeedback covers their counters too.
+      {
+        MutexLock lock(&request.mutex);
+        request.mutex.Await(request.changed, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          return request.pending == 0;
+        });
+      }
+      return FinishRequest();
     }
     auto next = parts_.runner->RunSegment(segment, current);
     if (!next.ok()) return fail(next.status());
@@ -616,8 +624,7 @@ void EngineImpl::ChooseMode() {
   // Candidates: 0 sequential, 1 parallel, 2 the whole base model. Each input
   // runs on all three, in an order that rotates per input, so that the
   // machine's drift and cache warmth fall on every candidate alike.
-  const int64_t input_size = static_cast<int64_t>(parts_.probe_inputs.size()) /
-                             std::max<int64_t>(1, parts_.probe_count);
+  const int64_t input_size = input_size_;  // CreateEngine checked the buffer.
   auto run = [&](int candidate, const float* x) -> absl::StatusOr<double> {
     const double start = NowUs();
     absl::StatusOr<InferResult> result =
@@ -636,11 +643,16 @@ void EngineImpl::ChooseMode() {
     for (int k = 0; k < 3; ++k) {
       const int candidate = static_cast<int>((i + k) % 3);
       absl::StatusOr<double> us = run(candidate, x);
+      // A parallel request's worker may still finish a segment after the
+      // answer; that must not land in the next candidate's time.
+      WaitForFeedback();
       if (!us.ok()) {
         WaitForFeedback();
         ResetCounters();
         mode_report_ = absl::StrCat("auto: sequential, untimed (timing failed: ",
                                     us.status().message(), ")");
+        parts_.probe_inputs.clear();
+        parts_.probe_inputs.shrink_to_fit();
         return;
       }
       if (timed) total_us[candidate] += *us;
@@ -799,6 +811,14 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(EngineParts parts,
   GATI_RETURN_IF_ERROR(ValidateEngineOptions(options));
   if (!parts.runner) return absl::InvalidArgumentError("engine: no segment runner");
   if (parts.env == nullptr) return absl::InvalidArgumentError("engine: no env");
+  int64_t input_size = 1;
+  for (int64_t d : parts.metadata.input_shape) input_size *= d;
+  if (parts.probe_count < 0 ||
+      static_cast<int64_t>(parts.probe_inputs.size()) != parts.probe_count * input_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "engine: ", parts.probe_inputs.size(), " probe values for ", parts.probe_count,
+        " inputs of ", input_size));
+  }
   if (parts.taps.size() != parts.caches.size() ||
       (!parts.tap_epsilon.empty() && parts.tap_epsilon.size() != parts.taps.size())) {
     return absl::InvalidArgumentError("engine: one cache per planned tap needed");

@@ -419,9 +419,28 @@ TEST(EngineCoreTest, FeedbackSamplingFollowsEachEnginesSeed) {
   EXPECT_NE(sampled(8, 1)[0], pair[0]);
 }
 
+// A trainer whose training takes 1 s of fake time before it yields.
+class SlowFakeTrainer final : public runtime::CacheTrainer {
+ public:
+  explicit SlowFakeTrainer(FakeClock* clock) : clock_(clock) {}
+  absl::StatusOr<CacheWeights> Train(const CacheWeights& current,
+                                     const runtime::TrainingRows& predictor_rows,
+                                     const runtime::TrainingRows& selector_rows,
+                                     const LearnerOptions& options, uint64_t seed,
+                                     const std::function<void()>& yield) override {
+    clock_->Advance(1e6);
+    if (yield) yield();
+    return current;
+  }
+
+ private:
+  FakeClock* clock_;
+};
+
 TEST(EngineCoreTest, LearnerTimeTriggerAndSleepsRunOnTheEnginesEnv) {
   // No row trigger can fire; only 30 s of fake time can. The learner's
-  // CPU-share sleeps (1% share: 99x its busy time) pass on fake time too.
+  // CPU-share sleep (1% share: 99 s after 1 s of training) passes on fake
+  // time too; a real sleep would outlast the test's deadline.
   FakeClock clock;
   EngineOptions options;
   options.mode = LookupMode::kSequential;
@@ -431,8 +450,9 @@ TEST(EngineCoreTest, LearnerTimeTriggerAndSleepsRunOnTheEnginesEnv) {
   options.learner.trigger_seconds = 30;
   options.learner.min_rows = 10;
   options.learner.max_cpu_share = 0.01;
-  auto engine = runtime::CreateEngine(
-      TimedFakeParts({FakeCacheWeights(0, 0, 0.5f)}, &clock, 0, 0, 0), options);
+  runtime::EngineParts parts = TimedFakeParts({FakeCacheWeights(0, 0, 0.5f)}, &clock, 0, 0, 0);
+  parts.trainer = std::make_unique<SlowFakeTrainer>(&clock);
+  auto engine = runtime::CreateEngine(std::move(parts), options);
   ASSERT_TRUE(engine.ok()) << engine.status();
   for (const auto& input : FakeInputs(40, 34)) MustInfer(**engine, input);
   (*engine)->WaitForFeedback();
@@ -441,10 +461,15 @@ TEST(EngineCoreTest, LearnerTimeTriggerAndSleepsRunOnTheEnginesEnv) {
   EXPECT_EQ((*engine)->Stats().learner_rounds, 0);
   clock.Advance(31e6);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while ((*engine)->Stats().learner_rounds == 0 && std::chrono::steady_clock::now() < deadline) {
+  while (((*engine)->Stats().learner_rounds == 0 || (*engine)->learner_busy()) &&
+         std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_EQ((*engine)->Stats().learner_rounds, 1);
+  EXPECT_FALSE((*engine)->learner_busy());
+  // 31 s advanced, 1 s of training, then 99 s of CPU-share sleep.
+  EXPECT_GE(clock.Now(), 31e6 + 1e6 + 99e6 - 1);
+  EXPECT_NEAR((*engine)->Stats().learner_busy_seconds, 1.0, 1e-6);
 }
 
 }  // namespace
