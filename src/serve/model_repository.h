@@ -94,9 +94,9 @@ class ModelRepository {
   EngineFactory factory_;
   // Serializes loads (Create can take seconds; readers never wait on it).
   absl::Mutex load_mu_;
-  // Registrations, their load states and metrics; guarded by state_mu_.
+  // Registrations, their load states and metrics.
   mutable absl::Mutex state_mu_;
-  std::map<std::string, ModelState> states_;
+  std::map<std::string, ModelState> states_ ABSL_GUARDED_BY(state_mu_);
   // Published models, replaced whole (copy on write) under state_mu_ and
   // read with std::atomic_load.
   std::shared_ptr<const ModelMap> models_;
