@@ -23,13 +23,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 # Words in a command position that are not programs on PATH.
+# (Words PREFIX_WORDS skips, such as `if` and `time`, never get here.)
 SHELL_WORDS = {
-    "if", "then", "else", "elif", "fi", "for", "while", "until", "do", "done",
-    "case", "esac", "in", "function", "select", "time", "!", "{", "}", "[[", "]]",
+    "fi", "for", "done", "case", "esac", "in", "function", "select", "}", "[[", "]]",
     "local", "export", "declare", "readonly", "return", "exit", "set", "unset",
-    "shift", "trap", "cd", "source", ".", "eval", "exec", "wait", "mapfile",
+    "shift", "trap", "cd", "source", ".", "eval", "wait", "mapfile",
     "read", "echo", "printf", "true", "false", "test", "[", "break", "continue",
-    "command", "type", "kill", "pushd", "popd", "let", "builtin", "ulimit",
+    "type", "kill", "pushd", "popd", "let", "builtin", "ulimit",
 }
 # Prefixes whose next word is the program that runs.
 PREFIX_WORDS = {"env", "exec", "nice", "nohup", "sudo", "$SUDO", "command", "time", "if", "then",

@@ -633,49 +633,24 @@ absl::StatusOr<BuildReport> BuildBundleOrThrow(const BuildOptions& options,
         Plan plan, PlanWithMeasuredSegments(*model, &problem, options.plan_options,
                                             options.profile_repetitions, 3,
                                             &model_only_mean_ms));
-    // Calibrate what a lookup costs between segments: time the plan's
-    // all-miss path as the engine runs it, with and without its lookups,
-    // against the whole model. What the segments alone take beyond their
-    // fused profile is charged per lookup; what the lookups add beyond
-    // their isolated times, per MB of their caches. Then plan again on
-    // that; twice, since the second plan may cut elsewhere.
+    // Calibrate what a lookup costs between segments on the plan's all-miss
+    // path (CalibrateLookupCosts), then plan again on that; twice, since the
+    // second plan may cut elsewhere.
     for (int round = 0; round < 2 && !plan.choices.empty() && replay.count > 0; ++round) {
-      std::vector<int> plan_taps;
       std::vector<std::unique_ptr<LearnedCache>> planned;
       std::vector<const LearnedCache*> planned_ptrs;
-      double segments_ms = 0, isolated_lookups_ms = 0, cache_mb = 0;
-      int first_stage = 0;
       for (const PlanChoice& choice : plan.choices) {
         const CandidateCache& candidate = problem.caches[choice.cache];
-        segments_ms += SegmentMs(problem, first_stage, candidate.tap + 1);
-        first_stage = candidate.tap + 1;
-        isolated_lookups_ms += candidate.lookup_ms;
-        cache_mb += static_cast<double>(candidate.memory_bytes) / 1e6;
         for (const Finished& f : finished) {
           if (f.weights.tap == candidate.tap && f.weights.variant.name == candidate.variant) {
             GATI_ASSIGN_OR_RETURN(planned.emplace_back(), LearnedCache::Create(f.weights));
             planned_ptrs.push_back(planned.back().get());
           }
         }
-        plan_taps.push_back(candidate.tap);
       }
-      GATI_ASSIGN_OR_RETURN(
-          MissPathTiming timing,
-          TimeMissPath(*model, plan_taps, planned_ptrs, replay.inputs.data(), replay.count,
-                       std::max(60, 4 * options.profile_repetitions)));
-      segments_ms += SegmentMs(problem, first_stage, model->num_stages());
-      // On the base model's measured scale (the timing run's own whole-model
-      // time cancels the machine's drift since the profile).
-      const double scale = plan.base_ms / timing.whole_ms;
-      const double k = static_cast<double>(plan.choices.size());
-      const double boundary_extra_ms = std::max(0.0, timing.segments_ms * scale - segments_ms);
-      const double lookup_extra_ms = std::max(
-          0.0, (timing.miss_ms - timing.segments_ms) * scale - isolated_lookups_ms);
-      // Below 10 KB of caches a per-MB rate would rest on noise: charge
-      // their extra per lookup instead.
-      const bool per_mb = cache_mb >= 0.01;
-      problem.lookup_overhead_ms = (boundary_extra_ms + (per_mb ? 0 : lookup_extra_ms)) / k;
-      problem.lookup_ms_per_mb = per_mb ? lookup_extra_ms / cache_mb : 0;
+      GATI_RETURN_IF_ERROR(CalibrateLookupCosts(
+          *model, plan, planned_ptrs, replay.inputs.data(), replay.count,
+          std::max(60, 4 * options.profile_repetitions), &problem));
       manifest.lookup_overhead_ms = problem.lookup_overhead_ms;
       manifest.lookup_ms_per_mb = problem.lookup_ms_per_mb;
       GATI_ASSIGN_OR_RETURN(plan, PlanWithMeasuredSegments(*model, &problem,

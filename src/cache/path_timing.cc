@@ -2,6 +2,7 @@
 
 #include <torch/script.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
@@ -70,6 +71,37 @@ absl::StatusOr<MissPathTiming> TimeMissPath(const StagedModel& model,
   timing.whole_ms = Percentile(times[2], 0.5);
   timing.repetitions = repetitions;
   return timing;
+}
+
+absl::Status CalibrateLookupCosts(const StagedModel& model, const Plan& plan,
+                                  const std::vector<const LearnedCache*>& caches,
+                                  const float* inputs, int64_t count, int repetitions,
+                                  PlanningProblem* problem) {
+  std::vector<int> taps;
+  double segments_ms = 0, isolated_lookups_ms = 0, cache_mb = 0;
+  int first_stage = 0;
+  for (const PlanChoice& choice : plan.choices) {
+    const CandidateCache& candidate = problem->caches[choice.cache];
+    segments_ms += SegmentMs(*problem, first_stage, candidate.tap + 1);
+    first_stage = candidate.tap + 1;
+    isolated_lookups_ms += candidate.lookup_ms;
+    cache_mb += static_cast<double>(candidate.memory_bytes) / 1e6;
+    taps.push_back(candidate.tap);
+  }
+  segments_ms += SegmentMs(*problem, first_stage, model.num_stages());
+  GATI_ASSIGN_OR_RETURN(MissPathTiming timing,
+                        TimeMissPath(model, taps, caches, inputs, count, repetitions));
+  // The timing run's own whole-model time cancels the machine's drift since
+  // the profile.
+  const double scale = plan.base_ms / timing.whole_ms;
+  const double k = static_cast<double>(plan.choices.size());
+  const double boundary_extra_ms = std::max(0.0, timing.segments_ms * scale - segments_ms);
+  const double lookup_extra_ms =
+      std::max(0.0, (timing.miss_ms - timing.segments_ms) * scale - isolated_lookups_ms);
+  const bool per_mb = cache_mb >= 0.01;
+  problem->lookup_overhead_ms = (boundary_extra_ms + (per_mb ? 0 : lookup_extra_ms)) / k;
+  problem->lookup_ms_per_mb = per_mb ? lookup_extra_ms / cache_mb : 0;
+  return absl::OkStatus();
 }
 
 }  // namespace gati

@@ -10,6 +10,7 @@
 
 #include "gati/cache.h"
 #include "gati/model.h"
+#include "gati/plan.h"
 #include "gati/status.h"
 
 namespace gati {
@@ -34,6 +35,19 @@ absl::StatusOr<MissPathTiming> TimeMissPath(const StagedModel& model,
                                             const std::vector<const LearnedCache*>& caches,
                                             const float* inputs, int64_t count,
                                             int repetitions, int warmup = 10);
+
+// Times `plan`'s all-miss path (TimeMissPath; caches[k] serves the plan's
+// k-th choice) and sets problem->lookup_overhead_ms to what the cut model
+// takes beyond its fused-segment profile, per lookup, and
+// problem->lookup_ms_per_mb to what the lookups add beyond their isolated
+// times, per MB of their caches (below 10 KB of caches that extra is
+// charged per lookup instead: a per-MB rate would rest on noise). Times
+// are put on the scale of plan.base_ms by the run's own whole-model time.
+// REQUIRES: plan has choices, evaluated on *problem.
+absl::Status CalibrateLookupCosts(const StagedModel& model, const Plan& plan,
+                                  const std::vector<const LearnedCache*>& caches,
+                                  const float* inputs, int64_t count, int repetitions,
+                                  PlanningProblem* problem);
 
 }  // namespace gati
 

@@ -182,6 +182,7 @@ int RunReplay(const ReplayFlags& flags) {
   if (!engine.ok()) return Fail(engine.status());
   Engine& gati = **engine;
   const LookupMode mode = gati.mode();
+  const char* ran_as = gati.serving_base() ? "base-model" : LookupModeName(mode);
   int64_t count = 0;
   auto inputs = LoadInputs(flags.trace, gati.metadata(), &count);
   if (!inputs.ok()) return Fail(inputs.status());
@@ -294,8 +295,7 @@ int RunReplay(const ReplayFlags& flags) {
   const LatencySummary miss_base = Summarize(miss_base_us);
   std::printf("\n%lld requests, concurrency %d, %s mode, intra-op threads %d, workers %d, "
               "online learning %s, %.1f s\n",
-              static_cast<long long>(count), flags.concurrency,
-              gati.serving_base() ? "base-model" : LookupModeName(mode),
+              static_cast<long long>(count), flags.concurrency, ran_as,
               flags.engine.threads, flags.engine.workers, flags.engine.online.c_str(), seconds);
   std::printf("mode: %s\n", gati.mode_report().c_str());
   std::printf("planned taps: %zu%s\n\n", gati.planned_taps().size(),
@@ -336,7 +336,7 @@ int RunReplay(const ReplayFlags& flags) {
         {"trace", flags.trace},
         {"requests", count},
         {"mode_asked", flags.engine.mode},
-        {"mode", gati.serving_base() ? "base-model" : LookupModeName(mode)},
+        {"mode", ran_as},
         {"mode_report", gati.mode_report()},
         {"planned_taps", gati.planned_taps()},
         {"gati", latency(g)},
