@@ -22,7 +22,8 @@ namespace {
 using gati::EngineOptions;
 using gati::LookupMode;
 
-std::unique_ptr<gati::Engine> MakeEngine(int taps, LookupMode mode, double feedback_rate) {
+std::unique_ptr<gati::Engine> MakeEngine(int taps, LookupMode mode, double feedback_rate,
+                                         double inline_lookup_us) {
   std::vector<gati::CacheWeights> caches;
   for (int tap = 0; tap < taps; ++tap) {
     caches.push_back(gati::testing::FakeCacheWeights(tap, 0, gati::testing::kNeverHit));
@@ -30,11 +31,14 @@ std::unique_ptr<gati::Engine> MakeEngine(int taps, LookupMode mode, double feedb
   EngineOptions options;
   options.mode = mode;
   options.feedback_rate = feedback_rate;
+  options.inline_lookup_us = inline_lookup_us;
   return std::move(*gati::runtime::CreateEngine(gati::testing::FakeParts(caches), options));
 }
 
-void Run(benchmark::State& state, LookupMode mode, double feedback_rate) {
-  auto engine = MakeEngine(static_cast<int>(state.range(0)), mode, feedback_rate);
+void Run(benchmark::State& state, LookupMode mode, double feedback_rate,
+         double inline_lookup_us = EngineOptions{}.inline_lookup_us) {
+  auto engine =
+      MakeEngine(static_cast<int>(state.range(0)), mode, feedback_rate, inline_lookup_us);
   const std::vector<float> input = {0.1f, 0.7f, 0.2f, 0.3f};
   for (auto _ : state) {
     auto result = engine->Infer(input.data(), static_cast<int64_t>(input.size()));
@@ -53,9 +57,16 @@ void BM_ParallelDefaultFeedback(benchmark::State& state) {
   Run(state, LookupMode::kParallel, EngineOptions{}.feedback_rate);
 }
 
+// Every lookup handed to the lookup executor, as for a cache whose lookup
+// costs more than inline_lookup_us: the handoffs' own price.
+void BM_ParallelHandoffEveryLookup(benchmark::State& state) {
+  Run(state, LookupMode::kParallel, EngineOptions{}.feedback_rate, 0);
+}
+
 BENCHMARK(BM_SequentialNoFeedback)->Arg(0)->Arg(2)->Arg(8);
 BENCHMARK(BM_SequentialDefaultFeedback)->Arg(2)->Arg(8);
 BENCHMARK(BM_ParallelDefaultFeedback)->Arg(2)->Arg(8)->UseRealTime();
+BENCHMARK(BM_ParallelHandoffEveryLookup)->Arg(2)->Arg(8)->UseRealTime();
 
 }  // namespace
 

@@ -104,6 +104,10 @@ struct StoredPlan {
   // planned cache (p99 and miss_ms are 0 in plans written before them).
   double mean_ms = 0, p50_ms = 0, p95_ms = 0, p99_ms = 0, miss_ms = 0, base_ms = 0,
          oracle_mean_ms = 0;
+  // The same choices priced in the other mode (parallel when the plan was
+  // made for sequential, and the reverse), so that an engine can report
+  // the prediction for the mode it serves in; 0 = not priced.
+  double other_mode_mean_ms = 0, other_mode_p99_ms = 0;
   double disagreement = 0, disagreement_bound = 0;
   int64_t memory_bytes = 0;
   std::vector<double> exit_share;  // Per planned cache, then the base model.
@@ -137,6 +141,9 @@ struct BundleManifest {
   // same names); 0 in bundles built before them.
   double lookup_overhead_ms = 0;
   double lookup_ms_per_mb = 0;
+  // Parallel mode's measured cost per request beyond the model
+  // (PlanningProblem::parallel_request_ms); 0 = not calibrated.
+  double parallel_request_ms = 0;
   // Sorted by tap, then by variant name.
   std::vector<CacheEntry> caches;
   // Planning records: file (empty when none), hash, split description.

@@ -79,6 +79,14 @@ struct EngineOptions {
   int workers = 2;
   // Threads of the lookup executor (parallel mode).
   int lookup_threads = 1;
+  // Parallel mode: how long a thread that waits for an answer or for work
+  // spins (yielding its core) before it sleeps, so that a handoff costs no
+  // kernel wake-up; 0 = sleep at once.
+  double spin_us = 100;
+  // Parallel mode: a tap whose lookup takes less than this (timed once when
+  // the engine starts) is looked up on the request's worker, since a
+  // handoff to the lookup executor would cost more than it overlaps.
+  double inline_lookup_us = 20;
   // kAuto: measure kParallel and kSequential when the engine starts (see
   // auto_probe_requests) and serve in the faster, or the base model alone
   // when neither beats it. Near-ties go to the better tail: parallel needs
@@ -223,8 +231,10 @@ class Engine {
   int num_classes() const { return static_cast<int>(metadata().class_names.size()); }
   // Planned taps in use (empty with use_caches = false or no plan).
   virtual const std::vector<int>& planned_taps() const = 0;
-  // The planner's predicted mean latency (ms) and the base model's latency
-  // it was predicted against (as profiled at build time); 0 without a plan.
+  // The planner's predicted mean latency (ms) in the mode the engine serves
+  // in (the base model's when it serves the base model alone), and the base
+  // model's latency it was predicted against (as profiled at build time);
+  // 0 without a plan.
   virtual double predicted_mean_ms() const = 0;
   virtual double predicted_base_ms() const = 0;
   // True while a learner round is running (for reports that separate

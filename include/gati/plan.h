@@ -85,6 +85,12 @@ struct PlanningProblem {
   // 0 = not calibrated.
   double lookup_overhead_ms = 0;
   double lookup_ms_per_mb = 0;
+  // Parallel mode only: what a request pays beyond the model above (its
+  // handoffs to a worker and back, and the contention of a worker that
+  // finishes a segment after a hit answered), per request. Calibrated at
+  // build time by timing the engine in both modes on the planning split
+  // (runtime::TimeModes); 0 = not calibrated.
+  double parallel_request_ms = 0;
 };
 
 // A cache's lookup as a request on the engine pays it: isolated time plus
@@ -133,6 +139,8 @@ struct PlanEvaluation {
   // Share of samples answered at each chosen cache (plan order), then by
   // the base model (last element).
   std::vector<double> exit_share;
+  // Latency of a request answered at each chosen cache, then of a miss.
+  std::vector<double> exit_ms;
   bool feasible = false;  // Memory, taps, tail and bound all hold.
 };
 
@@ -144,6 +152,25 @@ struct Plan {
   int evaluations = 0;         // Plans replayed by the search.
   std::string note;            // Why the plan is empty, when it is.
 };
+
+// Mean latencies (ms) of one run of the engine in each mode and of the
+// whole base model over the same inputs, and where each input left the
+// plan: its index among the plan's taps, or the tap count for the base
+// model.
+struct ModeTiming {
+  double sequential_ms = 0;
+  double parallel_ms = 0;
+  double base_ms = 0;
+  std::vector<int> exit_slot;
+};
+
+// Sets problem->parallel_request_ms to what `timing` shows parallel mode
+// pays per request beyond `plan`'s parallel pricing, relative to its
+// sequential pricing (both measured in one run, scaled to plan.base_ms by
+// the run's base-model time). REQUIRES: plan has choices, and timing one
+// exit per timed input.
+absl::Status CalibrateParallelCost(const Plan& plan, const PlanOptions& options,
+                                   const ModeTiming& timing, PlanningProblem* problem);
 
 // Fused latency of stages [first, end) as one segment: measured when
 // problem.measured_segment_ms has it, else modelled as the stage times

@@ -58,6 +58,17 @@ struct BuildOptions {
   // the plan in the manifest.
   bool plan = true;
   PlanOptions plan_options;
+  // Times the engine serving the written bundle at `bundle_dir` in both
+  // modes, and the base model, on `count` inputs (runtime::TimeModes; the
+  // engine lives above this library, so `gati build` passes it in). When
+  // set and the plan has caches, the builder calibrates parallel mode's
+  // per-request cost from it (PlanningProblem::parallel_request_ms) on up
+  // to `mode_timing_samples` planning-split inputs, and rewrites the
+  // manifest with it.
+  std::function<absl::StatusOr<ModeTiming>(const std::string& bundle_dir, const float* inputs,
+                                           int64_t count)>
+      time_modes;
+  int mode_timing_samples = 240;
 };
 
 // Called as work progresses: step name, items done, items in the step.

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cerrno>
 #include <cstring>
 #include <tuple>
@@ -231,6 +232,7 @@ std::string ManifestToJson(const BundleManifest& manifest) {
                 {"staged_p50_ms", manifest.staged_p50_ms},
                 {"lookup_overhead_ms", manifest.lookup_overhead_ms},
                 {"lookup_ms_per_mb", manifest.lookup_ms_per_mb},
+                {"parallel_request_ms", manifest.parallel_request_ms},
                 {"threads", manifest.profile_threads}}},
               {"caches", caches}};
   if (!manifest.planning_file.empty()) {
@@ -272,6 +274,8 @@ std::string ManifestToJson(const BundleManifest& manifest) {
                      {"exit_share", plan.exit_share}}},
                    {"note", plan.note}};
     out["plan"]["predicted"]["model_only_mean_ms"] = plan.model_only_mean_ms;
+    out["plan"]["predicted"]["other_mode_mean_ms"] = plan.other_mode_mean_ms;
+    out["plan"]["predicted"]["other_mode_p99_ms"] = plan.other_mode_p99_ms;
   }
   return out.dump(2) + "\n";
 }
@@ -324,6 +328,14 @@ absl::StatusOr<BundleManifest> ParseManifest(const std::string& json_text,
     if (!profile.contains(key)) continue;  // Bundles built before them.
     GATI_RETURN_IF_ERROR(reader.Get(profile, key, field, "profile."));
     if (!(*field >= 0)) return reader.Error(absl::StrCat("profile.", key), "must be >= 0");
+  }
+  if (profile.contains("parallel_request_ms")) {
+    GATI_RETURN_IF_ERROR(reader.Get(profile, "parallel_request_ms",
+                                    &manifest.parallel_request_ms, "profile."));
+    if (!std::isfinite(manifest.parallel_request_ms) ||
+        std::abs(manifest.parallel_request_ms) > 1e6) {
+      return reader.Error("profile.parallel_request_ms", "must be a finite latency in ms");
+    }
   }
   json caches;
   GATI_RETURN_IF_ERROR(reader.Get(root, "caches", &caches));
@@ -434,7 +446,9 @@ absl::StatusOr<BundleManifest> ParseManifest(const std::string& json_text,
     for (const auto& [key, field] : {std::pair<const char*, double*>{"model_only_mean_ms",
                                                                      &plan.model_only_mean_ms},
                                      {"p99_ms", &plan.p99_ms},
-                                     {"miss_ms", &plan.miss_ms}}) {
+                                     {"miss_ms", &plan.miss_ms},
+                                     {"other_mode_mean_ms", &plan.other_mode_mean_ms},
+                                     {"other_mode_p99_ms", &plan.other_mode_p99_ms}}) {
       if (predicted.contains(key)) GATI_RETURN_IF_ERROR(reader.Get(predicted, key, field, pw));
     }
     if (item.contains("tail_budget")) {

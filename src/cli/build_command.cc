@@ -14,6 +14,7 @@
 #include "cli/progress_bar.h"
 #include "data/fashion_mnist.h"
 #include "plan/bundle_plan.h"
+#include "runtime/mode_timing.h"
 
 namespace gati::cli {
 namespace {
@@ -107,6 +108,11 @@ int RunBuild(BuildFlags& flags) {
       bar_step = step;
     }
     bar->Update(done);
+  };
+  // Parallel mode's cost is calibrated on the engine itself, as served
+  // (one intra-op thread).
+  options.time_modes = [](const std::string& dir, const float* inputs, int64_t count) {
+    return runtime::TimeModes(dir, inputs, count, /*intra_op_threads=*/1);
   };
   auto start = std::chrono::steady_clock::now();
   auto report = BuildBundle(options, *images, flags.out, progress);

@@ -17,6 +17,9 @@ void AddEngineFlags(CLI::App* command, EngineFlags* flags) {
       ->check(CLI::Range(1, 256));
   command->add_option("--workers", flags->workers, "requests computed at once")
       ->check(CLI::Range(1, 256));
+  command->add_option("--spin-us", flags->spin_us,
+                      "parallel mode: microseconds a waiting thread spins before it sleeps")
+      ->check(CLI::Range(0.0, 100000.0));
   command->add_option("--feedback-rate", flags->feedback_rate,
                       "share of hits that still run the whole model for feedback")
       ->check(CLI::Range(0.0, 1.0));
@@ -46,6 +49,7 @@ absl::StatusOr<EngineOptions> MakeEngineOptions(const EngineFlags& flags) {
   options.intra_op_threads = flags.threads;
   options.device = flags.device;
   options.workers = flags.workers;
+  options.spin_us = flags.spin_us;
   options.mode = mode;
   options.use_caches = !flags.no_cache;
   options.feedback_rate = flags.feedback_rate;

@@ -18,6 +18,7 @@ namespace gati::cli {
 struct EngineFlags {
   int threads = 1;
   int workers = 2;
+  double spin_us = EngineOptions{}.spin_us;
   std::string mode = "auto";
   double feedback_rate = 0.05;
   std::string exact_cache = "0";
@@ -29,7 +30,7 @@ struct EngineFlags {
   std::string device = "cpu";
 };
 
-// Registers --threads --workers --mode --feedback-rate --exact-cache
+// Registers --threads --workers --spin-us --mode --feedback-rate --exact-cache
 // --epsilon --no-cache --online --trigger-rows --learner-share --device.
 void AddEngineFlags(CLI::App* command, EngineFlags* flags);
 

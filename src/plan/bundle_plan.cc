@@ -32,6 +32,7 @@ absl::StatusOr<PlanningProblem> ProblemFromManifest(const BundleManifest& manife
       taps > 0 ? std::max(0.0, (manifest.staged_p50_ms - manifest.whole_p50_ms) / taps) : 0;
   problem.lookup_overhead_ms = manifest.lookup_overhead_ms;
   problem.lookup_ms_per_mb = manifest.lookup_ms_per_mb;
+  problem.parallel_request_ms = manifest.parallel_request_ms;
   problem.base_classes = records.base_classes;
   for (size_t i = 0; i < manifest.caches.size(); ++i) {
     const CacheEntry& entry = manifest.caches[i];
@@ -88,6 +89,14 @@ StoredPlan ToStoredPlan(const Plan& plan, const PlanningProblem& problem,
   stored.memory_bytes = e.memory_bytes;
   stored.exit_share = e.exit_share;
   stored.note = plan.note;
+  if (!plan.choices.empty()) {
+    PlanOptions other = options;
+    other.mode = options.mode == LookupMode::kParallel ? LookupMode::kSequential
+                                                       : LookupMode::kParallel;
+    const PlanEvaluation priced = EvaluatePlan(problem, plan.choices, other);
+    stored.other_mode_mean_ms = priced.mean_ms;
+    stored.other_mode_p99_ms = priced.p99_ms;
+  }
   return stored;
 }
 
@@ -165,6 +174,24 @@ std::string PlanReport(const BundleManifest& manifest) {
                   "in-situ lookup cost (measured on the all-miss path at build): %.1f us per "
                   "lookup + %.1f us per MB of cache, beyond the isolated lookup times\n",
                   manifest.lookup_overhead_ms * 1000, manifest.lookup_ms_per_mb * 1000);
+    out += line;
+  }
+  if (manifest.has_plan && manifest.plan.other_mode_mean_ms > 0) {
+    const bool parallel_plan = manifest.plan.mode == "parallel";
+    char line[320];
+    std::snprintf(line, sizeof(line),
+                  "in %s mode this plan: mean %.3f ms, p99 %.3f ms%s\n",
+                  parallel_plan ? "sequential" : "parallel", manifest.plan.other_mode_mean_ms,
+                  manifest.plan.other_mode_p99_ms,
+                  manifest.parallel_request_ms != 0 ? "" : " (parallel handoffs not calibrated)");
+    out += line;
+  }
+  if (manifest.parallel_request_ms != 0) {
+    char line[256];
+    std::snprintf(line, sizeof(line),
+                  "parallel mode's handoffs and contention (the engine timed in both modes at "
+                  "build): %+.1f us per request beyond its pricing\n",
+                  manifest.parallel_request_ms * 1000);
     out += line;
   }
   return out;

@@ -88,6 +88,11 @@ absl::Status ValidateProblem(const PlanningProblem& problem) {
       return absl::InvalidArgumentError("in-situ lookup costs must be finite and >= 0");
     }
   }
+  if (!std::isfinite(problem.parallel_request_ms) ||
+      problem.parallel_request_ms < -problem.whole_ms) {
+    return absl::InvalidArgumentError(
+        "parallel_request_ms must be finite and above minus the whole model's latency");
+  }
   const size_t n = problem.base_classes.size();
   if (n == 0) return absl::InvalidArgumentError("the planning split is empty");
   for (size_t c = 0; c < problem.caches.size(); ++c) {
@@ -203,6 +208,10 @@ PlanEvaluation PlanEvaluator::Evaluate(const std::vector<PlanChoice>& choices,
                    std::max(0.0, OverlappableLookupMs(problem, cache) - segment[j + 1]);
   }
   exit_ms[k] = t + segment[k];
+  if (options.mode == LookupMode::kParallel) {
+    for (double& ms : exit_ms) ms += problem.parallel_request_ms;
+  }
+  result.exit_ms = exit_ms;
   exits[k] = n;
   for (size_t j = 0; j < k; ++j) exits[k] -= exits[j];
 
@@ -500,6 +509,37 @@ double OracleMeanMs(const PlanningProblem& problem) {
     total += earliest == stages - 1 ? problem.whole_ms : prefix[earliest + 1];
   }
   return n > 0 ? total / n : problem.whole_ms;
+}
+
+absl::Status CalibrateParallelCost(const Plan& plan, const PlanOptions& options,
+                                   const ModeTiming& timing, PlanningProblem* problem) {
+  const int k = static_cast<int>(plan.choices.size());
+  if (k == 0) return absl::InvalidArgumentError("parallel calibration: the plan has no caches");
+  if (timing.exit_slot.empty() || !(timing.base_ms > 0) || !(timing.sequential_ms > 0) ||
+      !(timing.parallel_ms > 0) || !(plan.base_ms > 0)) {
+    return absl::InvalidArgumentError("parallel calibration: no timed requests");
+  }
+  problem->parallel_request_ms = 0;
+  PlanOptions sequential = options, parallel = options;
+  sequential.mode = LookupMode::kSequential;
+  parallel.mode = LookupMode::kParallel;
+  const PlanEvaluation s = EvaluatePlan(*problem, plan.choices, sequential);
+  const PlanEvaluation p = EvaluatePlan(*problem, plan.choices, parallel);
+  double predicted = 0;  // Parallel minus sequential, per request, as priced.
+  for (int exit : timing.exit_slot) {
+    if (exit < 0 || exit > k) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "parallel calibration: exit ", exit, " outside the plan's ", k, " caches"));
+    }
+    predicted += p.exit_ms[exit] - s.exit_ms[exit];
+  }
+  predicted /= static_cast<double>(timing.exit_slot.size());
+  const double measured =
+      plan.base_ms / timing.base_ms * (timing.parallel_ms - timing.sequential_ms);
+  // Parallel mode can beat its pricing (lookups overlap better than
+  // priced), but never by more than half the model.
+  problem->parallel_request_ms = std::max(measured - predicted, -0.5 * plan.base_ms);
+  return absl::OkStatus();
 }
 
 }  // namespace gati

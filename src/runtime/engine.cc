@@ -25,6 +25,9 @@
 namespace gati::runtime {
 namespace {
 
+// Keeps timed lookups from being optimized away.
+volatile float benchmark_sink = 0;
+
 
 // A uniform draw in [0, 1) from the n-th value of a seeded sequence
 // (SplitMix64): lock-free, and the same per engine whatever thread asks.
@@ -34,6 +37,22 @@ double UniformDraw(uint64_t seed, uint64_t n) {
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   z ^= z >> 31;
   return static_cast<double>(z >> 11) * 0x1.0p-53;
+}
+
+// Median real time of a lookup of `cache` on a zero activation (the
+// kernels' cost does not depend on the values).
+double LookupMicros(const LearnedCache& cache) {
+  std::vector<float> activation(cache.weights().shape.size(), 0.0f);
+  constexpr int kRuns = 15;
+  std::vector<double> us;
+  for (int i = 0; i < kRuns; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    benchmark_sink = cache.Lookup(activation.data()).score;
+    us.push_back(std::chrono::duration<double, std::micro>(
+                     std::chrono::steady_clock::now() - start).count());
+  }
+  std::nth_element(us.begin(), us.begin() + kRuns / 2, us.end());
+  return us[kRuns / 2];
 }
 
 std::vector<float> Softmax(const float* logits, int n) {
@@ -46,9 +65,14 @@ std::vector<float> Softmax(const float* logits, int n) {
 }
 
 // One request in flight in parallel mode, or a sampled request's feedback
-// work in either mode. Owned jointly by the caller, its worker and its
-// queued lookups.
+// work in either mode. Pooled by the engine (no allocation per request once
+// the pool and the request's vectors have grown) and reference-counted by
+// whoever holds it: the caller, its worker task, its queued lookups.
+class EngineImpl;
+
 struct Request {
+  EngineImpl* engine = nullptr;
+  std::atomic<int> refs{0};
   // The caller's input; valid until the request is answered (segment 0
   // reads it before any answer can exist).
   const float* input = nullptr;
@@ -58,8 +82,15 @@ struct Request {
   double submitted_us = 0;  // On the engine's clock.
   double queue_us = 0;  // Set before the request runs (0 on the caller's thread).
 
-  // Tap activations (worker only), kept for feedback rows.
+  // Tap activations (worker only), kept for feedback rows and read by the
+  // tap's queued lookup.
   std::vector<Activation> activations;
+
+  // Sequential mode's feedback handoff: where the remaining work starts.
+  int feedback_next_segment = 0;
+  Activation feedback_current;
+  int feedback_hit_slot = -1;
+  int feedback_hit_label = -1;
 
   struct LookupSlot {
     bool decided = false;  // Set up: done, queued, or skipped.
@@ -75,7 +106,40 @@ struct Request {
   std::vector<LookupSlot> lookups ABSL_GUARDED_BY(mutex);
   int resolved ABSL_GUARDED_BY(mutex) = 0;  // Slots known to miss, in order.
   int pending ABSL_GUARDED_BY(mutex) = 0;   // Queued lookups not yet done.
+  std::atomic<int> pending_count{0};        // `pending`, for spinning on.
   int hit_slot ABSL_GUARDED_BY(mutex) = -1;
+
+  // Ready for a new request with `slots` taps on `set`, keeping the
+  // vectors' capacity. REQUIRES: nobody else holds it.
+  void Reset(int slots, std::shared_ptr<const CacheSet> set) {
+    input = nullptr;
+    want_scores = feedback = false;
+    caches = std::move(set);
+    submitted_us = queue_us = 0;
+    activations.resize(slots);
+    feedback_next_segment = 0;
+    feedback_hit_slot = feedback_hit_label = -1;
+    answered_flag.store(false, std::memory_order_relaxed);
+    MutexLock lock(&mutex);
+    answered = false;
+    result = InferResult{};  // Set again when answered (no allocation).
+    lookups.resize(slots);
+    for (LookupSlot& slot : lookups) {
+      slot.decided = slot.done = false;
+      slot.result = {};
+      slot.probabilities.clear();
+    }
+    resolved = pending = 0;
+    pending_count.store(0, std::memory_order_relaxed);
+    hit_slot = -1;
+  }
+  // Drops what it holds of the model and the caches (before it goes back
+  // to the pool).
+  void Clear() {
+    caches.reset();
+    for (Activation& a : activations) a = {};
+    feedback_current = {};
+  }
 };
 
 class EngineImpl final : public Engine {
@@ -91,7 +155,13 @@ class EngineImpl final : public Engine {
   EngineStats Stats() const override;
   const ModelMetadata& metadata() const override { return parts_.metadata; }
   const std::vector<int>& planned_taps() const override { return parts_.taps; }
-  double predicted_mean_ms() const override { return parts_.predicted_mean_ms; }
+  double predicted_mean_ms() const override {
+    if (serve_base_) return parts_.predicted_base_ms;
+    if (mode_ != parts_.predicted_mode && parts_.predicted_other_mode_ms > 0) {
+      return parts_.predicted_other_mode_ms;
+    }
+    return parts_.predicted_mean_ms;
+  }
   double predicted_base_ms() const override { return parts_.predicted_base_ms; }
   bool learner_busy() const override { return learner_ && learner_->busy(); }
   LookupMode mode() const override { return mode_; }
@@ -124,17 +194,29 @@ class EngineImpl final : public Engine {
   // Hands a sampled request's remaining work to a worker: its segments from
   // `next_segment` on `current` to the logits, then the monitor (for a hit
   // at `hit_slot` with `hit_label`; -1 for none) and the feedback rings.
-  void StartFeedback(std::shared_ptr<Request> request, int next_segment, Activation current,
-                     int hit_slot, int hit_label);
+  void StartFeedback(Request* request, int next_segment, Activation current, int hit_slot,
+                     int hit_label);
   void FinishFeedback(Request& request, int next_segment, Activation current, int hit_slot,
                       int hit_label);
   // Parallel mode, on a worker: runs `request` from `first_segment` on
   // `current` (ignored for segment 0, which starts from the request's input)
   // to its answer and, when it is sampled for feedback, on to the base
   // model's answer, the monitor and the feedback rings.
-  void Run(const std::shared_ptr<Request>& request, int first_segment, Activation current);
+  void Run(Request& request);
+  // WorkQueue tasks on a Request* (each holds one reference and drops it).
+  static void RunTask(void* request, int64_t);
+  static void LookupTask(void* request, int64_t slot);
+  static void FeedbackTask(void* request, int64_t);
+  // A pooled request, reset for `caches`, with one reference (the caller's).
+  Request* Acquire(std::shared_ptr<const CacheSet> caches);
+  // Drops one reference; the last one returns the request to the pool.
+  void Release(Request* request);
+  // Queues `run(request, arg)` on `queue`, with a reference for the task.
+  void Schedule(WorkQueue& queue, void (*run)(void*, int64_t), Request* request, int64_t arg);
   // Zeroes the request counters (after ChooseMode's timing runs).
   void ResetCounters();
+  // Waits until none of `request`'s lookups is queued or running.
+  void WaitForLookups(Request& request);
   // One request fewer in flight (WaitForFeedback waits for none).
   void FinishRequest();
   // Looks up `slot` and records the result; `queued` when it ran on the
@@ -160,6 +242,7 @@ class EngineImpl final : public Engine {
   int num_classes_ = 0;
   int64_t input_size_ = 1;
   std::vector<double> epsilons_;  // Per slot.
+  std::vector<char> inline_lookup_;  // Per slot (parallel mode).
 
   std::shared_ptr<const CacheSet> current_;  // std::atomic_load/store only.
   Mutex install_mutex_;
@@ -173,6 +256,11 @@ class EngineImpl final : public Engine {
 
   std::atomic<int64_t> requests_{0}, errors_{0}, base_answers_{0}, cache_hits_{0},
       feedback_requests_{0};
+
+  // Requests not in flight, for reuse. Declared before the queues: their
+  // tasks return requests here while the queues drain.
+  Mutex pool_mutex_;
+  std::vector<std::unique_ptr<Request>> pool_ ABSL_GUARDED_BY(pool_mutex_);
 
   Mutex inflight_mutex_;
   std::condition_variable inflight_cv_;
@@ -195,6 +283,9 @@ EngineImpl::EngineImpl(EngineParts parts, const EngineOptions& options)
                         : s < static_cast<int>(parts_.tap_epsilon.size())
                             ? parts_.tap_epsilon[s]
                             : parts_.bundle_epsilon);
+  }
+  for (int s = 0; s < slots; ++s) {
+    inline_lookup_.push_back(LookupMicros(*parts_.caches[s]) < options.inline_lookup_us);
   }
   auto set = std::make_shared<CacheSet>();
   set->version = 1;
@@ -219,8 +310,8 @@ EngineImpl::EngineImpl(EngineParts parts, const EngineOptions& options)
   if (options.exact_cache_bytes > 0) {
     exact_ = std::make_unique<ExactCache>(options.exact_cache_bytes);
   }
-  lookup_queue_ = std::make_unique<WorkQueue>(options.lookup_threads);
-  workers_ = std::make_unique<WorkQueue>(options.workers);
+  lookup_queue_ = std::make_unique<WorkQueue>(options.lookup_threads, options.spin_us);
+  workers_ = std::make_unique<WorkQueue>(options.workers, options.spin_us);
   if (options.learner.enabled && slots > 0) {
     OnlineLearner::Hooks hooks;
     hooks.current = [this] { return Current(); };
@@ -279,7 +370,8 @@ absl::StatusOr<InferResult> EngineImpl::Infer(const float* input, int64_t count,
   const bool want_scores = infer_options.want_scores;
   absl::StatusOr<InferResult> result =
       serve_base_ ? RunWholeModel(input, want_scores, /*count_answer=*/true)
-      : mode_ == LookupMode::kSequential
+      // Without taps there is no lookup to overlap: no handoff either.
+      : mode_ == LookupMode::kSequential || num_slots() == 0
           ? RunInline(input, want_scores, SampleFeedback())
           : RunQueued(input, want_scores, SampleFeedback(), start);
   if (!result.ok()) {
@@ -308,18 +400,19 @@ absl::StatusOr<InferResult> EngineImpl::RunInline(const float* input, bool want_
   Activation current = std::move(*made);
   std::shared_ptr<const CacheSet> caches = Current();
   // Only a sampled request keeps its activations (for its feedback rows).
-  std::shared_ptr<Request> sampled;
+  Request* sampled = nullptr;
   if (feedback) {
-    sampled = std::make_shared<Request>();
+    sampled = Acquire(caches);
     sampled->feedback = true;
-    sampled->caches = caches;
-    sampled->activations.resize(slots);
   }
   InferResult result;
   result.cache_version = caches->version;
   for (int segment = 0; segment <= slots; ++segment) {
     absl::StatusOr<Activation> next = parts_.runner->RunSegment(segment, current);
-    if (!next.ok()) return failed(next.status());
+    if (!next.ok()) {
+      if (sampled) Release(sampled);
+      return failed(next.status());
+    }
     current = std::move(*next);
     if (segment == slots) break;
     if (sampled) sampled->activations[segment] = current;
@@ -336,8 +429,7 @@ absl::StatusOr<InferResult> EngineImpl::RunInline(const float* input, bool want_
     result.exit_tap = parts_.taps[segment];
     result.cache_hit = true;
     if (sampled) {
-      StartFeedback(std::move(sampled), segment + 1, std::move(current), segment,
-                    lookup.label);
+      StartFeedback(sampled, segment + 1, std::move(current), segment, lookup.label);
     }
     return result;
   }
@@ -345,35 +437,90 @@ absl::StatusOr<InferResult> EngineImpl::RunInline(const float* input, bool want_
   result.label = cache_internal::ArgMax(current.data, num_classes_);
   if (want_scores) result.scores = Softmax(current.data, num_classes_);
   ++base_answers_;
-  if (sampled) StartFeedback(std::move(sampled), slots + 1, std::move(current), -1, -1);
+  if (sampled) StartFeedback(sampled, slots + 1, std::move(current), -1, -1);
   return result;
 }
 
 absl::StatusOr<InferResult> EngineImpl::RunQueued(const float* input, bool want_scores,
                                                   bool feedback, double start_us) {
-  auto request = std::make_shared<Request>();
+  Request* request = Acquire(Current());
   request->input = input;
   request->want_scores = want_scores;
   request->feedback = feedback;
-  request->caches = Current();
   request->submitted_us = start_us;
-  request->activations.resize(num_slots());
-  {
-    MutexLock lock(&request->mutex);  // Uncontended: nobody else has it yet.
-    request->lookups.resize(num_slots());
-  }
   {
     MutexLock lock(&inflight_mutex_);
     ++inflight_;
   }
-  workers_->Submit([this, request] {
-    request->queue_us = NowUs() - request->submitted_us;
-    Run(request, 0, {});
-  });
-  MutexLock lock(&request->mutex);
-  request->mutex.Await(request->changed,
-                       [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return request->answered; });
-  return request->result;
+  Schedule(*workers_, &EngineImpl::RunTask, request, 0);
+  // Spin for the answer first: a request answered within spin_us costs no
+  // kernel wake-up.
+  SpinUntil(options_.spin_us,
+            [&] { return request->answered_flag.load(std::memory_order_acquire); });
+  absl::StatusOr<InferResult> result;
+  {
+    MutexLock lock(&request->mutex);
+    request->mutex.Await(request->changed,
+                         [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return request->answered; });
+    result = std::move(request->result);
+  }
+  Release(request);
+  return result;
+}
+
+Request* EngineImpl::Acquire(std::shared_ptr<const CacheSet> caches) {
+  std::unique_ptr<Request> request;
+  {
+    MutexLock lock(&pool_mutex_);
+    if (!pool_.empty()) {
+      request = std::move(pool_.back());
+      pool_.pop_back();
+    }
+  }
+  if (!request) request = std::make_unique<Request>();
+  request->engine = this;
+  request->Reset(num_slots(), std::move(caches));
+  request->refs.store(1, std::memory_order_relaxed);
+  return request.release();
+}
+
+void EngineImpl::Release(Request* request) {
+  if (request->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  request->Clear();
+  std::unique_ptr<Request> owned(request);
+  constexpr size_t kMaxPooled = 256;
+  MutexLock lock(&pool_mutex_);
+  if (pool_.size() < kMaxPooled) pool_.push_back(std::move(owned));
+}
+
+void EngineImpl::Schedule(WorkQueue& queue, void (*run)(void*, int64_t), Request* request,
+                          int64_t arg) {
+  request->refs.fetch_add(1, std::memory_order_relaxed);
+  queue.Submit(WorkQueue::Task{run, request, arg});
+}
+
+void EngineImpl::RunTask(void* object, int64_t) {
+  Request& request = *static_cast<Request*>(object);
+  EngineImpl& engine = *request.engine;
+  request.queue_us = engine.NowUs() - request.submitted_us;
+  engine.Run(request);
+  engine.Release(&request);
+}
+
+void EngineImpl::LookupTask(void* object, int64_t slot) {
+  Request& request = *static_cast<Request*>(object);
+  EngineImpl& engine = *request.engine;
+  engine.Lookup(request, static_cast<int>(slot), request.activations[slot], /*queued=*/true);
+  engine.Release(&request);
+}
+
+void EngineImpl::FeedbackTask(void* object, int64_t) {
+  Request& request = *static_cast<Request*>(object);
+  EngineImpl& engine = *request.engine;
+  engine.FinishFeedback(request, request.feedback_next_segment,
+                        std::move(request.feedback_current), request.feedback_hit_slot,
+                        request.feedback_hit_label);
+  engine.Release(&request);
 }
 
 absl::StatusOr<InferResult> EngineImpl::RunWholeModel(const float* input, bool want_scores,
@@ -396,16 +543,18 @@ absl::StatusOr<InferResult> EngineImpl::RunWholeModel(const float* input, bool w
   return result;
 }
 
-void EngineImpl::StartFeedback(std::shared_ptr<Request> request, int next_segment,
-                               Activation current, int hit_slot, int hit_label) {
+void EngineImpl::StartFeedback(Request* request, int next_segment, Activation current,
+                               int hit_slot, int hit_label) {
   {
     MutexLock lock(&inflight_mutex_);
     ++inflight_;
   }
-  workers_->Submit([this, request = std::move(request), next_segment,
-                    current = std::move(current), hit_slot, hit_label] {
-    FinishFeedback(*request, next_segment, current, hit_slot, hit_label);
-  });
+  request->feedback_next_segment = next_segment;
+  request->feedback_current = std::move(current);
+  request->feedback_hit_slot = hit_slot;
+  request->feedback_hit_label = hit_label;
+  Schedule(*workers_, &EngineImpl::FeedbackTask, request, 0);
+  Release(request);  // The caller's reference.
 }
 
 void EngineImpl::FinishFeedback(Request& request, int next_segment, Activation current,
@@ -475,6 +624,7 @@ void EngineImpl::RecordLookup(Request& request, int slot, Request::LookupSlot re
   ResolveLocked(request);
   if (queued) {
     --request.pending;
+    request.pending_count.fetch_sub(1, std::memory_order_release);
     request.changed.notify_all();  // The worker may wait for pending lookups.
   }
 }
@@ -492,30 +642,21 @@ void EngineImpl::Lookup(Request& request, int slot, const Activation& activation
   RecordLookup(request, slot, std::move(out), queued);
 }
 
-void EngineImpl::Run(const std::shared_ptr<Request>& request_ptr, int first_segment,
-                     Activation current) {
-  Request& request = *request_ptr;
+void EngineImpl::Run(Request& request) {
   const int slots = num_slots();
   auto fail = [&](const absl::Status& status) {
     Answer(request, absl::InternalError(absl::StrCat("model failed: ", status.message())));
     // Lookups still queued hold the request; let them finish harmlessly.
     FinishRequest();
   };
-  if (first_segment == 0) {
-    auto input = parts_.runner->MakeInput(request.input, 1);
-    if (!input.ok()) return fail(input.status());
-    current = std::move(*input);
-  }
-  for (int segment = first_segment; segment <= slots; ++segment) {
+  absl::StatusOr<Activation> input = parts_.runner->MakeInput(request.input, 1);
+  if (!input.ok()) return fail(input.status());
+  Activation current = std::move(*input);
+  for (int segment = 0; segment <= slots; ++segment) {
     if (request.answered_flag.load(std::memory_order_acquire) && !request.feedback) {
       // The rest is dropped; lookups still queued finish first, so that
       // WaitForFeedback covers their counters too.
-      {
-        MutexLock lock(&request.mutex);
-        request.mutex.Await(request.changed, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-          return request.pending == 0;
-        });
-      }
+      WaitForLookups(request);
       return FinishRequest();
     }
     auto next = parts_.runner->RunSegment(segment, current);
@@ -530,25 +671,27 @@ void EngineImpl::Run(const std::shared_ptr<Request>& request_ptr, int first_segm
       RecordLookup(request, slot, {}, /*queued=*/false);
       continue;
     }
+    if (inline_lookup_[slot]) {
+      Lookup(request, slot, current, /*queued=*/false);
+      continue;
+    }
     {
       MutexLock lock(&request.mutex);
       request.lookups[slot].decided = true;
       ++request.pending;
+      request.pending_count.fetch_add(1, std::memory_order_relaxed);
     }
-    lookup_queue_->Submit([this, request_ptr, slot, current] {
-      Lookup(*request_ptr, slot, current, /*queued=*/true);
-    });
+    Schedule(*lookup_queue_, &EngineImpl::LookupTask, &request, slot);
   }
   // Every segment ran: `current` holds the base model's logits.
   const int base_label = cache_internal::ArgMax(current.data, num_classes_);
   int hit_slot = -1;
   int hit_label = -1;
+  // Lookups still running could hit at an earlier tap than the base
+  // answer; wait for them so that both modes answer alike.
+  WaitForLookups(request);
   {
     MutexLock lock(&request.mutex);
-    // Lookups still running could hit at an earlier tap than the base
-    // answer; wait for them so that both modes answer alike.
-    request.mutex.Await(request.changed,
-                        [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return request.pending == 0; });
     ResolveLocked(request);
     if (!request.answered) {
       InferResult result;
@@ -565,6 +708,14 @@ void EngineImpl::Run(const std::shared_ptr<Request>& request_ptr, int first_segm
   }
   if (!request.feedback) return FinishRequest();
   FinishFeedback(request, slots + 1, std::move(current), hit_slot, hit_label);
+}
+
+void EngineImpl::WaitForLookups(Request& request) {
+  SpinUntil(options_.spin_us,
+            [&] { return request.pending_count.load(std::memory_order_acquire) == 0; });
+  MutexLock lock(&request.mutex);
+  request.mutex.Await(request.changed,
+                      [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return request.pending == 0; });
 }
 
 void EngineImpl::FinishRequest() {
@@ -774,6 +925,8 @@ absl::Status ValidateEngineOptions(const EngineOptions& o) {
   if (o.intra_op_threads < 1) return bad("intra_op_threads must be >= 1");
   if (o.workers < 1 || o.workers > 256) return bad("workers must be in 1..256");
   if (o.lookup_threads < 1 || o.lookup_threads > 64) return bad("lookup_threads must be in 1..64");
+  if (!(o.spin_us >= 0 && o.spin_us <= 100000)) return bad("spin_us must be in [0, 100000]");
+  if (!(o.inline_lookup_us >= 0)) return bad("inline_lookup_us must be >= 0");
   if (!(o.feedback_rate >= 0 && o.feedback_rate <= 1)) return bad("feedback_rate must be in [0, 1]");
   if (o.feedback_memory_bytes < 0) return bad("feedback_memory_bytes must be >= 0");
   if (o.feedback_rows_per_tap < 0) return bad("feedback_rows_per_tap must be >= 0");

@@ -39,7 +39,11 @@ struct EngineParts {
   // measurements, the learner's trigger and sleeps); tests inject fake time.
   // Not owned; must outlive the engine.
   Env* env = Env::Default();
+  // The plan's predicted mean in the mode it was priced for, in the other
+  // mode (0 = not priced), and the base model's.
   double predicted_mean_ms = 0;
+  LookupMode predicted_mode = LookupMode::kSequential;
+  double predicted_other_mode_ms = 0;
   double predicted_base_ms = 0;
   // The bundle's per-cache epsilon (used when EngineOptions::epsilon is 0)
   // and the confidence its thresholds were certified at (the learner's gate

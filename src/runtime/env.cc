@@ -16,6 +16,11 @@ class SteadyEnv final : public Env {
   void SleepForMicros(double micros) override {
     if (micros > 0) std::this_thread::sleep_for(std::chrono::duration<double, std::micro>(micros));
   }
+  int64_t UnixMillis() override {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
 };
 
 }  // namespace

@@ -212,6 +212,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& bundle
   if (options.use_caches && manifest.has_plan) {
     parts.predicted_mean_ms = manifest.plan.mean_ms;
     parts.predicted_base_ms = manifest.plan.base_ms;
+    parts.predicted_mode = manifest.plan.mode == "parallel" ? LookupMode::kParallel
+                                                            : LookupMode::kSequential;
+    parts.predicted_other_mode_ms = manifest.plan.other_mode_mean_ms;
     for (const PlannedCache& planned : manifest.plan.caches) {
       const LearnedCache* cache = bundle->Find(planned.tap, planned.variant);
       if (cache == nullptr) {

@@ -1,8 +1,14 @@
 #include "runtime/work_queue.h"
 
+#include <memory>
+
 namespace gati::runtime {
 
-WorkQueue::WorkQueue(int threads) {
+WorkQueue::WorkQueue(int threads, double spin_us) : spin_us_(spin_us) {
+  {
+    MutexLock lock(&mutex_);
+    ring_.resize(16);
+  }
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
 }
 
@@ -15,27 +21,59 @@ WorkQueue::~WorkQueue() {
   for (std::thread& thread : threads_) thread.join();
 }
 
-void WorkQueue::Submit(std::function<void()> task) {
+void WorkQueue::Submit(Task task) {
+  bool wake = false;
   {
     MutexLock lock(&mutex_);
-    tasks_.push_back(std::move(task));
+    if (count_ == ring_.size()) {
+      // Grow: unroll the ring into a vector twice the size.
+      std::vector<Task> grown(ring_.size() * 2);
+      for (size_t i = 0; i < count_; ++i) grown[i] = ring_[(head_ + i) % ring_.size()];
+      ring_ = std::move(grown);
+      head_ = 0;
+    }
+    ring_[(head_ + count_) % ring_.size()] = task;
+    ++count_;
+    queued_.store(static_cast<int64_t>(count_), std::memory_order_release);
+    wake = sleepers_ > 0;
   }
-  wake_.notify_one();
+  if (wake) wake_.notify_one();
+}
+
+void WorkQueue::Submit(std::function<void()> task) {
+  auto* owned = new std::function<void()>(std::move(task));
+  Submit(Task{[](void* object, int64_t) {
+                std::unique_ptr<std::function<void()>> run(
+                    static_cast<std::function<void()>*>(object));
+                (*run)();
+              },
+              owned, 0});
+}
+
+void WorkQueue::Spin() const {
+  SpinUntil(spin_us_, [this] { return queued_.load(std::memory_order_acquire) > 0; });
 }
 
 void WorkQueue::Loop() {
   for (;;) {
-    std::function<void()> task;
+    Spin();
+    Task task;
     {
       MutexLock lock(&mutex_);
-      mutex_.Await(wake_, [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-        return stopping_ || !tasks_.empty();
-      });
-      if (tasks_.empty()) return;  // Stopping and drained.
-      task = std::move(tasks_.front());
-      tasks_.pop_front();
+      while (count_ == 0 && !stopping_) {
+        ++sleepers_;
+        mutex_.Await(wake_, [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          return stopping_ || count_ > 0;
+        });
+        --sleepers_;
+      }
+      if (count_ == 0) return;  // Stopping and drained.
+      task = ring_[head_];
+      head_ = (head_ + 1) % ring_.size();
+      --count_;
+      queued_.store(static_cast<int64_t>(count_), std::memory_order_release);
     }
-    task();
+    task.run(task.object, task.arg);
   }
 }
 

@@ -11,7 +11,6 @@
 namespace gati::serve {
 namespace {
 
-using Clock = InferenceService::Clock;
 
 grpc::Status ToGrpc(const absl::Status& status) {
   // absl's canonical codes are gRPC's, number for number.
@@ -126,7 +125,7 @@ class InferenceServiceImpl final : public inference::GRPCInferenceService::Servi
 
   grpc::Status ModelInfer(grpc::ServerContext*, const inference::ModelInferRequest* request,
                           inference::ModelInferResponse* response) override {
-    const Clock::time_point received = Clock::now();
+    const double received = service_->NowMicros();
     absl::StatusOr<InferReply> reply =
         service_->Infer(request->model_name(), request->model_version(),
                         Decode(*request, service_->options().limits), received);

@@ -17,7 +17,6 @@ namespace gati::serve {
 namespace {
 
 using json = nlohmann::json;
-using Clock = InferenceService::Clock;
 
 constexpr char kJson[] = "application/json";
 constexpr char kHeaderLength[] = "Inference-Header-Content-Length";
@@ -138,7 +137,7 @@ absl::StatusOr<DecodedRequest> DecodeHttpRequest(const httplib::Request& req,
 
 void HandleInfer(InferenceService* service, const httplib::Request& req,
                  httplib::Response& res) {
-  const Clock::time_point received = Clock::now();
+  const double received = service->NowMicros();
   const std::string model = Match(req, 1), version = Match(req, 2);
   absl::StatusOr<InferReply> reply = service->Infer(
       model, version, DecodeHttpRequest(req, service->options().limits), received);

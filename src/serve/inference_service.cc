@@ -19,12 +19,6 @@ std::vector<int64_t> WithBatch(const std::vector<int64_t>& shape) {
   return out;
 }
 
-int64_t UnixMillis() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // Decrements the admission count when a request leaves.
 class Admission {
  public:
@@ -62,7 +56,7 @@ InferenceService::InferenceService(ModelRepository* repository, const ServiceOpt
 absl::StatusOr<InferReply> InferenceService::Infer(const std::string& model,
                                                    const std::string& version,
                                                    absl::StatusOr<DecodedRequest> request,
-                                                   Clock::time_point received) {
+                                                   double received_us) {
   absl::StatusOr<std::shared_ptr<const ServedModel>> served = repository_->Get(model, version);
   if (!served.ok()) {
     std::shared_ptr<ModelMetrics> metrics = repository_->MetricsOf(model);
@@ -102,13 +96,12 @@ absl::StatusOr<InferReply> InferenceService::Infer(const std::string& model,
     return reply.status();
   }
   metrics.successes.fetch_add(1, std::memory_order_relaxed);
-  metrics.last_inference_ms.store(UnixMillis(), std::memory_order_relaxed);
+  metrics.last_inference_ms.store(options_.env->UnixMillis(), std::memory_order_relaxed);
   return reply;
 }
 
-void InferenceService::RecordLatency(const InferReply& reply, Clock::time_point received) {
-  reply.model->metrics->request.Observe(
-      std::chrono::duration<double>(Clock::now() - received).count());
+void InferenceService::RecordLatency(const InferReply& reply, double received_us) {
+  reply.model->metrics->request.Observe((NowMicros() - received_us) / 1e6);
 }
 
 absl::StatusOr<InferReply> InferenceService::Run(const std::shared_ptr<const ServedModel>& model,
@@ -250,10 +243,10 @@ bool InferenceService::Ready() const { return !draining_.load() && repository_->
 void InferenceService::BeginDrain() { draining_.store(true); }
 
 bool InferenceService::WaitIdle(std::chrono::milliseconds timeout) const {
-  const auto deadline = Clock::now() + timeout;
+  const double deadline_us = NowMicros() + 1000.0 * static_cast<double>(timeout.count());
   while (in_flight_.load() > 0) {
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (NowMicros() >= deadline_us) return false;
+    options_.env->SleepForMicros(5000);
   }
   return true;
 }

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "gati/status.h"
+#include "runtime/env.h"
 #include "serve/model_repository.h"
 #include "serve/oip_codec.h"
 
@@ -39,6 +40,9 @@ struct ServiceOptions {
   // it); more are answered Unavailable (HTTP 503) at once.
   int max_queue = 64;
   DecodeLimits limits;
+  // Time for latency metrics, the last-inference timestamp and WaitIdle;
+  // tests inject fake time. Not owned; must outlive the service.
+  runtime::Env* env = runtime::Env::Default();
 };
 
 struct TensorDescription {
@@ -65,23 +69,26 @@ struct InferReply {
 
 class InferenceService {
  public:
-  using Clock = std::chrono::steady_clock;
-
   // `repository` must outlive the service.
   InferenceService(ModelRepository* repository, const ServiceOptions& options);
 
+  // Now on the service's clock (microseconds), for a front end to stamp a
+  // request's arrival.
+  double NowMicros() const { return options_.env->NowMicros(); }
+
   // Runs a decoded request (or counts its decode error) on `model`
-  // (`version` empty: the one being served). `received` is when the front
-  // end got the request; the request latency metric starts there.
+  // (`version` empty: the one being served). `received_us` is when the
+  // front end got the request (NowMicros); the request latency metric
+  // starts there.
   // Errors: InvalidArgument (the decode error, or a request that does not
   // fit the model), NotFound (model or version), Unavailable (queue full,
   // draining, model not loaded), Internal (the model failed). Thread-safe.
   absl::StatusOr<InferReply> Infer(const std::string& model, const std::string& version,
-                                   absl::StatusOr<DecodedRequest> request, Clock::time_point received);
+                                   absl::StatusOr<DecodedRequest> request, double received_us);
 
   // Records the whole request's latency once the front end has encoded the
   // reply.
-  void RecordLatency(const InferReply& reply, Clock::time_point received);
+  void RecordLatency(const InferReply& reply, double received_us);
 
   // Metadata of `model`; NotFound / Unavailable as Infer.
   absl::StatusOr<ModelDescription> Describe(const std::string& model,
@@ -99,8 +106,8 @@ class InferenceService {
   // readiness off; requests already admitted finish.
   void BeginDrain();
   bool draining() const { return draining_.load(); }
-  // Waits until no admitted request is left or `timeout` passes; true when
-  // none is left.
+  // Waits until no admitted request is left or `timeout` passes on the
+  // service's clock (polling every 5 ms); true when none is left.
   bool WaitIdle(std::chrono::milliseconds timeout) const;
   int64_t in_flight() const { return in_flight_.load(); }
 

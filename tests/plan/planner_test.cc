@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <random>
 
 #include "testutil.h"
@@ -247,6 +248,47 @@ TEST(PlannerTest, InSituLookupCostsFollowCacheMemory) {
   ASSERT_EQ(plan.choices.size(), 1u);
   EXPECT_EQ(problem.caches[plan.choices[0].cache].variant, "small");
   problem.lookup_ms_per_mb = -1;
+  EXPECT_FALSE(ValidateProblem(problem).ok());
+}
+
+TEST(PlannerTest, ParallelCostIsCalibratedFromTimedModes) {
+  // The two-stage problem of ReplayFollowsTheCostModel: parallel prices a
+  // hit at 1.3 ms and a miss at 3.3, sequential at 1.3 and 3.8.
+  PlanningProblem problem;
+  problem.stage_ms = {1.0, 3.0};
+  problem.whole_ms = 3.2;
+  problem.cut_overhead_ms = 0.1;
+  problem.base_classes = {4, 5};
+  problem.caches = {TapZeroCache("v", 0.5, 100, {0.9f, 0.1f}, {4, 4})};
+  PlanOptions options;
+  options.epsilon = 0.99;
+  options.tail_budget = 0;
+  Plan plan;
+  plan.choices = {{0, 0}};
+  plan.base_ms = 3.2;
+  // Timed at half the build's speed (base 6.4 ms): one hit and three misses,
+  // parallel 0.8 ms slower than sequential per request (0.4 on the build's
+  // scale), where the pricing says (0 - 3 x 0.5) / 4 = -0.375.
+  ModeTiming timing;
+  timing.base_ms = 6.4;
+  timing.sequential_ms = 6.0;
+  timing.parallel_ms = 6.8;
+  timing.exit_slot = {0, 1, 1, 1};
+  ASSERT_TRUE(CalibrateParallelCost(plan, options, timing, &problem).ok());
+  EXPECT_NEAR(problem.parallel_request_ms, 0.4 + 0.375, 1e-12);
+  // Parallel pricing now carries it per request; sequential is unchanged.
+  options.mode = LookupMode::kParallel;
+  PlanEvaluation parallel = EvaluatePlan(problem, plan.choices, options);
+  EXPECT_NEAR(parallel.mean_ms, (1.3 + 3.3) / 2 + 0.775, 1e-12);
+  EXPECT_EQ(parallel.exit_ms.size(), 2u);
+  options.mode = LookupMode::kSequential;
+  EXPECT_DOUBLE_EQ(EvaluatePlan(problem, plan.choices, options).mean_ms, (1.3 + 3.8) / 2);
+  // Exits outside the plan, or nothing timed, are errors.
+  timing.exit_slot = {2};
+  EXPECT_FALSE(CalibrateParallelCost(plan, options, timing, &problem).ok());
+  timing.exit_slot = {};
+  EXPECT_FALSE(CalibrateParallelCost(plan, options, timing, &problem).ok());
+  problem.parallel_request_ms = std::nan("");
   EXPECT_FALSE(ValidateProblem(problem).ok());
 }
 

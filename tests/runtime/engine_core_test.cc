@@ -90,25 +90,37 @@ TEST(EngineCoreTest, ParallelAndSequentialAnswerIdentically) {
   std::vector<CacheWeights> caches = {FakeCacheWeights(0, 1, 0.85f),
                                       FakeCacheWeights(2, 2, 0.6f),
                                       FakeCacheWeights(7, 0, 0.3f)};
-  EngineOptions parallel = MonitorOff();
-  parallel.mode = LookupMode::kParallel;
-  parallel.lookup_threads = 2;
-  parallel.feedback_rate = 0.3;
-  EngineOptions sequential = parallel;
+  EngineOptions sequential = MonitorOff();
   sequential.mode = LookupMode::kSequential;
-  auto a = MakeEngine(caches, parallel);
+  sequential.feedback_rate = 0.3;
   auto b = MakeEngine(caches, sequential);
-  std::map<int, int> exits;
-  for (const auto& input : FakeInputs(400, 4)) {
-    InferResult x = MustInfer(*a, input);
-    InferResult y = MustInfer(*b, input);
-    EXPECT_EQ(x.label, y.label);
-    EXPECT_EQ(x.exit_tap, y.exit_tap);
-    ++exits[x.exit_tap];
+  // Parallel with every lookup handed to the executor (threshold 0), with
+  // the fake's tiny lookups inline on the worker (the default), and without
+  // spinning (every wait sleeps).
+  for (const auto& [inline_us, spin_us] :
+       std::vector<std::pair<double, double>>{{0, 100}, {20, 100}, {0, 0}}) {
+    SCOPED_TRACE(::testing::Message() << "inline_lookup_us " << inline_us << ", spin_us " << spin_us);
+    EngineOptions parallel = sequential;
+    parallel.mode = LookupMode::kParallel;
+    parallel.lookup_threads = 2;
+    parallel.inline_lookup_us = inline_us;
+    parallel.spin_us = spin_us;
+    auto a = MakeEngine(caches, parallel);
+    std::map<int, int> exits;
+    for (const auto& input : FakeInputs(400, 4)) {
+      InferResult x = MustInfer(*a, input);
+      InferResult y = MustInfer(*b, input);
+      EXPECT_EQ(x.label, y.label);
+      EXPECT_EQ(x.exit_tap, y.exit_tap);
+      ++exits[x.exit_tap];
+    }
+    // The inputs exercise every exit, or the comparison proves little.
+    EXPECT_EQ(exits.size(), 4u);
+    for (const auto& [tap, n] : exits) EXPECT_GT(n, 10) << "tap " << tap;
+    a->WaitForFeedback();
+    // Every looked-up tap counted its lookup, on whichever thread it ran.
+    EXPECT_GT(a->Stats().taps[2].lookups, 0);
   }
-  // The inputs exercise every exit, or the comparison proves little.
-  EXPECT_EQ(exits.size(), 4u);
-  for (const auto& [tap, n] : exits) EXPECT_GT(n, 10) << "tap " << tap;
 }
 
 TEST(EngineCoreTest, NoTapsServesLikeTheBaseModel) {
@@ -239,6 +251,7 @@ void InferWhileTheLearnerSwapsCaches(LookupMode mode) {
   options.epsilon = 0.05;
   options.workers = 3;
   options.lookup_threads = 2;
+  options.inline_lookup_us = 0;  // Parallel: every lookup on the executor.
   options.learner.enabled = true;
   options.learner.min_rows = 100;
   options.learner.trigger_rows = int64_t{1} << 40;  // Rounds only on UpdateNow.

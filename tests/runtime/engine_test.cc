@@ -18,6 +18,7 @@
 #include "gati/bundle.h"
 #include "gati/model.h"
 #include "model/input.h"
+#include "runtime/mode_timing.h"
 
 namespace gati {
 namespace {
@@ -238,6 +239,79 @@ TEST_F(EngineTest, BadInputsAreErrorsAndServingGoesOn) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(engine->Infer(Image(1), kImageSize).ok());
   EXPECT_EQ(engine->Stats().errors, 2);
+}
+
+TEST_F(EngineTest, TimeModesTimesBothModesAndRecordsEachExit) {
+  constexpr int64_t kTimed = 64;
+  auto timing = runtime::TimeModes(bundle_dir_, Image(0), kTimed);
+  ASSERT_TRUE(timing.ok()) << timing.status();
+  EXPECT_GT(timing->sequential_ms, 0);
+  EXPECT_GT(timing->parallel_ms, 0);
+  EXPECT_GT(timing->base_ms, 0);
+  // The exits are the engine's: the same as a sequential engine answers.
+  EngineOptions options;
+  options.mode = LookupMode::kSequential;
+  options.feedback_rate = 0;
+  auto engine = Make(options);
+  ASSERT_NE(engine, nullptr);
+  ASSERT_EQ(timing->exit_slot.size(), static_cast<size_t>(kTimed));
+  std::map<int, int> exits;
+  for (int64_t i = 0; i < kTimed; ++i) {
+    auto result = engine->Infer(Image(static_cast<int>(i)), kImageSize);
+    ASSERT_TRUE(result.ok());
+    const int slot = result->exit_tap == 3 ? 0 : result->exit_tap == 9 ? 1 : 2;
+    EXPECT_EQ(timing->exit_slot[i], slot) << "input " << i;
+    ++exits[slot];
+  }
+  EXPECT_EQ(exits.size(), 3u);  // Every exit occurs, or this proves little.
+  EXPECT_FALSE(runtime::TimeModes("/nonexistent/bundle", Image(0), 4).ok());
+  EXPECT_FALSE(runtime::TimeModes(bundle_dir_, Image(0), 0).ok());
+}
+
+TEST_F(EngineTest, BuildCalibratesParallelModeAndTheEngineReportsItsModesPrediction) {
+  auto validation = LoadFashionMnist(Split::kValidation);
+  ASSERT_TRUE(validation.ok()) << validation.status();
+  validation->count = 1500;
+  validation->pixels.resize(validation->count * 28 * 28);
+  validation->labels.resize(validation->count);
+  BuildOptions options;
+  options.model_path = kModel;
+  options.taps = {3, 9};
+  options.variants = {"gap:linear"};
+  options.threads = 2;
+  options.epochs = 5;
+  options.profile_repetitions = 3;
+  options.lookup_repetitions = 10;
+  options.replay_samples = 50;
+  options.plan_options.tail_budget = 0;   // A plan with caches, whatever the tail.
+  options.plan_options.epsilon = 0.2;
+  options.mode_timing_samples = 48;
+  int timed = 0;
+  options.time_modes = [&](const std::string& dir, const float* x, int64_t n) {
+    ++timed;
+    EXPECT_EQ(n, 48);
+    return runtime::TimeModes(dir, x, n);
+  };
+  const std::string dir = (*dir_ / "calibrated").string();
+  auto report = BuildBundle(options, *validation, dir);
+  ASSERT_TRUE(report.ok()) << report.status();
+  auto bundle = Bundle::Load(dir);
+  ASSERT_TRUE(bundle.ok()) << bundle.status();
+  const BundleManifest& manifest = (*bundle)->manifest();
+  ASSERT_FALSE(manifest.plan.caches.empty()) << manifest.plan.note;
+  EXPECT_EQ(timed, 1);
+  EXPECT_NE(manifest.parallel_request_ms, 0);
+  EXPECT_GT(manifest.plan.other_mode_mean_ms, 0);
+  EXPECT_GT(manifest.plan.other_mode_p99_ms, 0);
+  for (LookupMode mode : {LookupMode::kSequential, LookupMode::kParallel}) {
+    EngineOptions engine_options;
+    engine_options.mode = mode;
+    auto engine = Engine::Create(dir, engine_options);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    EXPECT_DOUBLE_EQ((*engine)->predicted_mean_ms(), mode == LookupMode::kParallel
+                                                         ? manifest.plan.other_mode_mean_ms
+                                                         : manifest.plan.mean_ms);
+  }
 }
 
 TEST(EngineCreateTest, MissingBundleIsAnError) {

@@ -30,6 +30,10 @@ class FakeClock final : public runtime::Env {
   }
   double NowMicros() override { return Now(); }
   void SleepForMicros(double micros) override { Advance(std::max(0.0, micros)); }
+  // Fake wall time: 2026-01-01T00:00:00Z plus the fake clock.
+  int64_t UnixMillis() override {
+    return int64_t{1767225600000} + static_cast<int64_t>(Now() / 1000);
+  }
 
  private:
   std::atomic<double> micros_{0};

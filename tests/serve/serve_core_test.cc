@@ -10,6 +10,7 @@
 #include <mutex>
 #include <thread>
 
+#include "runtime/runtime_testutil.h"
 #include "serve/inference_service.h"
 #include "serve/metrics.h"
 #include "serve/model_repository.h"
@@ -132,12 +133,13 @@ class ServeCoreTest : public ::testing::Test {
   }
 
   absl::StatusOr<InferReply> Infer(DecodedRequest request, const std::string& model = "m") {
-    return service_.Infer(model, "", std::move(request), InferenceService::Clock::now());
+    return service_.Infer(model, "", std::move(request), service_.NowMicros());
   }
 
   FakeFactory factory_;
   ModelRepository repository_{factory_.Make()};
-  ServiceOptions options_{/*max_queue=*/2, {}};
+  gati::testing::FakeClock clock_;  // The service's time: fake.
+  ServiceOptions options_{/*max_queue=*/2, {}, &clock_};
   InferenceService service_{&repository_, options_};
 };
 
@@ -235,7 +237,7 @@ TEST_F(ServeCoreTest, RequestsThatDoNotFitTheModelAreInvalidAndCounted) {
   two.inputs.push_back(two.inputs[0]);
   EXPECT_NE(message(two).find("takes one input"), std::string::npos);
   auto decode_error = service_.Infer("m", "", absl::InvalidArgumentError("not JSON"),
-                                     InferenceService::Clock::now());
+                                     service_.NowMicros());
   EXPECT_EQ(decode_error.status().message(), "not JSON");
   auto failed = Infer(Request({1, 2, 2}, {-1, 0, 0, 0}));
   EXPECT_TRUE(absl::IsInternal(failed.status()));
@@ -277,6 +279,24 @@ TEST_F(ServeCoreTest, AFullQueueAnswersUnavailableAndDrainingTurnsNewRequestsAwa
   auto metrics = repository_.MetricsOf("m");
   EXPECT_EQ(metrics->failures[static_cast<int>(FailureReason::kOverloaded)].load(), 1);
   EXPECT_EQ(metrics->failures[static_cast<int>(FailureReason::kShuttingDown)].load(), 1);
+}
+
+TEST_F(ServeCoreTest, LatencyAndTimestampsComeFromTheServicesClock) {
+  clock_.Advance(1e6);
+  const double received = service_.NowMicros();
+  EXPECT_EQ(received, 1e6);
+  auto reply = Infer(Request({1, 2, 2}, {1, 0, 0, 0}));
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  clock_.Advance(2500);  // The front end takes 2.5 ms to encode the reply.
+  service_.RecordLatency(*reply, received);
+  auto metrics = repository_.MetricsOf("m");
+  const LatencyHistogram::Snapshot latency = metrics->request.Read();
+  EXPECT_EQ(latency.count, 1);
+  EXPECT_NEAR(latency.sum_seconds, 0.0025, 1e-6);
+  EXPECT_EQ(metrics->last_inference_ms.load(), clock_.UnixMillis() - 2);
+  // Nothing in flight: idle at once. (The drain test holds requests: there
+  // WaitIdle gives up after its timeout of fake time, with no real wait.)
+  EXPECT_TRUE(service_.WaitIdle(std::chrono::milliseconds(0)));
 }
 
 TEST(LatencyHistogramTest, BucketsAreCumulativeAndSumInSeconds) {
