@@ -63,7 +63,7 @@ expect "build bad tap list" nonzero "'a' is not a tap index" -- "$GATI" build --
 expect "build unreadable model" nonzero "no such file" -- "$GATI" build --model /nonexistent/model.pt --out "$WORK/b"
 mkdir -p "$WORK/empty"
 expect "build empty data" nonzero "no such file" -- "$GATI" build --model "$TINY" --out "$WORK/b" --data "$WORK/empty"
-expect "build wrong input shape" nonzero "takes inputs of shape \[1,8,8\]" -- "$GATI" build --model "$FIXTURES/tiny_cnn.pt" --out "$WORK/b" --limit 600
+expect "build wrong input shape" nonzero "takes inputs of shape 1x8x8, the data fashion-mnist validation split .* has samples of 1x28x28" -- "$GATI" build --model "$FIXTURES/tiny_cnn.pt" --out "$WORK/b" --limit 600
 expect "build bad threads" nonzero "threads" -- "$GATI" build --model "$TINY" --out "$WORK/b" --threads 0
 expect "build failures write nothing" 0 "^absent$" -- bash -c "[[ -e '$WORK/b' ]] && echo present || echo absent"
 expect "build runs" 0 "predictor agreement with the base model" -- "$GATI" build --model "$TINY" --out "$WORK/b" "${QUICK[@]}"
@@ -103,10 +103,10 @@ PY
 expect "replay needs trace" nonzero "--trace is required" -- "$GATI" replay "$WORK/b"
 expect "replay missing bundle" nonzero "manifest.json: cannot open" -- "$GATI" replay "$WORK/absent" --trace "$WORK/t.npy"
 expect "replay missing trace" nonzero "none.npy: cannot open" -- "$GATI" replay "$WORK/b" --trace "$WORK/none.npy"
-expect "replay wrong trace shape" nonzero "a trace for this model is float32 \[N, 1, 28, 28\]" -- "$GATI" replay "$WORK/b" --trace "$WORK/bad_shape.npy"
-expect "replay labels as trace" nonzero "a trace for this model is float32" -- "$GATI" replay "$WORK/b" --trace "$WORK/t.labels.npy"
-expect "replay pixel out of range" nonzero "value 2497 is 2; trace pixels must be in \[0, 1\]" -- "$GATI" replay "$WORK/b" --trace "$WORK/bad_range.npy"
-expect "replay NaN pixel" nonzero "value 5517 is nan" -- "$GATI" replay "$WORK/b" --trace "$WORK/bad_nan.npy"
+expect "replay wrong trace shape" nonzero "a trace for this model is float32 \(or uint8\) \[N, 1, 28, 28\]" -- "$GATI" replay "$WORK/b" --trace "$WORK/bad_shape.npy"
+expect "replay labels as trace" nonzero "t.labels.npy: holds int64 values; model inputs must be float32" -- "$GATI" replay "$WORK/b" --trace "$WORK/t.labels.npy"
+expect "replay pixel out of range" nonzero "sample 3 holds 2 at element 145; the pixels of an image trace must be in \[0, 1\]" -- "$GATI" replay "$WORK/b" --trace "$WORK/bad_range.npy"
+expect "replay NaN pixel" nonzero "bad_nan.npy: sample 7 holds a value that is not finite \(nan at element 29\)" -- "$GATI" replay "$WORK/b" --trace "$WORK/bad_nan.npy"
 expect "replay labels of another trace" nonzero "labels must be int64 \[120\]" -- "$GATI" replay "$WORK/b" --trace "$WORK/t.npy" --labels "$WORK/t50.labels.npy"
 expect "replay bad mode" nonzero "mode" -- "$GATI" replay "$WORK/b" --trace "$WORK/t.npy" --mode fast
 expect "replay bad exact cache" nonzero "--exact-cache: 'big' is not a size" -- "$GATI" replay "$WORK/b" --trace "$WORK/t.npy" --exact-cache big
@@ -137,6 +137,36 @@ expect "serve port in use" nonzero "cannot listen on 127.0.0.1:$(cat "$WORK/held
 kill "$HOLDER"
 mkdir -p "$WORK/notes" && echo keep > "$WORK/notes/file.txt"
 expect "build keeps other directories" nonzero "exists and is not a bundle" -- "$GATI" build --model "$TINY" --out "$WORK/notes" "${QUICK[@]}"
+
+# Your own data: a 3-channel model (the resnet18 fixture, 3x32x32) built on
+# an unlabelled uint8 .npy, a trace from held-out samples, a replay; bad
+# data names the file and the sample, and writes nothing.
+R18="$FIXTURES/resnet18.pt"
+/usr/bin/python3 - "$WORK" <<'PY'
+import sys, numpy as np
+work = sys.argv[1]
+rng = np.random.default_rng(4)
+# Blocky colour images, so that the base model's answers vary.
+blocks = rng.integers(0, 256, size=(900, 3, 4, 4), dtype=np.uint8)
+images = np.kron(blocks, np.ones((1, 1, 8, 8), dtype=np.uint8))
+np.save(work + "/colour.npy", images[:700])
+np.save(work + "/colour_holdout.npy", images[700:].astype(np.float32) / 255)
+np.save(work + "/colour_labels_short.npy", np.zeros(699, dtype=np.int64))
+bad = images[:700].astype(np.float32) / 255
+bad[123, 2, 5, 6] = np.inf
+np.save(work + "/colour_inf.npy", bad)
+PY
+COLOUR=(--model "$R18" --taps 1,3 --variants gap:linear --epochs 2 --stream-epochs 1 --tail-budget 0 --plan-epsilon 0.2)
+expect "build on your npy" 0 "samples 700: predictor-train" -- "$GATI" build "${COLOUR[@]}" --data "$WORK/colour.npy" --out "$WORK/colour"
+expect "your data in the manifest" 0 "colour.npy \(700 samples of 3x32x32 uint8, unlabelled\)" -- cat "$WORK/colour/manifest.json"
+expect "trace from your npy" 0 "wrote .*ct.npy \(80 video requests from .*colour_holdout.npy.*no labels file" -- "$GATI" trace --kind video --n 80 --data "$WORK/colour_holdout.npy" --out "$WORK/ct.npy"
+expect "skewed trace needs labels" nonzero "needs labels" -- "$GATI" trace --kind skewed --n 80 --data "$WORK/colour_holdout.npy" --out "$WORK/cs.npy"
+expect "replay your trace" 0 "speedup \(base / gati\) +[0-9.]+x" -- "$GATI" replay "$WORK/colour" --trace "$WORK/ct.npy" --warmup 2
+expect "replay another model's trace" nonzero "a trace for this model is float32 \(or uint8\) \[N, 3, 32, 32\]; it has samples of 1x28x28" -- "$GATI" replay "$WORK/colour" --trace "$WORK/t.npy"
+expect "build labels count" nonzero "colour_labels_short.npy: has 699 labels for the 700 samples" -- "$GATI" build "${COLOUR[@]}" --data "$WORK/colour.npy" --labels "$WORK/colour_labels_short.npy" --out "$WORK/colour_bad"
+expect "build non-finite sample" nonzero "colour_inf.npy: sample 123 holds a value that is not finite" -- "$GATI" build "${COLOUR[@]}" --data "$WORK/colour_inf.npy" --out "$WORK/colour_bad"
+expect "build data of another shape" nonzero "takes inputs of shape 3x32x32, the data fashion-mnist validation split" -- "$GATI" build "${COLOUR[@]}" --out "$WORK/colour_bad" --limit 600
+expect "bad data writes nothing" 0 "^absent$" -- bash -c "[[ -e '$WORK/colour_bad' ]] && echo present || echo absent"
 
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

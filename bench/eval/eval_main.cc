@@ -37,6 +37,7 @@
 #include "cache/builder.h"
 #include "cache/calibration.h"
 #include "data/fashion_mnist.h"
+#include "data/preprocess.h"
 #include "data/trace.h"
 #include "gati/bundle.h"
 #include "gati/engine.h"
@@ -408,14 +409,14 @@ absl::StatusOr<std::pair<at::Tensor, at::Tensor>> BuildSplitInputs(
   return std::make_pair(selector, calibration);
 }
 
-at::Tensor TraceInputs(const Trace& trace, const ModelMetadata& metadata) {
-  at::Tensor pixels = torch::from_blob(const_cast<float*>(trace.images.f32.data()),
+// The trace's raw values normalized by the model's Preprocessor.
+absl::StatusOr<at::Tensor> TraceInputs(const Trace& trace, const ModelMetadata& metadata) {
+  GATI_ASSIGN_OR_RETURN(const Preprocessor preprocessor, Preprocessor::Create(metadata));
+  at::Tensor inputs = torch::from_blob(const_cast<float*>(trace.images.f32.data()),
                                        trace.images.shape, torch::kFloat32)
                           .clone();
-  const int64_t channels = metadata.input_shape[0];
-  at::Tensor mean = torch::tensor(metadata.mean).reshape({1, channels, 1, 1});
-  at::Tensor std = torch::tensor(metadata.std).reshape({1, channels, 1, 1});
-  return ((pixels - mean) / std).contiguous();
+  preprocessor.Apply(inputs.data_ptr<float>(), inputs.size(0), inputs.data_ptr<float>());
+  return inputs;
 }
 
 struct RunResult {
@@ -507,7 +508,9 @@ int Run(const Flags& flags) {
     auto tuning_trace = MakeTrace(trace_options, *test);
     if (!trace.ok()) return Fail(trace.status());
     if (!tuning_trace.ok()) return Fail(tuning_trace.status());
-    at::Tensor inputs = TraceInputs(*trace, metadata);
+    auto normalized = TraceInputs(*trace, metadata);
+    if (!normalized.ok()) return Fail(normalized.status());
+    at::Tensor inputs = *normalized;
     const int64_t count = flags.requests > 0 ? std::min(flags.requests, inputs.size(0))
                                              : inputs.size(0);
     inputs = inputs.slice(0, 0, count).contiguous();
@@ -516,7 +519,9 @@ int Run(const Flags& flags) {
     std::fflush(stdout);
     auto truth = RunPrePass(exits, inputs);
     // The tuning trace: kNN tuning, and the saturation run's unseen requests.
-    const at::Tensor fresh = TraceInputs(*tuning_trace, metadata);
+    auto fresh_or = TraceInputs(*tuning_trace, metadata);
+    if (!fresh_or.ok()) return Fail(fresh_or.status());
+    const at::Tensor fresh = *fresh_or;
     auto tuning = RunPrePass(exits, fresh);
     if (!truth.ok()) return Fail(truth.status());
     if (!tuning.ok()) return Fail(tuning.status());

@@ -31,7 +31,8 @@ inline constexpr char kBundleModelFileName[] = "model.pt";
 struct CacheMetrics {
   // Predictor class == base class on the calibration split, all samples.
   double agreement = 0;
-  // Ground-truth accuracy of the predictor class on the calibration split.
+  // Ground-truth accuracy of the predictor class on the calibration split;
+  // -1 when the data had no labels.
   double accuracy = 0;
   // At the calibrated threshold, on the calibration split.
   double hit_rate = 0;

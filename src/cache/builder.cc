@@ -18,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "cache/calibration.h"
 #include "cache/path_timing.h"
+#include "data/preprocess.h"
 #include "gati/model.h"
 #include "gati/profile.h"
 #include "model/input.h"
@@ -69,13 +70,13 @@ at::Tensor AsNchw(const at::Tensor& activation, const ActivationShape& shape) {
       {activation.size(0), shape.channels, shape.height, shape.width});
 }
 
-// Runs the segmented model over `rows` of `images` in batches and hands each
+// Runs the segmented model over `rows` of `data` in batches and hands each
 // tap's activation ([B, C, H, W], contiguous) to `visit(tap_slot, batch_rows,
 // activation)`; `logits` gets the final output when segments run to the end.
 struct ModelPass {
   const SegmentedModel* segments;
-  const ImageDataset* images;
-  const ModelMetadata* metadata;
+  const Dataset* data;
+  const Preprocessor* preprocessor;
   std::vector<ActivationShape> shapes;  // Per cut tap.
   int batch = 128;
 };
@@ -87,19 +88,11 @@ absl::Status RunPass(
     const std::function<void(const std::vector<int64_t>&, const at::Tensor&)>&
         on_logits,
     const std::function<void(int64_t)>& on_progress) {
-  const int64_t image_size = pass.images->rows * pass.images->cols;
-  std::vector<uint8_t> pixels;
   const int64_t n = static_cast<int64_t>(rows.size());
   for (int64_t begin = 0; begin < n; begin += pass.batch) {
     const int64_t size = std::min<int64_t>(pass.batch, n - begin);
     std::vector<int64_t> batch_rows(rows.begin() + begin, rows.begin() + begin + size);
-    pixels.resize(size * image_size);
-    for (int64_t i = 0; i < size; ++i) {
-      std::copy_n(pass.images->image(batch_rows[i]), image_size,
-                  pixels.data() + i * image_size);
-    }
-    GATI_ASSIGN_OR_RETURN(at::Tensor x,
-                          ImagesToInput(pixels.data(), size, *pass.metadata));
+    GATI_ASSIGN_OR_RETURN(at::Tensor x, ReadInputs(*pass.data, batch_rows, *pass.preprocessor));
     for (int s = 0; s <= last_segment; ++s) {
       GATI_ASSIGN_OR_RETURN(x, pass.segments->RunSegment(s, x));
       if (s < pass.segments->num_segments() - 1) {
@@ -169,7 +162,7 @@ absl::StatusOr<Finished> FinishCache(CacheWeights weights,
                                      const HeldOutLogits& logits,
                                      const Splits& splits,
                                      const std::vector<int64_t>& base_labels,
-                                     const ImageDataset& images,
+                                     const Dataset& data,
                                      const BuildOptions& options, uint64_t seed) {
   const int k = weights.num_classes;
   auto classes = [k](const std::vector<float>& all, size_t i) {
@@ -201,7 +194,7 @@ absl::StatusOr<Finished> FinishCache(CacheWeights weights,
     predicted_classes[i] = static_cast<int32_t>(predicted);
     agrees[i] = predicted == base_labels[splits.calibration[i]];
     agreeing += agrees[i];
-    correct += predicted == images.labels[splits.calibration[i]];
+    correct += predicted == data.label(splits.calibration[i]);
   }
   std::vector<float> candidates = CandidateThresholds(
       reference, static_cast<int64_t>(n), options.epsilon, options.confidence);
@@ -212,7 +205,7 @@ absl::StatusOr<Finished> FinishCache(CacheWeights weights,
   Finished finished;
   CacheMetrics& m = finished.metrics;
   m.agreement = static_cast<double>(agreeing) / n;
-  m.accuracy = static_cast<double>(correct) / n;
+  m.accuracy = data.has_labels() ? static_cast<double>(correct) / n : -1;
   m.hit_rate = calibration.hit_rate;
   m.false_hit_rate = calibration.false_hit_rate;
   m.false_hit_upper_bound = calibration.false_hit_upper_bound;
@@ -246,7 +239,7 @@ double MedianLookupMicros(const LearnedCache& cache, int repetitions,
 }
 
 absl::Status ValidateOptions(const BuildOptions& o, const StagedModel& model,
-                             const ImageDataset& images) {
+                             const Dataset& data) {
   auto bad = [](const std::string& why) { return absl::InvalidArgumentError(why); };
   if (!(o.epsilon > 0 && o.epsilon < 1)) {
     return bad(absl::StrCat("--epsilon must lie in (0, 1), got ", o.epsilon));
@@ -277,22 +270,24 @@ absl::Status ValidateOptions(const BuildOptions& o, const StagedModel& model,
                               " has taps 0..", model.num_taps() - 1));
     }
   }
-  if (images.count < 1) return bad("the data holds no images");
+  if (data.count() < 1) return bad("the data holds no samples");
   const std::vector<int64_t>& input = model.metadata().input_shape;
-  if (input != std::vector<int64_t>{1, images.rows, images.cols}) {
-    return bad(absl::StrCat(model.path(), " takes inputs of shape [",
-                            absl::StrJoin(input, ","), "], the data has 1x",
-                            images.rows, "x", images.cols, " images"));
+  if (input != data.sample_shape()) {
+    return bad(absl::StrCat(model.path(), " takes inputs of shape ", ShapeString(input),
+                            ", the data ", data.description(), " has samples of ",
+                            ShapeString(data.sample_shape())));
   }
-  const auto [predictor, selector] = SplitSizes(images.count, o);
-  if (predictor < 1 || selector < 1 || images.count - predictor - selector < 1) {
-    return bad(absl::StrCat(images.count,
-                            " images are too few to split three ways"));
+  const auto [predictor, selector] = SplitSizes(data.count(), o);
+  if (predictor < 1 || selector < 1 || data.count() - predictor - selector < 1) {
+    return bad(absl::StrCat(data.count(), " samples are too few to split three ways"));
   }
-  for (int64_t label : images.labels) {
-    if (label < 0 || label >= model.num_classes()) {
-      return bad(absl::StrCat("label ", label, " is outside the model's ",
-                              model.num_classes(), " classes"));
+  if (data.has_labels()) {
+    for (int64_t i = 0; i < data.count(); ++i) {
+      const int64_t label = data.label(i);
+      if (label < 0 || label >= model.num_classes()) {
+        return bad(absl::StrCat("label ", label, " of sample ", i, " is outside the model's ",
+                                model.num_classes(), " classes"));
+      }
     }
   }
   return absl::OkStatus();
@@ -321,7 +316,7 @@ absl::StatusOr<std::vector<int>> ParseTapList(const std::string& text) {
 namespace {
 
 absl::StatusOr<BuildReport> BuildBundleOrThrow(const BuildOptions& options,
-                                               const ImageDataset& images,
+                                               const Dataset& data,
                                                const std::string& out_dir,
                                                const BuildProgress& progress) {
   BuildReport report;
@@ -339,7 +334,9 @@ absl::StatusOr<BuildReport> BuildBundleOrThrow(const BuildOptions& options,
   ModelOptions model_options;
   model_options.intra_op_threads = options.threads;
   GATI_ASSIGN_OR_RETURN(auto model, StagedModel::Load(options.model_path, model_options));
-  GATI_RETURN_IF_ERROR(ValidateOptions(options, *model, images));
+  GATI_RETURN_IF_ERROR(ValidateOptions(options, *model, data));
+  GATI_ASSIGN_OR_RETURN(const Preprocessor preprocessor,
+                        Preprocessor::Create(model->metadata()));
   std::vector<int> taps = options.taps;
   if (taps.empty()) {
     for (int tap = 0; tap < model->num_taps(); ++tap) taps.push_back(tap);
@@ -356,7 +353,7 @@ absl::StatusOr<BuildReport> BuildBundleOrThrow(const BuildOptions& options,
     shapes.push_back(shape);
   }
   const int num_classes = model->num_classes();
-  const int64_t n = images.count;
+  const int64_t n = data.count();
   Splits splits = MakeSplits(n, options);
   report.images = n;
   report.predictor_train = static_cast<int64_t>(splits.predictor.size());
@@ -364,8 +361,7 @@ absl::StatusOr<BuildReport> BuildBundleOrThrow(const BuildOptions& options,
   report.calibration = static_cast<int64_t>(splits.calibration.size());
 
   GATI_ASSIGN_OR_RETURN(auto segments, model->Segment(taps));
-  ModelPass pass{segments.get(), &images, &model->metadata(), shapes,
-                 options.model_batch};
+  ModelPass pass{segments.get(), &data, &preprocessor, shapes, options.model_batch};
   end_step("load and segment");
 
   // 1. Feature pass: pooled features of every image at every tap, for the
@@ -440,18 +436,18 @@ absl::StatusOr<BuildReport> BuildBundleOrThrow(const BuildOptions& options,
         GATI_ASSIGN_OR_RETURN(auto provisional, Provisional(trainer.Export()));
         HeldOutLogits logits;
         const int64_t width = features.size(1);
-        const float* data = features.data_ptr<float>();
+        const float* feature_values = features.data_ptr<float>();
         for (auto [rows, out] : {std::pair{&splits.selector, &logits.selector},
                                  std::pair{&splits.calibration, &logits.calibration}}) {
           out->resize(rows->size() * num_classes);
           for (size_t i = 0; i < rows->size(); ++i) {
-            provisional->PredictFromFeatures(data + (*rows)[i] * width,
+            provisional->PredictFromFeatures(feature_values + (*rows)[i] * width,
                                              out->data() + i * num_classes);
           }
         }
         GATI_ASSIGN_OR_RETURN(
             finished[finish_index(job)],
-            FinishCache(trainer.Export(), logits, splits, base_labels, images,
+            FinishCache(trainer.Export(), logits, splits, base_labels, data,
                         options, job_seed(job) + 1));
         tick("train caches", ++jobs_done, static_cast<int64_t>(feature_jobs.size()));
         return absl::OkStatus();
@@ -541,7 +537,7 @@ absl::StatusOr<BuildReport> BuildBundleOrThrow(const BuildOptions& options,
       GATI_ASSIGN_OR_RETURN(
           finished[finish_index(stream_jobs[j])],
           FinishCache(trainers[j]->Export(), logits[j], splits, base_labels,
-                      images, options, job_seed(stream_jobs[j]) + 1));
+                      data, options, job_seed(stream_jobs[j]) + 1));
     }
     end_step("train streaming caches");
   }
@@ -612,17 +608,9 @@ absl::StatusOr<BuildReport> BuildBundleOrThrow(const BuildOptions& options,
   ReplaySample replay;
   replay.count = std::min<int64_t>(options.replay_samples, report.predictor_train);
   if (replay.count > 0) {
-    std::vector<uint8_t> pixels;
-    const int64_t image_size = images.rows * images.cols;
-    for (int64_t i = 0; i < replay.count; ++i) {
-      const uint8_t* image = images.image(splits.predictor[i]);
-      pixels.insert(pixels.end(), image, image + image_size);
-    }
-    GATI_ASSIGN_OR_RETURN(at::Tensor inputs,
-                          ImagesToInput(pixels.data(), replay.count, model->metadata()));
-    inputs = inputs.contiguous();
-    replay.inputs.assign(inputs.data_ptr<float>(),
-                         inputs.data_ptr<float>() + inputs.numel());
+    const std::vector<int64_t> rows(splits.predictor.begin(),
+                                    splits.predictor.begin() + replay.count);
+    GATI_RETURN_IF_ERROR(preprocessor.ReadNormalized(data, rows, &replay.inputs));
   }
   manifest.planning_split = "calibration";
   // The plan in force and its problem, kept for the parallel calibration.
@@ -677,17 +665,10 @@ absl::StatusOr<BuildReport> BuildBundleOrThrow(const BuildOptions& options,
     // the plan in the other mode with what was measured.
     const int64_t n = std::min<int64_t>(options.mode_timing_samples,
                                         static_cast<int64_t>(splits.calibration.size()));
-    std::vector<uint8_t> pixels;
-    const int64_t image_size = images.rows * images.cols;
-    for (int64_t i = 0; i < n; ++i) {
-      const uint8_t* image = images.image(splits.calibration[i]);
-      pixels.insert(pixels.end(), image, image + image_size);
-    }
-    GATI_ASSIGN_OR_RETURN(at::Tensor inputs,
-                          ImagesToInput(pixels.data(), n, model->metadata()));
-    inputs = inputs.contiguous();
-    GATI_ASSIGN_OR_RETURN(ModeTiming timing,
-                          options.time_modes(out_dir, inputs.data_ptr<float>(), n));
+    const std::vector<int64_t> rows(splits.calibration.begin(), splits.calibration.begin() + n);
+    std::vector<float> inputs;
+    GATI_RETURN_IF_ERROR(preprocessor.ReadNormalized(data, rows, &inputs));
+    GATI_ASSIGN_OR_RETURN(ModeTiming timing, options.time_modes(out_dir, inputs.data(), n));
     GATI_RETURN_IF_ERROR(
         CalibrateParallelCost(final_plan, options.plan_options, timing, &final_problem));
     manifest.parallel_request_ms = final_problem.parallel_request_ms;
@@ -715,9 +696,16 @@ absl::StatusOr<BuildReport> BuildBundle(const BuildOptions& options,
                                         const ImageDataset& images,
                                         const std::string& out_dir,
                                         const BuildProgress& progress) {
+  std::unique_ptr<Dataset> data = ViewImages(images, options.data_description);
+  return BuildBundle(options, *data, out_dir, progress);
+}
+
+absl::StatusOr<BuildReport> BuildBundle(const BuildOptions& options, const Dataset& data,
+                                        const std::string& out_dir,
+                                        const BuildProgress& progress) {
   // LibTorch reports failures as exceptions; they stop at this boundary.
   try {
-    return BuildBundleOrThrow(options, images, out_dir, progress);
+    return BuildBundleOrThrow(options, data, out_dir, progress);
   } catch (const c10::Error& e) {
     return absl::InternalError(
         absl::StrCat("building caches for ", options.model_path, ": ",

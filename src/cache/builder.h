@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cache/head_trainer.h"
+#include "data/dataset.h"
 #include "data/fashion_mnist.h"
 #include "gati/bundle.h"
 #include "gati/plan.h"
@@ -87,10 +88,18 @@ struct BuildReport {
 };
 
 // Validates options (epsilon and confidence in (0,1), known variants, taps
-// of the model, shares that leave every split non-empty, images of the
-// model's input shape, at least one image), then builds and writes the
-// bundle to `out_dir` (Bundle::Write semantics). Errors name the bad flag or
-// file; nothing is written on failure.
+// of the model, shares that leave every split non-empty, samples of the
+// model's input shape, at least one sample, labels (when the data has
+// them) among the model's classes), then builds and writes the bundle to
+// `out_dir` (Bundle::Write semantics). The data's raw values are
+// normalized by the model's metadata (Preprocessor). Labels are optional:
+// caches learn from the base model's answers; with labels, accuracy is
+// reported too. Errors name the bad flag, file or sample; nothing is
+// written on failure.
+absl::StatusOr<BuildReport> BuildBundle(const BuildOptions& options, const Dataset& data,
+                                        const std::string& out_dir,
+                                        const BuildProgress& progress = {});
+// The same on decoded 8-bit images (Fashion-MNIST).
 absl::StatusOr<BuildReport> BuildBundle(const BuildOptions& options,
                                         const ImageDataset& images,
                                         const std::string& out_dir,

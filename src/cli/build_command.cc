@@ -12,6 +12,7 @@
 #include "cache/builder.h"
 #include "cli/commands.h"
 #include "cli/progress_bar.h"
+#include "data/dataset.h"
 #include "data/fashion_mnist.h"
 #include "plan/bundle_plan.h"
 #include "runtime/mode_timing.h"
@@ -22,6 +23,7 @@ namespace {
 struct BuildFlags {
   BuildOptions options;
   std::string data = "fashion-mnist";
+  std::string labels;
   std::string out;
   std::string taps = "all";
   std::string variants;
@@ -86,18 +88,10 @@ int RunBuild(BuildFlags& flags) {
       flags.mode, flags.max_taps, flags.tail_budget);
   if (!plan_options.ok()) return Fail(plan_options.status());
   options.plan_options = *plan_options;
-  const std::string dir = flags.data == "fashion-mnist" ? kFashionMnistDir : flags.data;
-  auto images = LoadFashionMnist(Split::kValidation, dir);
-  if (!images.ok()) return Fail(images.status());
-  if (flags.limit > 0 && flags.limit < images->count) {
-    images->count = flags.limit;
-    images->pixels.resize(flags.limit * images->rows * images->cols);
-    images->labels.resize(flags.limit);
-  }
-  options.data_description = "fashion-mnist validation split (train images " +
-                             std::to_string(images->first_index) + ".." +
-                             std::to_string(images->first_index + images->count - 1) +
-                             ") from " + dir;
+  auto source = OpenDataSource(flags.data, flags.labels, Split::kValidation);
+  if (!source.ok()) return Fail(source.status());
+  std::unique_ptr<Dataset> data = FirstSamples(**source, flags.limit);
+  options.data_description = data->description();
 
   std::unique_ptr<ProgressBar> bar;
   std::string bar_step;
@@ -115,7 +109,7 @@ int RunBuild(BuildFlags& flags) {
     return runtime::TimeModes(dir, inputs, count, /*intra_op_threads=*/1);
   };
   auto start = std::chrono::steady_clock::now();
-  auto report = BuildBundle(options, *images, flags.out, progress);
+  auto report = BuildBundle(options, *data, flags.out, progress);
   if (bar) bar->Finish();
   if (!report.ok()) return Fail(report.status());
   const double seconds =
@@ -124,7 +118,7 @@ int RunBuild(BuildFlags& flags) {
   const BundleManifest& manifest = report->manifest;
   std::printf("bundle %s: %zu caches at %s, epsilon %g\n", flags.out.c_str(),
               manifest.caches.size(), flags.taps.c_str(), options.epsilon);
-  std::printf("images %lld: predictor-train %lld, selector-train %lld, "
+  std::printf("samples %lld: predictor-train %lld, selector-train %lld, "
               "calibration %lld; feature bank %.1f MB in memory\n",
               static_cast<long long>(report->images),
               static_cast<long long>(report->predictor_train),
@@ -174,8 +168,13 @@ std::function<int()> RegisterBuildCommand(CLI::App& app) {
   command->add_option("--model", o.model_path, "staged TorchScript model")->required();
   command->add_option("--out", flags->out, "bundle directory to write")->required();
   command->add_option("--data", flags->data,
-                      "fashion-mnist, or a directory of Fashion-MNIST gzip IDX files; "
-                      "its validation split is used");
+                      "fashion-mnist or a directory of its gzip IDX files (the validation "
+                      "split is used), or a .npy of (N, ...) float32 (raw values; images in "
+                      "[0, 1]) or uint8 samples of the model's input shape, all of which "
+                      "builds");
+  command->add_option("--labels", flags->labels,
+                      "int64 .npy of labels for a .npy --data (optional: caches learn from "
+                      "the base model; labels only add accuracy figures)");
   command->add_option("--taps", flags->taps, "all, or a list such as 0,5,9");
   std::string known;
   for (const VariantSpec& v : KnownVariants()) known += "\n  " + v.name + ": " + v.description;
@@ -210,7 +209,7 @@ std::function<int()> RegisterBuildCommand(CLI::App& app) {
                       "timed lookups per cache for the reported median")
       ->check(CLI::Range(1, 10000000));
   command->add_option("--limit", flags->limit,
-                      "use only the first N validation images (0: all)")
+                      "use only the first N samples of the data (0: all)")
       ->check(CLI::NonNegativeNumber);
   command->add_option("--memory-budget", flags->memory_budget,
                       "planner: memory of all chosen caches, e.g. 4MB");

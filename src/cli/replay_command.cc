@@ -17,11 +17,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
 #include "cli/progress_bar.h"
+#include "data/dataset.h"
 #include "data/file_io.h"
 #include "data/npy.h"
+#include "data/preprocess.h"
 #include "gati/bundle.h"
 #include "gati/engine.h"
 #include "gati/model.h"
@@ -77,33 +80,37 @@ LatencySummary Summarize(const std::vector<double>& micros) {
   return s;
 }
 
-// Loads the trace as normalized model inputs, checking it against the model.
+// Loads the trace as normalized model inputs (Preprocessor), checking it
+// against the model: a .npy of float32 raw values or uint8 images, one
+// sample of the model's input shape per request.
 absl::StatusOr<std::vector<float>> LoadInputs(const std::string& path,
                                               const ModelMetadata& metadata,
                                               int64_t* count) {
-  GATI_ASSIGN_OR_RETURN(NpyArray trace, ReadNpy(path));
-  if (trace.dtype != NpyDtype::kFloat32 || trace.shape.size() != metadata.input_shape.size() + 1 ||
-      !std::equal(metadata.input_shape.begin(), metadata.input_shape.end(),
-                  trace.shape.begin() + 1)) {
-    std::string want = "[N";
-    for (int64_t d : metadata.input_shape) absl::StrAppend(&want, ", ", d);
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": a trace for this model is float32 ", want, "]"));
+  GATI_ASSIGN_OR_RETURN(std::unique_ptr<Dataset> trace, OpenNpyDataset(path, ""));
+  GATI_ASSIGN_OR_RETURN(const Preprocessor preprocessor, Preprocessor::Create(metadata));
+  if (trace->sample_shape() != metadata.input_shape) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": a trace for this model is float32 (or uint8) [N, ",
+        absl::StrJoin(metadata.input_shape, ", "), "]; it has samples of ",
+        ShapeString(trace->sample_shape())));
   }
-  *count = trace.shape[0];
-  if (*count < 1) return absl::InvalidArgumentError(path + ": the trace is empty");
-  const int64_t channels = metadata.input_shape[0];
-  const int64_t plane = trace.num_elements() / (*count * channels);
-  std::vector<float> inputs = std::move(trace.f32);
-  for (int64_t i = 0; i < static_cast<int64_t>(inputs.size()); ++i) {
-    const float value = inputs[i];
-    if (!std::isfinite(value) || value < 0 || value > 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, ": value ", i, " is ", value, "; trace pixels must be in [0, 1]"));
+  *count = trace->count();
+  std::vector<float> inputs(*count * preprocessor.sample_size());
+  const int64_t size = preprocessor.sample_size();
+  for (int64_t i = 0; i < *count; ++i) {
+    GATI_RETURN_IF_ERROR(trace->Read(i, inputs.data() + i * size));
+  }
+  // A C x H x W model takes images: raw pixel values in [0, 1].
+  if (metadata.input_shape.size() == 3 && !trace->unit_range()) {
+    for (int64_t k = 0; k < static_cast<int64_t>(inputs.size()); ++k) {
+      if (inputs[k] < 0 || inputs[k] > 1) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ": sample ", k / size, " holds ", inputs[k], " at element ",
+                         k % size, "; the pixels of an image trace must be in [0, 1]"));
+      }
     }
-    const int64_t c = (i / plane) % channels;
-    inputs[i] = (value - metadata.mean[c]) / metadata.std[c];
   }
+  preprocessor.Apply(inputs.data(), *count, inputs.data());
   return inputs;
 }
 

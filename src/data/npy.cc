@@ -54,11 +54,36 @@ std::string HeaderDict(const NpyArray& array) {
   if (array.shape.size() > 1) shape.resize(shape.size() - 2);  // "(2, 3)"
   if (!shape.empty() && array.shape.size() == 1) shape.pop_back();  // "(5,)"
   return absl::StrCat("{'descr': '",
-                      array.dtype == NpyDtype::kFloat32 ? "<f4" : "<i8",
+                      array.dtype == NpyDtype::kFloat32 ? "<f4"
+                      : array.dtype == NpyDtype::kInt64 ? "<i8"
+                                                        : "|u1",
                       "', 'fortran_order': False, 'shape': (", shape, "), }");
 }
 
 }  // namespace
+
+int NpyElementSize(NpyDtype dtype) {
+  return dtype == NpyDtype::kFloat32 ? 4 : dtype == NpyDtype::kInt64 ? 8 : 1;
+}
+
+size_t NpyArray::held() const {
+  return dtype == NpyDtype::kFloat32 ? f32.size() : dtype == NpyDtype::kInt64 ? i64.size()
+                                                                             : u8.size();
+}
+
+const char* NpyArray::raw_data() const {
+  return dtype == NpyDtype::kFloat32 ? reinterpret_cast<const char*>(f32.data())
+         : dtype == NpyDtype::kInt64 ? reinterpret_cast<const char*>(i64.data())
+                                     : reinterpret_cast<const char*>(u8.data());
+}
+
+NpyArray NpyArray::Uint8(std::vector<int64_t> shape, std::vector<uint8_t> data) {
+  NpyArray array;
+  array.dtype = NpyDtype::kUint8;
+  array.shape = std::move(shape);
+  array.u8 = std::move(data);
+  return array;
+}
 
 int64_t NpyArray::num_elements() const {
   int64_t count = 1;
@@ -123,10 +148,12 @@ absl::StatusOr<NpyArray> ParseNpy(std::string_view std_bytes,
     array.dtype = NpyDtype::kFloat32;
   } else if (descr == "'<i8'") {
     array.dtype = NpyDtype::kInt64;
+  } else if (descr == "'|u1'" || descr == "'<u1'" || descr == "'>u1'") {
+    array.dtype = NpyDtype::kUint8;
   } else {
     return BadHeader(source, absl::StrCat("dtype ", descr,
                                           " is not supported (only '<f4' "
-                                          "float32 and '<i8' int64)"));
+                                          "float32, '<i8' int64 and '|u1' uint8)"));
   }
   GATI_ASSIGN_OR_RETURN(absl::string_view fortran,
                         DictValue(header, "fortran_order", source));
@@ -156,7 +183,7 @@ absl::StatusOr<NpyArray> ParseNpy(std::string_view std_bytes,
     if (count > kMaxElements) return BadHeader(source, "array too large");
   }
 
-  const size_t element_size = array.dtype == NpyDtype::kFloat32 ? 4 : 8;
+  const size_t element_size = NpyElementSize(array.dtype);
   const size_t data_start = header_start + header_len;
   const size_t want = static_cast<size_t>(count) * element_size;
   const size_t have = bytes.size() - data_start;
@@ -168,9 +195,12 @@ absl::StatusOr<NpyArray> ParseNpy(std::string_view std_bytes,
   if (array.dtype == NpyDtype::kFloat32) {
     array.f32.resize(count);
     std::memcpy(array.f32.data(), bytes.data() + data_start, want);
-  } else {
+  } else if (array.dtype == NpyDtype::kInt64) {
     array.i64.resize(count);
     std::memcpy(array.i64.data(), bytes.data() + data_start, want);
+  } else {
+    array.u8.resize(count);
+    std::memcpy(array.u8.data(), bytes.data() + data_start, want);
   }
   return array;
 }
@@ -185,8 +215,7 @@ absl::StatusOr<std::string> SerializeNpy(const NpyArray& array) {
     if (dim < 0) return absl::InvalidArgumentError("negative NPY dimension");
   }
   const size_t count = static_cast<size_t>(array.num_elements());
-  const size_t held = array.dtype == NpyDtype::kFloat32 ? array.f32.size()
-                                                        : array.i64.size();
+  const size_t held = array.held();
   if (held != count) {
     return absl::InvalidArgumentError(absl::StrCat(
         "NPY data holds ", held, " elements but the shape needs ", count));
@@ -206,10 +235,7 @@ absl::StatusOr<std::string> SerializeNpy(const NpyArray& array) {
     out.push_back(static_cast<char>((len >> (8 * i)) & 0xff));
   }
   out += header;
-  const char* data = array.dtype == NpyDtype::kFloat32
-                         ? reinterpret_cast<const char*>(array.f32.data())
-                         : reinterpret_cast<const char*>(array.i64.data());
-  out.append(data, count * (array.dtype == NpyDtype::kFloat32 ? 4 : 8));
+  out.append(array.raw_data(), count * NpyElementSize(array.dtype));
   return out;
 }
 

@@ -12,18 +12,14 @@ namespace {
 
 using Rng = std::mt19937_64;
 
-// Writes image `index` of `source` as [0, 1] floats into `out`.
-void CopyImage(const ImageDataset& source, int64_t index, float* out) {
-  const uint8_t* image = source.image(index);
-  for (int64_t p = 0; p < source.rows * source.cols; ++p) out[p] = image[p] / 255.0f;
-}
-
-// Per class, the indices of its images (classes without images stay empty).
-std::vector<std::vector<int64_t>> ByClass(const ImageDataset& source) {
+// Per class, the indices of its samples (classes without samples stay
+// empty); nothing without labels.
+std::vector<std::vector<int64_t>> ByClass(const Dataset& source) {
+  if (!source.has_labels()) return {};
   int64_t classes = 0;
-  for (int64_t label : source.labels) classes = std::max(classes, label + 1);
+  for (int64_t i = 0; i < source.count(); ++i) classes = std::max(classes, source.label(i) + 1);
   std::vector<std::vector<int64_t>> by_class(classes);
-  for (int64_t i = 0; i < source.count; ++i) by_class[source.labels[i]].push_back(i);
+  for (int64_t i = 0; i < source.count(); ++i) by_class[source.label(i)].push_back(i);
   return by_class;
 }
 
@@ -31,8 +27,19 @@ std::vector<std::vector<int64_t>> ByClass(const ImageDataset& source) {
 // across calls (mixed resumes kinds), so the stretches stay consistent.
 class Generator {
  public:
-  Generator(const TraceOptions& options, const ImageDataset& source, Rng* rng)
-      : options_(options), source_(source), rng_(*rng), by_class_(ByClass(source)) {
+  Generator(const TraceOptions& options, const Dataset& source, Rng* rng)
+      : options_(options),
+        source_(source),
+        rng_(*rng),
+        by_class_(ByClass(source)),
+        size_(source.sample_size()),
+        frame_(size_) {
+    const std::vector<int64_t>& shape = source.sample_shape();
+    // Frames shift over the last two dimensions (H, W of a C x H x W
+    // image); a sample of rank 1 shifts along its only one.
+    cols_ = shape.back();
+    rows_ = shape.size() >= 2 ? shape[shape.size() - 2] : 1;
+    planes_ = size_ / (rows_ * cols_);
     for (size_t c = 0; c < by_class_.size(); ++c) {
       if (!by_class_[c].empty()) ranking_.push_back(static_cast<int64_t>(c));
     }
@@ -43,16 +50,16 @@ class Generator {
     zipf_ = std::discrete_distribution<size_t>(weights.begin(), weights.end());
   }
 
-  void Fill(TraceKind kind, int64_t begin, int64_t end, float* pixels, int64_t* labels) {
-    const int64_t size = source_.rows * source_.cols;
+  absl::Status Fill(TraceKind kind, int64_t begin, int64_t end, float* values,
+                    int64_t* labels) {
     for (int64_t i = begin; i < end; ++i) {
-      float* out = pixels + i * size;
+      float* out = values + i * size_;
       switch (kind) {
         case TraceKind::kIid:
         case TraceKind::kMixed: {
-          const int64_t index = Uniform(source_.count);
-          CopyImage(source_, index, out);
-          labels[i] = source_.labels[index];
+          const int64_t index = Uniform(source_.count());
+          GATI_RETURN_IF_ERROR(source_.Read(index, out));
+          labels[i] = source_.label(index);
           break;
         }
         case TraceKind::kSkewed: {
@@ -62,25 +69,27 @@ class Generator {
           ++skewed_served_;
           const auto& images = by_class_[ranking_[zipf_(rng_)]];
           const int64_t index = images[Uniform(static_cast<int64_t>(images.size()))];
-          CopyImage(source_, index, out);
-          labels[i] = source_.labels[index];
+          GATI_RETURN_IF_ERROR(source_.Read(index, out));
+          labels[i] = source_.label(index);
           break;
         }
         case TraceKind::kVideo:
-          NextFrame(out);
-          labels[i] = source_.labels[video_image_];
+          GATI_RETURN_IF_ERROR(NextFrame(out));
+          labels[i] = source_.label(video_image_);
           break;
       }
     }
+    return absl::OkStatus();
   }
 
  private:
   int64_t Uniform(int64_t n) { return std::uniform_int_distribution<int64_t>(0, n - 1)(rng_); }
 
   // The next frame of the current burst, starting a new burst when it ends.
-  void NextFrame(float* out) {
+  absl::Status NextFrame(float* out) {
     if (burst_left_ == 0) {
-      video_image_ = Uniform(source_.count);
+      video_image_ = Uniform(source_.count());
+      GATI_RETURN_IF_ERROR(source_.Read(video_image_, frame_.data()));
       // Geometric burst lengths >= 1 with the requested mean.
       std::geometric_distribution<int64_t> extra(1.0 / options_.mean_burst);
       burst_left_ = 1 + extra(rng_);
@@ -96,23 +105,33 @@ class Generator {
                           options_.brightness_step,
         0.7, 1.3);
     std::normal_distribution<float> noise(0.0f, static_cast<float>(options_.noise));
-    const uint8_t* image = source_.image(video_image_);
-    for (int64_t r = 0; r < source_.rows; ++r) {
-      for (int64_t c = 0; c < source_.cols; ++c) {
-        const int64_t sr = r - dy_, sc = c - dx_;
-        const bool inside = sr >= 0 && sr < source_.rows && sc >= 0 && sc < source_.cols;
-        const float value = inside ? image[sr * source_.cols + sc] / 255.0f : 0.0f;
-        const float noisy = static_cast<float>(value * brightness_) +
-                            (options_.noise > 0 ? noise(rng_) : 0.0f);
-        out[r * source_.cols + c] = std::clamp(noisy, 0.0f, 1.0f);
+    // Data in [0, 1] (images) stays there; other data is not clamped.
+    const bool clamp = source_.unit_range();
+    const int dy = rows_ > 1 ? dy_ : 0;
+    for (int64_t p = 0; p < planes_; ++p) {
+      const float* plane = frame_.data() + p * rows_ * cols_;
+      float* target = out + p * rows_ * cols_;
+      for (int64_t r = 0; r < rows_; ++r) {
+        for (int64_t c = 0; c < cols_; ++c) {
+          const int64_t sr = r - dy, sc = c - dx_;
+          const bool inside = sr >= 0 && sr < rows_ && sc >= 0 && sc < cols_;
+          const float value = inside ? plane[sr * cols_ + sc] : 0.0f;
+          const float noisy = static_cast<float>(value * brightness_) +
+                              (options_.noise > 0 ? noise(rng_) : 0.0f);
+          target[r * cols_ + c] = clamp ? std::clamp(noisy, 0.0f, 1.0f) : noisy;
+        }
       }
     }
+    return absl::OkStatus();
   }
 
   const TraceOptions& options_;
-  const ImageDataset& source_;
+  const Dataset& source_;
   Rng& rng_;
   std::vector<std::vector<int64_t>> by_class_;
+  const int64_t size_;
+  std::vector<float> frame_;  // The current burst's sample.
+  int64_t rows_ = 1, cols_ = 1, planes_ = 1;
   std::vector<int64_t> ranking_;  // Class at each popularity rank.
   std::discrete_distribution<size_t> zipf_;
   int64_t skewed_served_ = 0;
@@ -148,9 +167,19 @@ const char* TraceKindName(TraceKind kind) {
 }
 
 absl::StatusOr<Trace> MakeTrace(const TraceOptions& options, const ImageDataset& source) {
+  return MakeTrace(options, *ViewImages(source, "images"));
+}
+
+absl::StatusOr<Trace> MakeTrace(const TraceOptions& options, const Dataset& source) {
   auto bad = [](const std::string& what) { return absl::InvalidArgumentError(what); };
   if (options.count < 1) return bad("a trace needs at least 1 request (--n)");
-  if (source.count < 1) return bad("the source split is empty");
+  if (source.count() < 1) return bad("the source split is empty");
+  const bool needs_labels = options.kind == TraceKind::kSkewed || options.kind == TraceKind::kMixed;
+  if (needs_labels && !source.has_labels()) {
+    return bad(absl::StrCat("a ", TraceKindName(options.kind),
+                            " trace draws by class: its source needs labels (",
+                            source.description(), " has none)"));
+  }
   if (!(options.zipf_exponent > 0)) return bad("--zipf must be > 0");
   if (options.rotate_every < 1) return bad("--rotate-every must be >= 1");
   if (!(options.mean_burst >= 1)) return bad("--burst-mean must be >= 1");
@@ -160,25 +189,27 @@ absl::StatusOr<Trace> MakeTrace(const TraceOptions& options, const ImageDataset&
   }
   Rng rng(options.seed);
   Generator generator(options, source, &rng);
-  const int64_t size = source.rows * source.cols;
+  const int64_t size = source.sample_size();
   std::vector<float> pixels(options.count * size);
   std::vector<int64_t> labels(options.count);
   if (options.kind != TraceKind::kMixed) {
-    generator.Fill(options.kind, 0, options.count, pixels.data(), labels.data());
+    GATI_RETURN_IF_ERROR(
+        generator.Fill(options.kind, 0, options.count, pixels.data(), labels.data()));
   } else {
     const TraceKind kinds[] = {TraceKind::kIid, TraceKind::kSkewed, TraceKind::kVideo};
     for (int64_t begin = 0; begin < options.count;) {
       const int64_t length = std::uniform_int_distribution<int64_t>(500, 2000)(rng);
       const int64_t end = std::min(options.count, begin + length);
-      generator.Fill(kinds[std::uniform_int_distribution<int>(0, 2)(rng)], begin, end,
-                     pixels.data(), labels.data());
+      GATI_RETURN_IF_ERROR(generator.Fill(kinds[std::uniform_int_distribution<int>(0, 2)(rng)],
+                                          begin, end, pixels.data(), labels.data()));
       begin = end;
     }
   }
   Trace trace;
-  trace.images = NpyArray::Float32({options.count, 1, source.rows, source.cols},
-                                   std::move(pixels));
-  trace.labels = NpyArray::Int64({options.count}, std::move(labels));
+  std::vector<int64_t> shape = {options.count};
+  shape.insert(shape.end(), source.sample_shape().begin(), source.sample_shape().end());
+  trace.images = NpyArray::Float32(std::move(shape), std::move(pixels));
+  if (source.has_labels()) trace.labels = NpyArray::Int64({options.count}, std::move(labels));
   return trace;
 }
 

@@ -11,18 +11,31 @@ absl::StatusOr<at::Tensor> ImagesToInput(const uint8_t* pixels, int64_t count,
     return absl::InvalidArgumentError(
         absl::StrCat("need at least one image, got ", count));
   }
+  GATI_ASSIGN_OR_RETURN(const Preprocessor preprocessor, Preprocessor::Create(metadata));
   std::vector<int64_t> shape = {count};
-  shape.insert(shape.end(), metadata.input_shape.begin(),
-               metadata.input_shape.end());
-  const int64_t channels = metadata.input_shape[0];
-  at::Tensor raw = at::from_blob(const_cast<uint8_t*>(pixels), shape,
-                                 at::kByte);
-  // Broadcast the per-channel statistics over [count, C, spatial...].
-  std::vector<int64_t> stats_shape(shape.size(), 1);
-  stats_shape[1] = channels;
-  at::Tensor mean = at::tensor(metadata.mean).view(stats_shape);
-  at::Tensor std = at::tensor(metadata.std).view(stats_shape);
-  return (raw.to(at::kFloat).div_(255.0f) - mean).div_(std);
+  shape.insert(shape.end(), metadata.input_shape.begin(), metadata.input_shape.end());
+  at::Tensor out = at::empty(shape, at::kFloat);
+  float* values = out.data_ptr<float>();
+  const int64_t n = count * preprocessor.sample_size();
+  for (int64_t k = 0; k < n; ++k) values[k] = pixels[k] / 255.0f;
+  preprocessor.Apply(values, count, values);
+  return out;
+}
+
+absl::StatusOr<at::Tensor> ReadInputs(const Dataset& data, const std::vector<int64_t>& rows,
+                                      const Preprocessor& preprocessor) {
+  if (rows.empty()) return absl::InvalidArgumentError("no samples to read");
+  GATI_RETURN_IF_ERROR(preprocessor.CheckShape(data));
+  std::vector<int64_t> shape = {static_cast<int64_t>(rows.size())};
+  shape.insert(shape.end(), preprocessor.input_shape().begin(),
+               preprocessor.input_shape().end());
+  at::Tensor out = at::empty(shape, at::kFloat);
+  float* values = out.data_ptr<float>();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    GATI_RETURN_IF_ERROR(data.Read(rows[i], values + i * preprocessor.sample_size()));
+  }
+  preprocessor.Apply(values, static_cast<int64_t>(rows.size()), values);
+  return out;
 }
 
 }  // namespace gati

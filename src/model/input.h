@@ -4,6 +4,10 @@
 
 #include <cstdint>
 
+#include <vector>
+
+#include "data/dataset.h"
+#include "data/preprocess.h"
 #include "gati/model.h"
 
 namespace gati {
@@ -14,6 +18,12 @@ namespace gati {
 // (pixel / 255 - mean[c]) / std[c]. Fails when count < 1.
 absl::StatusOr<at::Tensor> ImagesToInput(const uint8_t* pixels, int64_t count,
                                          const ModelMetadata& metadata);
+
+// Samples `rows` of `data`, normalized by `preprocessor`, as a float32
+// [rows.size(), input shape...] tensor on the CPU. Fails when rows is empty,
+// the data's shape is not the model's, or a read fails.
+absl::StatusOr<at::Tensor> ReadInputs(const Dataset& data, const std::vector<int64_t>& rows,
+                                      const Preprocessor& preprocessor);
 
 }  // namespace gati
 

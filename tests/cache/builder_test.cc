@@ -127,7 +127,7 @@ TEST_F(BuilderTest, BadOptionsAreClearErrorsAndWriteNothing) {
   ImageDataset empty = *images_;
   empty.count = 0;
   EXPECT_ERROR(BuildBundle(SmallBuild(), empty, dir_.File("b")).status(),
-               absl::StatusCode::kInvalidArgument, "holds no images");
+               absl::StatusCode::kInvalidArgument, "holds no samples");
   ImageDataset few = *images_;
   few.count = 2;
   EXPECT_ERROR(BuildBundle(SmallBuild(), few, dir_.File("b")).status(),
@@ -136,7 +136,7 @@ TEST_F(BuilderTest, BadOptionsAreClearErrorsAndWriteNothing) {
   wrong_size.rows = 14;
   wrong_size.cols = 56;
   EXPECT_ERROR(BuildBundle(SmallBuild(), wrong_size, dir_.File("b")).status(),
-               absl::StatusCode::kInvalidArgument, "takes inputs of shape [1,28,28]");
+               absl::StatusCode::kInvalidArgument, "takes inputs of shape 1x28x28, the data fashion-mnist validation has samples of 1x14x56");
 }
 
 TEST(TapListTest, ParsesAllAndLists) {

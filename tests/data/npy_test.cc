@@ -27,6 +27,16 @@ TEST(NpyTest, ReadsInt64WrittenByNumpy) {
   EXPECT_EQ(array->i64, (std::vector<int64_t>{-3, 0, 7, int64_t{1} << 40}));
 }
 
+TEST(NpyTest, ReadsAndWritesUint8AsNumpyDoes) {
+  auto array = ReadNpy(FixturePath("bytes.npy"));
+  ASSERT_TRUE(array.ok()) << array.status();
+  EXPECT_EQ(array->dtype, NpyDtype::kUint8);
+  EXPECT_EQ(array->shape, (std::vector<int64_t>{2, 3, 4}));
+  ASSERT_EQ(array->u8.size(), 24u);
+  for (int i = 0; i < 24; ++i) EXPECT_EQ(array->u8[i], i * 10);
+  EXPECT_EQ(*SerializeNpy(*array), testing::ReadFile(FixturePath("bytes.npy")));
+}
+
 TEST(NpyTest, WritesBytesIdenticalToNumpy) {
   auto array = ReadNpy(FixturePath("floats.npy"));
   ASSERT_TRUE(array.ok());

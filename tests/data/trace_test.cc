@@ -9,6 +9,8 @@
 #include <random>
 #include <set>
 
+#include "testutil.h"
+
 namespace gati {
 namespace {
 
@@ -126,6 +128,82 @@ TEST(TraceTest, BadOptionsNameTheFlag) {
             std::string::npos);
   EXPECT_FALSE(ParseTraceKind("zipf").ok());
   EXPECT_EQ(*ParseTraceKind("video"), TraceKind::kVideo);
+}
+
+}  // namespace
+}  // namespace gati
+
+namespace gati {
+namespace {
+
+TEST(TraceTest, UserDataOfAnyShapeWithOrWithoutLabels) {
+  testing::TempDir dir;
+  // 40 colour images 3x4x5 in [0, 1], unlabelled.
+  std::vector<float> values(40 * 60);
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> uniform(0, 1);
+  for (float& v : values) v = uniform(rng);
+  ASSERT_TRUE(WriteNpy(dir.File("x.npy"), NpyArray::Float32({40, 3, 4, 5}, values)).ok());
+  auto data = OpenNpyDataset(dir.File("x.npy"), "");
+  ASSERT_TRUE(data.ok()) << data.status();
+  TraceOptions options;
+  options.count = 200;
+  for (TraceKind kind : {TraceKind::kIid, TraceKind::kVideo}) {
+    options.kind = kind;
+    auto trace = MakeTrace(options, **data);
+    ASSERT_TRUE(trace.ok()) << trace.status();
+    EXPECT_EQ(trace->images.shape, (std::vector<int64_t>{200, 3, 4, 5}));
+    EXPECT_TRUE(trace->labels.i64.empty());  // No labels to copy.
+    for (float v : trace->images.f32) {
+      ASSERT_GE(v, 0.0f);  // Image data stays in [0, 1].
+      ASSERT_LE(v, 1.0f);
+    }
+  }
+  // iid requests are samples of the source, whole.
+  options.kind = TraceKind::kIid;
+  auto iid = MakeTrace(options, **data);
+  ASSERT_TRUE(iid.ok());
+  std::set<std::vector<float>> samples;
+  for (int i = 0; i < 40; ++i) {
+    samples.insert(std::vector<float>(values.begin() + i * 60, values.begin() + (i + 1) * 60));
+  }
+  for (int i = 0; i < 200; ++i) {
+    const auto begin = iid->images.f32.begin() + i * 60;
+    EXPECT_TRUE(samples.count(std::vector<float>(begin, begin + 60))) << "request " << i;
+  }
+  // Drawing by class needs labels.
+  options.kind = TraceKind::kSkewed;
+  auto skewed = MakeTrace(options, **data);
+  ASSERT_FALSE(skewed.ok());
+  EXPECT_NE(skewed.status().message().find("needs labels"), std::string::npos);
+  // With labels, skewed works and copies them.
+  std::vector<int64_t> labels(40);
+  for (int i = 0; i < 40; ++i) labels[i] = i % 4;
+  ASSERT_TRUE(WriteNpy(dir.File("y.npy"), NpyArray::Int64({40}, labels)).ok());
+  auto labelled = OpenNpyDataset(dir.File("x.npy"), dir.File("y.npy"));
+  ASSERT_TRUE(labelled.ok());
+  auto with_labels = MakeTrace(options, **labelled);
+  ASSERT_TRUE(with_labels.ok()) << with_labels.status();
+  EXPECT_EQ(with_labels->labels.shape, (std::vector<int64_t>{200}));
+}
+
+TEST(TraceTest, VideoFramesOfRawDataAreNotClamped) {
+  testing::TempDir dir;
+  // Feature vectors [8] far outside [0, 1].
+  std::vector<float> values(10 * 8);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = 100.0f + static_cast<float>(i);
+  ASSERT_TRUE(WriteNpy(dir.File("v.npy"), NpyArray::Float32({10, 8}, values)).ok());
+  auto data = OpenNpyDataset(dir.File("v.npy"), "");
+  ASSERT_TRUE(data.ok());
+  TraceOptions options;
+  options.kind = TraceKind::kVideo;
+  options.count = 50;
+  auto trace = MakeTrace(options, **data);
+  ASSERT_TRUE(trace.ok()) << trace.status();
+  EXPECT_EQ(trace->images.shape, (std::vector<int64_t>{50, 8}));
+  float largest = 0;
+  for (float v : trace->images.f32) largest = std::max(largest, v);
+  EXPECT_GT(largest, 50.0f);
 }
 
 }  // namespace
