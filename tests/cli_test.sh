@@ -62,7 +62,7 @@ expect "build unknown tap" nonzero "tap 999 does not exist" -- "$GATI" build --m
 expect "build bad tap list" nonzero "'a' is not a tap index" -- "$GATI" build --model "$TINY" --out "$WORK/b" --taps a,1
 expect "build unreadable model" nonzero "no such file" -- "$GATI" build --model /nonexistent/model.pt --out "$WORK/b"
 mkdir -p "$WORK/empty"
-expect "build empty data" nonzero "no such file" -- "$GATI" build --model "$TINY" --out "$WORK/b" --data "$WORK/empty"
+expect "build empty data" nonzero "empty: holds no .png or .jpg images" -- "$GATI" build --model "$TINY" --out "$WORK/b" --data "$WORK/empty"
 expect "build wrong input shape" nonzero "takes inputs of shape 1x8x8, the data fashion-mnist validation split .* has samples of 1x28x28" -- "$GATI" build --model "$FIXTURES/tiny_cnn.pt" --out "$WORK/b" --limit 600
 expect "build bad threads" nonzero "threads" -- "$GATI" build --model "$TINY" --out "$WORK/b" --threads 0
 expect "build failures write nothing" 0 "^absent$" -- bash -c "[[ -e '$WORK/b' ]] && echo present || echo absent"
@@ -167,6 +167,31 @@ expect "build labels count" nonzero "colour_labels_short.npy: has 699 labels for
 expect "build non-finite sample" nonzero "colour_inf.npy: sample 123 holds a value that is not finite" -- "$GATI" build "${COLOUR[@]}" --data "$WORK/colour_inf.npy" --out "$WORK/colour_bad"
 expect "build data of another shape" nonzero "takes inputs of shape 3x32x32, the data fashion-mnist validation split" -- "$GATI" build "${COLOUR[@]}" --out "$WORK/colour_bad" --limit 600
 expect "bad data writes nothing" 0 "^absent$" -- bash -c "[[ -e '$WORK/colour_bad' ]] && echo present || echo absent"
+
+# An image folder: PNG and JPEG files of another size than the model's,
+# in class subdirectories, resized and cropped as the metadata says.
+/usr/bin/python3 - "$WORK" <<'PY'
+import os, sys, numpy as np
+from PIL import Image
+work = sys.argv[1]
+images = np.load(work + "/colour.npy")
+for i in range(400):
+    folder = os.path.join(work, "folder", ("ants", "bees")[i % 2])
+    os.makedirs(folder, exist_ok=True)
+    picture = Image.fromarray(images[i].transpose(1, 2, 0)).resize((48, 40))
+    picture.save(os.path.join(folder, f"{i:03d}" + (".png" if i % 3 else ".jpg")))
+os.makedirs(work + "/folder_bad/ants", exist_ok=True)
+Image.fromarray(images[0].transpose(1, 2, 0)).save(work + "/folder_bad/ants/a.png")
+with open(work + "/folder_bad/ants/b.png", "wb") as f:
+    f.write(open(work + "/folder_bad/ants/a.png", "rb").read()[:100])
+PY
+expect "build on an image folder" 0 "samples 400: predictor-train" -- "$GATI" build "${COLOUR[@]}" --data "$WORK/folder" --out "$WORK/folder.bundle"
+expect "the folder in the manifest" 0 "folder \(400 images in 2 classes, shorter side to 32, center crop 32x32\)" -- cat "$WORK/folder.bundle/manifest.json"
+expect "trace from an image folder" 0 "wrote .*ft.npy \(60 iid requests from .*folder.*ft.labels.npy" -- "$GATI" trace --n 60 --data "$WORK/folder" --model "$R18" --out "$WORK/ft.npy"
+expect "trace of a folder needs the model" nonzero "an image folder needs the model \(--model\)" -- "$GATI" trace --n 60 --data "$WORK/folder" --out "$WORK/ft2.npy"
+expect "replay a folder trace" 0 "accuracy: gati" -- "$GATI" replay "$WORK/folder.bundle" --trace "$WORK/ft.npy" --labels "$WORK/ft.labels.npy" --warmup 2
+expect "build truncated image" nonzero "sample 1: .*b.png: corrupt or truncated PNG" -- "$GATI" build "${COLOUR[@]}" --data "$WORK/folder_bad" --out "$WORK/colour_bad"
+expect "bad folder writes nothing" 0 "^absent$" -- bash -c "[[ -e '$WORK/colour_bad' ]] && echo present || echo absent"
 
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -95,7 +95,8 @@ def stages_from_names(model, names, flatten_before=None):
     return stages
 
 
-def build_metadata(name, stage_names, input_shape, mean, std, class_names):
+def build_metadata(name, stage_names, input_shape, mean, std, class_names,
+                   resize=None):
     channels = input_shape[0]
     if len(mean) == 1:
         mean = mean * channels
@@ -107,10 +108,17 @@ def build_metadata(name, stage_names, input_shape, mean, std, class_names):
             f"{channels} input channels")
     if any(s <= 0 for s in std):
         raise ExportError("normalization std must be > 0")
+    if resize is not None and (not isinstance(resize, int) or resize < 1):
+        raise ExportError(f"--resize must be a positive number of pixels, got {resize}")
+    if resize is not None and len(input_shape) != 3:
+        raise ExportError("--resize is for image models (input shape C,H,W)")
+    model_input = {"shape": list(input_shape), "dtype": "float32"}
+    if resize is not None:
+        model_input["resize"] = {"shorter_side": resize}
     return {
         "format_version": FORMAT_VERSION,
         "name": name,
-        "input": {"shape": list(input_shape), "dtype": "float32"},
+        "input": model_input,
         "normalization": {"mean": list(mean), "std": list(std)},
         "class_names": list(class_names),
         "stage_names": list(stage_names),
@@ -119,7 +127,7 @@ def build_metadata(name, stage_names, input_shape, mean, std, class_names):
 
 def export_staged(stages, reference, input_shape, out_path, name,
                   mean=(0.0,), std=(1.0,), class_names=None, num_checks=4,
-                  batch=2, rtol=1e-4, atol=1e-5, seed=0):
+                  batch=2, rtol=1e-4, atol=1e-5, seed=0, resize=None):
     """Scripts the stages as one nn.Sequential, checks it, writes it.
 
     `reference` is the original model (or None to skip the comparison).
@@ -184,7 +192,7 @@ def export_staged(stages, reference, input_shape, out_path, name,
         if not torch.allclose(scripted(x), staged(x), rtol=rtol, atol=atol):
             raise ExportError("scripted model differs from the eager model")
     metadata = build_metadata(name, [n for n, _ in stages], input_shape,
-                              list(mean), list(std), class_names)
+                              list(mean), list(std), class_names, resize)
     directory = os.path.dirname(os.path.abspath(out_path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp_path = tempfile.mkstemp(dir=directory, suffix=".tmp")
@@ -261,6 +269,10 @@ def main(argv=None):
     parser.add_argument("--mean", default="0", help="per-channel mean")
     parser.add_argument("--std", default="1", help="per-channel std")
     parser.add_argument("--class-names", help="comma-separated class names")
+    parser.add_argument("--resize", type=int, metavar="N",
+                        help="images of another size are scaled so that their "
+                             "shorter side is N pixels, then center-cropped to "
+                             "the input's H x W (default: the larger of H, W)")
     parser.add_argument("--name", help="model name (default: file stem)")
     parser.add_argument("--out", required=True, help="output .pt file")
     args = parser.parse_args(argv)
@@ -303,7 +315,7 @@ def main(argv=None):
         export_staged(stages, model, shape, args.out, name,
                       mean=_floats(args.mean, "--mean"),
                       std=_floats(args.std, "--std"),
-                      class_names=class_names)
+                      class_names=class_names, resize=args.resize)
     except ExportError as e:
         print(f"gati_export: error: {e}", file=sys.stderr)
         return 3

@@ -31,6 +31,10 @@ struct ModelMetadata {
   std::vector<int64_t> input_shape;
   // Element type of the input; only "float32" is supported.
   std::string input_dtype;
+  // How an image of another size becomes an input of input_shape's H x W:
+  // scaled so that its shorter side is `resize_shorter_side` pixels (0: the
+  // larger of H and W), then center-cropped ("input.resize" in gati.json).
+  int64_t resize_shorter_side = 0;
   // Per-channel normalization: model input = (raw - mean) / std, raw in [0,1].
   std::vector<float> mean;
   std::vector<float> std;

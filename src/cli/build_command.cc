@@ -14,6 +14,7 @@
 #include "cli/progress_bar.h"
 #include "data/dataset.h"
 #include "data/fashion_mnist.h"
+#include "gati/model.h"
 #include "plan/bundle_plan.h"
 #include "runtime/mode_timing.h"
 
@@ -88,7 +89,11 @@ int RunBuild(BuildFlags& flags) {
       flags.mode, flags.max_taps, flags.tail_budget);
   if (!plan_options.ok()) return Fail(plan_options.status());
   options.plan_options = *plan_options;
-  auto source = OpenDataSource(flags.data, flags.labels, Split::kValidation);
+  // The model's input shape and resize rule say how an image folder is read.
+  auto model = StagedModel::Load(options.model_path);
+  if (!model.ok()) return Fail(model.status());
+  auto source = OpenDataSource(flags.data, flags.labels, Split::kValidation,
+                               &(*model)->metadata());
   if (!source.ok()) return Fail(source.status());
   std::unique_ptr<Dataset> data = FirstSamples(**source, flags.limit);
   options.data_description = data->description();
@@ -169,9 +174,10 @@ std::function<int()> RegisterBuildCommand(CLI::App& app) {
   command->add_option("--out", flags->out, "bundle directory to write")->required();
   command->add_option("--data", flags->data,
                       "fashion-mnist or a directory of its gzip IDX files (the validation "
-                      "split is used), or a .npy of (N, ...) float32 (raw values; images in "
-                      "[0, 1]) or uint8 samples of the model's input shape, all of which "
-                      "builds");
+                      "split is used); a folder of PNG/JPEG images, flat or in class "
+                      "subdirectories; or a .npy of (N, ...) float32 (raw values; images in "
+                      "[0, 1]) or uint8 samples of the model's input shape; a folder or "
+                      ".npy builds whole");
   command->add_option("--labels", flags->labels,
                       "int64 .npy of labels for a .npy --data (optional: caches learn from "
                       "the base model; labels only add accuracy figures)");

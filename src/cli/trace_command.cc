@@ -10,6 +10,7 @@
 #include "data/dataset.h"
 #include "data/fashion_mnist.h"
 #include "data/trace.h"
+#include "gati/model.h"
 
 namespace gati::cli {
 namespace {
@@ -21,6 +22,7 @@ struct TraceFlags {
   std::string labels_out;
   std::string data = "fashion-mnist";
   std::string labels;
+  std::string model;  // For an image folder: its input shape and resize rule.
   std::string data_dir;  // Older spelling of --data for an IDX directory.
 };
 
@@ -43,8 +45,15 @@ int RunTrace(const TraceFlags& flags) {
   if (!kind.ok()) return Fail(kind.status());
   // Fashion-MNIST traces come from the test split only: it trains and
   // calibrates nothing. A user's file is theirs to hold out.
+  std::unique_ptr<StagedModel> model;
+  if (!flags.model.empty()) {
+    auto loaded = StagedModel::Load(flags.model);
+    if (!loaded.ok()) return Fail(loaded.status());
+    model = std::move(*loaded);
+  }
   auto source = OpenDataSource(flags.data_dir.empty() ? flags.data : flags.data_dir,
-                               flags.labels, Split::kTest);
+                               flags.labels, Split::kTest,
+                               model ? &model->metadata() : nullptr);
   if (!source.ok()) return Fail(source.status());
   TraceOptions options = flags.options;
   options.kind = *kind;
@@ -92,9 +101,13 @@ std::function<int()> RegisterTraceCommand(CLI::App& app) {
                       "trace file (NPY float32 [N, sample shape], e.g. [N, 1, 28, 28])")
       ->required();
   command->add_option("--data", flags->data,
-                      "fashion-mnist (its test split), a directory of its IDX files, or a "
-                      ".npy of (N, ...) float32 or uint8 samples");
+                      "fashion-mnist (its test split), a directory of its IDX files, a folder "
+                      "of PNG/JPEG images (with --model), or a .npy of (N, ...) float32 or "
+                      "uint8 samples");
   command->add_option("--labels", flags->labels, "int64 .npy of labels for a .npy --data");
+  command->add_option("--model", flags->model,
+                      "staged model whose input shape and resize rule an image-folder --data "
+                      "is converted to");
   command->add_option("--labels-out", flags->labels_out,
                       "labels file (default: OUT with .labels.npy)");
   command->add_option("--data-dir", flags->data_dir,

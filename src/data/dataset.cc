@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "data/image_folder.h"
 
 namespace gati {
 namespace {
@@ -130,7 +131,8 @@ std::unique_ptr<Dataset> OwnImages(ImageDataset images, std::string description)
 
 absl::StatusOr<std::unique_ptr<Dataset>> OpenDataSource(const std::string& spec,
                                                         const std::string& labels_path,
-                                                        Split split, int num_classes) {
+                                                        Split split, const ModelMetadata* model) {
+  const int num_classes = model != nullptr ? static_cast<int>(model->class_names.size()) : 0;
   const bool npy = spec.size() > 4 && spec.compare(spec.size() - 4, 4, ".npy") == 0;
   if (npy) return OpenNpyDataset(spec, labels_path, num_classes);
   if (!labels_path.empty()) {
@@ -140,8 +142,37 @@ absl::StatusOr<std::unique_ptr<Dataset>> OpenDataSource(const std::string& spec,
   const std::string dir = spec == "fashion-mnist" ? kFashionMnistDir : spec;
   if (!std::filesystem::is_directory(dir)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--data ", spec, ": not fashion-mnist, a directory of Fashion-MNIST IDX files, or a "
-        ".npy file"));
+        "--data ", spec, ": not fashion-mnist, a directory of Fashion-MNIST IDX files or of "
+        "images, or a .npy file"));
+  }
+  const bool idx = std::filesystem::exists(std::filesystem::path(dir) /
+                                           "train-images-idx3-ubyte.gz") ||
+                   std::filesystem::exists(std::filesystem::path(dir) /
+                                           "t10k-images-idx3-ubyte.gz");
+  if (!idx) {
+    if (model == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--data ", spec, ": an image folder needs the model (--model) for its input size"));
+    }
+    if (model->input_shape.size() != 3) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--data ", spec, ": an image folder needs a model that takes C x H x W images; this "
+          "one takes ", ShapeString(model->input_shape)));
+    }
+    ImageFolderOptions options;
+    options.channels = model->input_shape[0];
+    options.height = model->input_shape[1];
+    options.width = model->input_shape[2];
+    options.shorter_side = model->resize_shorter_side;
+    std::vector<std::string> classes;
+    GATI_ASSIGN_OR_RETURN(std::unique_ptr<Dataset> folder,
+                          OpenImageFolder(dir, options, &classes));
+    if (num_classes > 0 && static_cast<int>(classes.size()) > num_classes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          dir, ": has ", classes.size(), " class subdirectories; the model has ", num_classes,
+          " classes"));
+    }
+    return folder;
   }
   GATI_ASSIGN_OR_RETURN(ImageDataset images, LoadFashionMnist(split, dir));
   std::string description = absl::StrCat(

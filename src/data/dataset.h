@@ -18,6 +18,7 @@
 
 #include "data/fashion_mnist.h"
 #include "data/npy.h"
+#include "gati/model.h"
 #include "gati/status.h"
 
 namespace gati {
@@ -52,13 +53,15 @@ std::unique_ptr<Dataset> OwnImages(ImageDataset images, std::string description)
 
 // Opens a data source named on a command line: "fashion-mnist" (the
 // built-in IDX files, split `split`), a directory of Fashion-MNIST gzip IDX
-// files (split `split`), or a .npy file (OpenNpyDataset, with
-// `labels_path`; all of it, whatever `split` says: the user chooses which
-// data builds and which evaluates). InvalidArgument for anything else;
-// load errors name the file.
+// files (split `split`), a .npy file (OpenNpyDataset, with `labels_path`),
+// or an image folder (OpenImageFolder, converted to `model`'s input shape
+// and resize rule; needs `model`). A .npy or a folder is used whole,
+// whatever `split` says: the user chooses which data builds and which
+// evaluates. InvalidArgument for anything else; load errors name the file.
 absl::StatusOr<std::unique_ptr<Dataset>> OpenDataSource(const std::string& spec,
                                                         const std::string& labels_path,
-                                                        Split split, int num_classes = 0);
+                                                        Split split,
+                                                        const ModelMetadata* model = nullptr);
 
 // Opens `data_path`, a .npy array (N, d1, ..., dk) with k in 1..3 of
 // float32 or uint8 (uint8 is read as value / 255), and, when `labels_path`

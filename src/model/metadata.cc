@@ -59,6 +59,15 @@ absl::StatusOr<ModelMetadata> ParseModelMetadata(const std::string& json_text,
     return Invalid(source, "'input.dtype' missing");
   }
   metadata.input_dtype = input["dtype"].get<std::string>();
+  if (input.contains("resize")) {
+    const auto& resize = input["resize"];
+    if (!resize.is_object() || !resize.contains("shorter_side") ||
+        !resize.at("shorter_side").is_number_integer() ||
+        resize.at("shorter_side").get<int64_t>() < 1) {
+      return Invalid(source, "'input.resize' must be {\"shorter_side\": N} with N >= 1");
+    }
+    metadata.resize_shorter_side = resize.at("shorter_side").get<int64_t>();
+  }
   if (metadata.input_dtype != "float32") {
     return Invalid(source, absl::StrCat("input dtype '", metadata.input_dtype,
                                         "' is not supported (only float32)"));
@@ -119,6 +128,9 @@ std::string ModelMetadataToJson(const ModelMetadata& metadata) {
       {"class_names", metadata.class_names},
       {"stage_names", metadata.stage_names},
   };
+  if (metadata.resize_shorter_side > 0) {
+    json["input"]["resize"] = {{"shorter_side", metadata.resize_shorter_side}};
+  }
   return json.dump(1);
 }
 

@@ -78,6 +78,27 @@ TEST(ModelMetadataTest, RejectsInvalidMetadataNamingTheProblem) {
   }
 }
 
+TEST(ModelMetadataTest, ResizeRuleIsOptionalAndRoundTrips) {
+  auto plain = ParseModelMetadata(ValidJson().dump(), "m.pt");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->resize_shorter_side, 0);
+  EXPECT_EQ(ModelMetadataToJson(*plain).find("resize"), std::string::npos);
+  Json json = ValidJson();
+  json["input"]["resize"] = {{"shorter_side", 256}};
+  auto resized = ParseModelMetadata(json.dump(), "m.pt");
+  ASSERT_TRUE(resized.ok()) << resized.status();
+  EXPECT_EQ(resized->resize_shorter_side, 256);
+  auto again = ParseModelMetadata(ModelMetadataToJson(*resized), "again");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->resize_shorter_side, 256);
+  for (const Json& bad : {Json{{"shorter_side", 0}}, Json{{"side", 5}}, Json(7)}) {
+    json["input"]["resize"] = bad;
+    auto rejected = ParseModelMetadata(json.dump(), "m.pt");
+    ASSERT_FALSE(rejected.ok()) << bad.dump();
+    EXPECT_NE(rejected.status().message().find("'input.resize'"), std::string::npos);
+  }
+}
+
 TEST(ModelMetadataTest, RejectsTextThatIsNotAJsonObject) {
   EXPECT_ERROR(ParseModelMetadata("{oops", "x.pt").status(),
                absl::StatusCode::kInvalidArgument, "x.pt: invalid gati.json");

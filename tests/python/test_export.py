@@ -97,6 +97,19 @@ class ExportTest(unittest.TestCase):
         staged = torch.jit.load(out)
         self.assertEqual(len(list(staged.children())), 10)
 
+    def test_resize_rule_goes_in_the_metadata(self):
+        out = os.path.join(self.dir, "r18r.pt")
+        result = run_export("--torchvision", "resnet18", "--num-classes",
+                            "3", "--input-shape", "3,32,32", "--resize", "36",
+                            "--out", out)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(read_metadata(out)["input"]["resize"],
+                         {"shorter_side": 36})
+        bad = run_export("--torchvision", "resnet18", "--input-shape",
+                         "3,32,32", "--resize", "0", "--out", out + ".bad")
+        self.assertNotEqual(bad.returncode, 0)
+        self.assertIn("--resize must be a positive number", bad.stderr)
+
     def test_plain_sequential_cnn_keeps_its_outputs(self):
         out = os.path.join(self.dir, "cnn.pt")
         result = run_export("--module", f"{self.user}:plain_cnn",
