@@ -185,9 +185,14 @@ Image.fromarray(images[0].transpose(1, 2, 0)).save(work + "/folder_bad/ants/a.pn
 with open(work + "/folder_bad/ants/b.png", "wb") as f:
     f.write(open(work + "/folder_bad/ants/a.png", "rb").read()[:100])
 PY
-expect "build on an image folder" 0 "samples 400: predictor-train" -- "$GATI" build "${COLOUR[@]}" --data "$WORK/folder" --out "$WORK/folder.bundle"
-expect "the folder in the manifest" 0 "folder \(400 images in 2 classes, shorter side to 32, center crop 32x32\)" -- cat "$WORK/folder.bundle/manifest.json"
-expect "trace from an image folder" 0 "wrote .*ft.npy \(60 iid requests from .*folder.*ft.labels.npy" -- "$GATI" trace --n 60 --data "$WORK/folder" --model "$R18" --out "$WORK/ft.npy"
+# The model: torchvision's ResNet-18 for the 2 classes, staged by torch.fx
+# (--auto), images scaled to a shorter side of 36, then cropped to 32.
+EXPORT="$(dirname "$0")/../tools/gati_export.py"
+expect "export --auto" 0 "taps \(after each stage but the last\): 0:" -- /usr/bin/python3 "$EXPORT" --torchvision resnet18 --num-classes 2 --class-names ants,bees --input-shape 3,32,32 --resize 36 --auto --out "$WORK/r18auto.pt"
+FOLDER=(--model "$WORK/r18auto.pt" --taps 2,4 --variants gap:linear --epochs 2 --stream-epochs 1 --tail-budget 0 --plan-epsilon 0.2)
+expect "build on an image folder" 0 "samples 400: predictor-train" -- "$GATI" build "${FOLDER[@]}" --data "$WORK/folder" --out "$WORK/folder.bundle"
+expect "the folder in the manifest" 0 "folder \(400 images in 2 classes, shorter side to 36, center crop 32x32\)" -- cat "$WORK/folder.bundle/manifest.json"
+expect "trace from an image folder" 0 "wrote .*ft.npy \(60 iid requests from .*folder.*ft.labels.npy" -- "$GATI" trace --n 60 --data "$WORK/folder" --model "$WORK/r18auto.pt" --out "$WORK/ft.npy"
 expect "trace of a folder needs the model" nonzero "an image folder needs the model \(--model\)" -- "$GATI" trace --n 60 --data "$WORK/folder" --out "$WORK/ft2.npy"
 expect "replay a folder trace" 0 "accuracy: gati" -- "$GATI" replay "$WORK/folder.bundle" --trace "$WORK/ft.npy" --labels "$WORK/ft.labels.npy" --warmup 2
 expect "build truncated image" nonzero "sample 1: .*b.png: corrupt or truncated PNG" -- "$GATI" build "${COLOUR[@]}" --data "$WORK/folder_bad" --out "$WORK/colour_bad"

@@ -74,6 +74,195 @@ def stages_from_resnet(model):
     return stages
 
 
+def _fx_trace(model):
+    """Symbolic trace of `model`, or an ExportError naming what fx met."""
+    import torch.fx
+    try:
+        return torch.fx.symbolic_trace(model)
+    except Exception as e:  # TraceError, TypeError from data-dependent code.
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ExportError(
+            f"--auto: torch.fx cannot trace {type(model).__name__}: "
+            f"{type(e).__name__}: {reason}. This is usually control flow "
+            f"that depends on tensor values or shapes; name the stages "
+            f"instead with --stages") from e
+
+
+def _cut_points(graph):
+    """Indices i (into graph.nodes) after which a single tensor carries the
+    whole state: the only value computed so far that a later node (or the
+    output) still needs is node i itself. Constants (get_attr) do not
+    count: every stage can read them. These are the cut vertices of the
+    dataflow graph between the input and the output."""
+    nodes = list(graph.nodes)
+    index = {node: i for i, node in enumerate(nodes)}
+    last_use = {}
+    for i, node in enumerate(nodes):
+        for used in node.all_input_nodes:
+            last_use[used] = max(last_use.get(used, -1), i)
+    cuts = []
+    for i, node in enumerate(nodes):
+        if node.op in ("placeholder", "output", "get_attr"):
+            continue
+        if i + 1 >= len(nodes) or nodes[i + 1].op == "output":
+            continue  # The last value is the output, not a tap.
+        live = [n for n in nodes[:i + 1]
+                if n.op != "get_attr" and last_use.get(n, -1) > i]
+        if live == [node]:
+            cuts.append(i)
+    return nodes, index, cuts
+
+
+def _segment_module(root, nodes, begin, end):
+    """A GraphModule computing nodes[begin..end] from the value of
+    nodes[begin - 1] (or the model's input when begin is the first node)."""
+    import torch.fx
+    graph = torch.fx.Graph()
+    env = {}
+    source = nodes[begin - 1]
+    env[source] = graph.placeholder("x")
+    for node in nodes[begin:end + 1]:
+        for used in node.all_input_nodes:
+            if used not in env and used.op == "get_attr":
+                env[used] = graph.node_copy(used, lambda n: env[n])
+        env[node] = graph.node_copy(node, lambda n: env[n])
+    graph.output(env[nodes[end]])
+    return torch.fx.GraphModule(root, graph)
+
+
+def _segment_names(nodes, begin, end):
+    """Readable names, shortest first: the module path of the last
+    call_module in the segment cut to two parts (e.g. "layer2.1"), then
+    the whole path, then the last node's name."""
+    names = []
+    for node in reversed(nodes[begin:end + 1]):
+        if node.op == "call_module":
+            parts = node.target.split(".")
+            names += [".".join(parts[:2]), node.target]
+            break
+    return names + [nodes[end].name]
+
+
+def stages_from_fx(model, input_shape, min_stage_share=0.02, seed=0):
+    """Returns [(name, module)]: `model` cut at every point of its torch.fx
+    graph where one tensor carries the whole state (no skip connection or
+    other value crosses it), then consecutive stages merged until each
+    takes at least `min_stage_share` of the model's measured time (the last
+    stage, the head, is merged into its predecessor only when it is below
+    the share too)."""
+    import time
+    traced = _fx_trace(model)
+    nodes, _, cuts = _cut_points(traced.graph)
+    first = next(i for i, n in enumerate(nodes) if n.op == "placeholder")
+    placeholders = [n for n in nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        raise ExportError(f"--auto: the model takes {len(placeholders)} "
+                          f"inputs; a staged model takes one tensor")
+    out_index = next(i for i, n in enumerate(nodes) if n.op == "output")
+    bounds = [first] + cuts + [out_index - 1]
+    segments = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        begin = a + 1
+        # Skip leading constants-only ranges.
+        if begin > b:
+            continue
+        segments.append((begin, b))
+    if len(segments) < 2:
+        raise ExportError("--auto: found no point where a single tensor "
+                          "carries the model's state; name the stages with "
+                          "--stages")
+    modules = [_segment_module(traced, nodes, a, b) for a, b in segments]
+    # Time each segment on a random input (after a warm-up), to merge the
+    # ones too small to be worth a tap.
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn((1,) + tuple(input_shape), generator=generator)
+    times = []
+    with torch.no_grad():
+        for module in modules:
+            for _ in range(2):
+                y = module(x)
+            start = time.perf_counter()
+            for _ in range(5):
+                y = module(x)
+            times.append((time.perf_counter() - start) / 5)
+            x = y
+    total = sum(times) or 1.0
+    merged = []  # [(first segment, last segment, time)]
+    for k, t in enumerate(times):
+        if merged and merged[-1][2] < min_stage_share * total:
+            a, _, s = merged[-1]
+            merged[-1] = (a, k, s + t)
+        else:
+            merged.append((k, k, t))
+    if len(merged) > 1 and merged[-1][2] < min_stage_share * total:
+        a, _, s = merged[-2]
+        merged[-2:] = [(a, merged[-1][1], s + merged[-1][2])]
+    stages = []
+    used_names = set()
+    for a, b, _ in merged:
+        begin, end = segments[a][0], segments[b][1]
+        candidates = _segment_names(nodes, begin, end)
+        name = next((n for n in candidates if n not in used_names), None)
+        suffix = 2
+        while name is None:
+            name = f"{candidates[0]}#{suffix}"
+            name = None if name in used_names else name
+            suffix += 1
+        used_names.add(name)
+        stages.append((name, _segment_module(traced, nodes, begin, end)))
+    if len(stages) < 2:
+        raise ExportError("--auto: every cut point merged into one stage; "
+                          "lower --min-stage-share")
+    return stages
+
+
+class _VitEmbed(nn.Module):
+    """A torchvision VisionTransformer's input side: patches, class token,
+    position embedding: [N, C, H, W] -> tokens [N, 1 + patches, D]."""
+
+    def __init__(self, vit):
+        super().__init__()
+        self.conv_proj = vit.conv_proj
+        self.class_token = vit.class_token
+        self.pos_embedding = vit.encoder.pos_embedding
+        self.dropout = vit.encoder.dropout
+
+    def forward(self, x):
+        x = self.conv_proj(x).flatten(2).transpose(1, 2)
+        token = self.class_token.expand(x.shape[0], -1, -1)
+        return self.dropout(torch.cat([token, x], dim=1) + self.pos_embedding)
+
+
+class _VitHead(nn.Module):
+    """A torchvision VisionTransformer's output side: final norm, the class
+    token, the heads."""
+
+    def __init__(self, vit):
+        super().__init__()
+        self.ln = vit.encoder.ln
+        self.heads = vit.heads
+
+    def forward(self, x):
+        return self.heads(self.ln(x)[:, 0])
+
+
+def stages_from_vit(model):
+    """Returns [(name, module)] for a torchvision VisionTransformer (which
+    torch.fx cannot trace: it unpacks the input's shape): the embedding,
+    every encoder block, the head."""
+    stages = [("embed", _VitEmbed(model))]
+    for name, block in model.encoder.layers.named_children():
+        stages.append((f"encoder.{name}", block))
+    stages.append(("head", _VitHead(model)))
+    return stages
+
+
+def _is_torchvision_vit(model):
+    return all(hasattr(model, a) for a in ("conv_proj", "class_token", "encoder",
+                                           "heads")) and \
+        hasattr(model.encoder, "layers")
+
+
 def stages_from_names(model, names, flatten_before=None):
     """Returns [(name, module)] for submodules of `model` named in `names`.
 
@@ -262,6 +451,12 @@ def main(argv=None):
     parser.add_argument("--stages",
                         help="comma-separated submodule names, in order "
                              "(default: the children of an nn.Sequential)")
+    parser.add_argument("--auto", action="store_true",
+                        help="find the stages with torch.fx: a cut wherever "
+                             "one tensor carries the whole state")
+    parser.add_argument("--min-stage-share", type=float, default=0.02,
+                        help="--auto: merge stages that take less than this "
+                             "share of the model's time")
     parser.add_argument("--flatten-before", metavar="STAGE",
                         help="insert a flatten in front of this stage")
     parser.add_argument("--input-shape", required=True,
@@ -300,16 +495,32 @@ def main(argv=None):
                 raise ExportError(f"--weights: cannot load '{args.weights}': "
                                   f"{str(e).splitlines()[0]}") from e
         model.eval()
-        if args.stages:
+        if args.auto and args.stages:
+            raise ExportError("--auto and --stages exclude each other")
+        if not 0 <= args.min_stage_share < 0.5:
+            raise ExportError("--min-stage-share must lie in [0, 0.5)")
+        if args.auto and _is_torchvision_vit(model):
+            stages = stages_from_vit(model)
+            print("gati_export: torchvision VisionTransformer: embedding, "
+                  "every encoder block, head (torch.fx cannot trace its "
+                  "shape unpacking)")
+        elif args.auto:
+            stages = stages_from_fx(model, shape, args.min_stage_share)
+        elif args.stages:
             stages = stages_from_names(model, args.stages.split(","),
                                        args.flatten_before)
         elif isinstance(model, nn.Sequential):
             stages = stages_from_sequential(model)
         elif hasattr(model, "layer4") and hasattr(model, "fc"):
             stages = stages_from_resnet(model)
+        elif _is_torchvision_vit(model):
+            stages = stages_from_vit(model)
         else:
             raise ExportError(f"{type(model).__name__} is neither an "
-                              f"nn.Sequential nor a ResNet; pass --stages")
+                              f"nn.Sequential nor a ResNet; pass --auto "
+                              f"or --stages")
+        print("gati_export: taps (after each stage but the last): " +
+              ", ".join(f"{k}:{n}" for k, (n, _) in enumerate(stages[:-1])))
         name = args.name or os.path.splitext(os.path.basename(args.out))[0]
         class_names = args.class_names.split(",") if args.class_names else None
         export_staged(stages, model, shape, args.out, name,

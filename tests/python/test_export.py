@@ -49,6 +49,35 @@ class Residual(Net):
 
 def residual():
     return Residual()
+
+class Blocks(nn.Module):
+    """A user's own module with skip connections: cuts only between blocks."""
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.stem = nn.Conv2d(1, 8, 3, padding=1)
+        self.a1 = nn.Conv2d(8, 8, 3, padding=1)
+        self.a2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.b1 = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 4)
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        x = x + self.a2(torch.relu(self.a1(x)))   # No cut inside: x is live.
+        x = torch.relu(x + self.b1(x))
+        return self.fc(x.mean(dim=(2, 3)))
+
+def blocks():
+    return Blocks()
+
+class Branchy(Net):
+    """Control flow on a tensor's value: torch.fx cannot trace it."""
+    def forward(self, x):
+        if x.sum() > 0:
+            x = -x
+        return super().forward(x)
+
+def branchy():
+    return Branchy()
 '''
 
 
@@ -110,6 +139,68 @@ class ExportTest(unittest.TestCase):
         self.assertNotEqual(bad.returncode, 0)
         self.assertIn("--resize must be a positive number", bad.stderr)
 
+    def test_auto_stages_torchvision_models_without_a_stage_list(self):
+        for arch, want in (("resnet18", None), ("vgg11", None),
+                           ("mobilenet_v2", None)):
+            out = os.path.join(self.dir, arch + ".pt")
+            result = run_export("--torchvision", arch, "--num-classes", "10",
+                                "--input-shape", "3,32,32", "--auto",
+                                "--out", out)
+            self.assertEqual(result.returncode, 0, arch + result.stderr)
+            self.assertIn("taps (after each stage but the last): 0:",
+                          result.stdout)
+            names = read_metadata(out)["stage_names"]
+            self.assertGreaterEqual(len(names), 5, (arch, names))
+            self.assertEqual(len(names), len(set(names)), names)
+        # ResNet-18: a cut after every residual block, none inside one.
+        names = read_metadata(os.path.join(self.dir, "resnet18.pt"))["stage_names"]
+        blocks = [f"layer{l}.{b}" for l in range(1, 5) for b in range(2)]
+        for block in blocks[:-1]:
+            self.assertIn(block, names)
+        self.assertFalse(any(n.startswith("layer1.0.") for n in names), names)
+
+    def test_auto_cuts_a_users_module_only_where_one_tensor_flows(self):
+        out = os.path.join(self.dir, "blocks.pt")
+        result = run_export("--module", self.user + ":blocks", "--auto",
+                            "--min-stage-share", "0", "--input-shape",
+                            "1,8,8", "--out", out)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        names = read_metadata(out)["stage_names"]
+        # Cuts after the stem, its relu and each block, never between a1 and
+        # a2 or between b1 and its add (the skip connections keep x alive
+        # there); stages are named by their last submodule or function.
+        self.assertEqual(names, ["stem", "relu", "a2", "b1", "relu_2", "mean", "fc"])
+        staged = torch.jit.load(out)
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("user_models", self.user)
+        user = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(user)
+        x = torch.randn(3, 1, 8, 8)
+        self.assertTrue(torch.allclose(staged(x), user.blocks()(x), atol=1e-5))
+        # A larger --min-stage-share merges stages.
+        merged = os.path.join(self.dir, "merged.pt")
+        result = run_export("--module", self.user + ":blocks", "--auto",
+                            "--min-stage-share", "0.4", "--input-shape",
+                            "1,8,8", "--out", merged)
+        if result.returncode == 0:
+            self.assertLess(len(read_metadata(merged)["stage_names"]),
+                            len(names))
+        else:
+            self.assertIn("lower --min-stage-share", result.stderr)
+
+    def test_auto_names_what_fx_cannot_trace(self):
+        out = os.path.join(self.dir, "branchy.pt")
+        result = run_export("--module", self.user + ":branchy", "--auto",
+                            "--input-shape", "1,8,8", "--out", out)
+        self.assertEqual(result.returncode, 3)
+        self.assertIn("torch.fx cannot trace Branchy", result.stderr)
+        self.assertIn("--stages", result.stderr)
+        self.assertFalse(os.path.exists(out))
+        both = run_export("--module", self.user + ":blocks", "--auto",
+                          "--stages", "stem,fc", "--input-shape", "1,8,8",
+                          "--out", out)
+        self.assertIn("--auto and --stages exclude each other", both.stderr)
+
     def test_plain_sequential_cnn_keeps_its_outputs(self):
         out = os.path.join(self.dir, "cnn.pt")
         result = run_export("--module", f"{self.user}:plain_cnn",
@@ -169,7 +260,7 @@ class ExportTest(unittest.TestCase):
             (["--module", f"{self.user}:net", "--stages", "features,bogus",
               "--input-shape", "1,10,10"], "no submodule named 'bogus'"),
             (["--module", f"{self.user}:net", "--input-shape", "1,10,10"],
-             "pass --stages"),
+             "pass --auto or --stages"),
             (["--module", f"{self.user}:plain_cnn", "--input-shape", "1,8,8",
               "--class-names", "a,b"], "2 class names for 5 model outputs"),
             (["--module", f"{self.user}:plain_cnn", "--input-shape", "1,8,8",
