@@ -129,6 +129,8 @@ expect "serve missing repository" nonzero "no such model repository directory" -
 expect "serve empty repository" nonzero "holds no bundle" -- "$GATI" serve "${SERVE[@]}" --repository "$WORK/empty"
 expect "serve missing bundle" nonzero "model 'x': .*manifest.json: cannot open" -- "$GATI" serve "${SERVE[@]}" --model "x=$WORK/absent"
 expect "serve bad body limit" nonzero "--max-body: 'lots' is not a size" -- "$GATI" serve "${SERVE[@]}" --model "b=$WORK/b" --max-body lots
+expect "serve bad record bytes" nonzero "--record-bytes: 'lots' is not a size" -- "$GATI" serve "${SERVE[@]}" --model "b=$WORK/b" --record "$WORK/rec" --record-bytes lots
+expect "serve bad record rate" nonzero "--record-rate" -- "$GATI" serve "${SERVE[@]}" --model "b=$WORK/b" --record "$WORK/rec" --record-rate 2
 expect "serve bad port" nonzero "--http-port" -- "$GATI" serve --model "b=$WORK/b" --http-port 70000
 /usr/bin/python3 -c "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(60)" > "$WORK/held_port" &
 HOLDER=$!

@@ -18,6 +18,7 @@
 #include "serve/http_server.h"
 #include "serve/inference_service.h"
 #include "serve/model_repository.h"
+#include "serve/recorder.h"
 #include "spdlog/spdlog.h"
 
 namespace gati::cli {
@@ -34,6 +35,9 @@ struct ServeFlags {
   int max_queue = 64;
   std::string max_body = "64MB";
   double drain_seconds = 30;
+  std::string record;  // Directory; empty = no recording.
+  double record_rate = 0.01;
+  std::string record_bytes = "1GB";
   EngineFlags engine;
 };
 
@@ -55,6 +59,21 @@ int RunServe(const ServeFlags& flags) {
   auto engine_options = MakeEngineOptions(flags.engine);
   if (!engine_options.ok()) return Fail(engine_options.status());
   const EngineOptions options = *engine_options;
+  std::unique_ptr<serve::TrafficRecorder> recorder;
+  if (!flags.record.empty()) {
+    auto record_bytes = ParseByteSize(flags.record_bytes);
+    if (!record_bytes.ok()) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("--record-bytes: ", record_bytes.status().message())));
+    }
+    serve::RecordOptions record;
+    record.dir = flags.record;
+    record.rate = flags.record_rate;
+    record.max_bytes = *record_bytes;
+    auto made = serve::TrafficRecorder::Create(record);
+    if (!made.ok()) return Fail(made.status());
+    recorder = std::move(*made);
+  }
 
   // Signals go to the thread that waits for them below, not to the server
   // threads that inherit this mask; a peer closing its socket mid-write is
@@ -87,6 +106,7 @@ int RunServe(const ServeFlags& flags) {
   serve::ServiceOptions service_options;
   service_options.max_queue = flags.max_queue;
   service_options.limits.max_elements = *max_body / static_cast<int64_t>(sizeof(float));
+  service_options.recorder = recorder.get();
   serve::InferenceService service(&repository, service_options);
 
   serve::HttpOptions http_options;
@@ -141,6 +161,10 @@ int RunServe(const ServeFlags& flags) {
                  static_cast<long long>(service.in_flight()), flags.drain_seconds);
     return kExitError;
   }
+  if (recorder) {
+    recorder.reset();  // Writes the last, partial shards.
+    std::printf("gati serve: recorded traffic under %s\n", flags.record.c_str());
+  }
   std::printf("gati serve: drained; exiting\n");
   return kExitOk;
 }
@@ -175,6 +199,14 @@ std::function<int()> RegisterServeCommand(CLI::App& app) {
   command->add_option("--drain-seconds", flags->drain_seconds,
                       "on SIGTERM, longest wait for requests in flight")
       ->check(CLI::Range(0.0, 3600.0));
+  command->add_option("--record", flags->record,
+                      "record a sample of the inputs served, as .npy shards of raw values "
+                      "under DIR/MODEL (gati build --data DIR/MODEL reads them)");
+  command->add_option("--record-rate", flags->record_rate,
+                      "share of the inputs served that --record keeps")
+      ->check(CLI::Range(1e-9, 1.0));
+  command->add_option("--record-bytes", flags->record_bytes,
+                      "cap on the recording's shards, e.g. 1GB; recording stops there");
   AddEngineFlags(command, &flags->engine);
   return [flags] { return RunServe(*flags); };
 }

@@ -1,5 +1,6 @@
 #include "data/dataset.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
@@ -145,6 +146,9 @@ absl::StatusOr<std::unique_ptr<Dataset>> OpenDataSource(const std::string& spec,
         "--data ", spec, ": not fashion-mnist, a directory of Fashion-MNIST IDX files or of "
         "images, or a .npy file"));
   }
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().filename().string().rfind("shard-", 0) == 0) return OpenRecording(dir);
+  }
   const bool idx = std::filesystem::exists(std::filesystem::path(dir) /
                                            "train-images-idx3-ubyte.gz") ||
                    std::filesystem::exists(std::filesystem::path(dir) /
@@ -191,6 +195,12 @@ absl::StatusOr<std::unique_ptr<Dataset>> OpenNpyDataset(const std::string& data_
                                                         const std::string& labels_path,
                                                         int num_classes) {
   GATI_ASSIGN_OR_RETURN(NpyArray data, ReadNpy(data_path));
+  return FromNpyArray(std::move(data), data_path, labels_path, num_classes, "");
+}
+
+absl::StatusOr<std::unique_ptr<Dataset>> FromNpyArray(NpyArray data, const std::string& data_path,
+                                                      const std::string& labels_path,
+                                                      int num_classes, std::string description) {
   if (data.dtype != NpyDtype::kFloat32 && data.dtype != NpyDtype::kUint8) {
     return absl::InvalidArgumentError(
         absl::StrCat(data_path, ": holds int64 values; model inputs must be float32 "
@@ -244,13 +254,54 @@ absl::StatusOr<std::unique_ptr<Dataset>> OpenNpyDataset(const std::string& data_
     labels = std::move(read.i64);
   }
   std::vector<int64_t> shape(data.shape.begin() + 1, data.shape.end());
-  std::string description = absl::StrCat(
-      data_path, " (", n, " samples of ", ShapeString(shape),
-      data.dtype == NpyDtype::kUint8 ? " uint8" : " float32",
-      labels.empty() ? ", unlabelled" : absl::StrCat(", labels ", labels_path), ")");
+  if (description.empty()) {
+    description = absl::StrCat(
+        data_path, " (", n, " samples of ", ShapeString(shape),
+        data.dtype == NpyDtype::kUint8 ? " uint8" : " float32",
+        labels.empty() ? ", unlabelled" : absl::StrCat(", labels ", labels_path), ")");
+  }
   return std::unique_ptr<Dataset>(
       std::make_unique<NpyDataset>(std::move(data), std::move(labels), std::move(description),
                                    unit_range));
+}
+
+absl::StatusOr<std::unique_ptr<Dataset>> OpenRecording(const std::string& dir) {
+  std::vector<std::filesystem::path> shards;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+    const std::string name = entry.path().filename().string();
+    if (entry.is_regular_file() && name.rfind("shard-", 0) == 0 && name.size() > 4 &&
+        name.compare(name.size() - 4, 4, ".npy") == 0) {
+      shards.push_back(entry.path());
+    }
+  }
+  std::sort(shards.begin(), shards.end());
+  NpyArray all;
+  for (const auto& path : shards) {
+    GATI_ASSIGN_OR_RETURN(NpyArray shard, ReadNpy(path.string()));
+    if (shard.dtype != NpyDtype::kFloat32 || shard.shape.size() < 2) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path.string(), ": a recording shard is float32 (N, ...)"));
+    }
+    if (all.shape.empty()) {
+      all = NpyArray::Float32(shard.shape, {});
+      all.shape[0] = 0;
+    } else if (!std::equal(shard.shape.begin() + 1, shard.shape.end(), all.shape.begin() + 1,
+                           all.shape.end())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path.string(), ": its samples have another shape than the earlier shards'"));
+    }
+    all.shape[0] += shard.shape[0];
+    all.f32.insert(all.f32.end(), shard.f32.begin(), shard.f32.end());
+  }
+  if (shards.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(dir, ": holds no recording shards"));
+  }
+  const int64_t n = all.shape[0];
+  std::vector<int64_t> shape(all.shape.begin() + 1, all.shape.end());
+  return FromNpyArray(std::move(all), dir, "", 0,
+                      absl::StrCat(dir, " (a recording of ", n, " samples of ",
+                                   ShapeString(shape), " in ", shards.size(), " shards)"));
 }
 
 }  // namespace gati

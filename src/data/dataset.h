@@ -54,7 +54,7 @@ std::unique_ptr<Dataset> OwnImages(ImageDataset images, std::string description)
 // Opens a data source named on a command line: "fashion-mnist" (the
 // built-in IDX files, split `split`), a directory of Fashion-MNIST gzip IDX
 // files (split `split`), a .npy file (OpenNpyDataset, with `labels_path`),
-// or an image folder (OpenImageFolder, converted to `model`'s input shape
+// a recording (OpenRecording: a directory of shard-*.npy), or an image folder (OpenImageFolder, converted to `model`'s input shape
 // and resize rule; needs `model`). A .npy or a folder is used whole,
 // whatever `split` says: the user chooses which data builds and which
 // evaluates. InvalidArgument for anything else; load errors name the file.
@@ -74,6 +74,17 @@ absl::StatusOr<std::unique_ptr<Dataset>> OpenDataSource(const std::string& spec,
 absl::StatusOr<std::unique_ptr<Dataset>> OpenNpyDataset(const std::string& data_path,
                                                         const std::string& labels_path,
                                                         int num_classes = 0);
+
+// The same on an array already in memory, named `data_path` in errors;
+// `description` empty: the default one.
+absl::StatusOr<std::unique_ptr<Dataset>> FromNpyArray(NpyArray data, const std::string& data_path,
+                                                      const std::string& labels_path,
+                                                      int num_classes, std::string description);
+
+// A recording of served traffic (gati serve --record DIR: DIR/MODEL holds
+// shard-NNNNNN.npy files of raw float32 samples): every shard, in order,
+// as one unlabelled dataset, checked like any .npy.
+absl::StatusOr<std::unique_ptr<Dataset>> OpenRecording(const std::string& dir);
 
 // The first `count` samples of `source` (all when count <= 0 or >= its
 // count). `source` must outlive the view.

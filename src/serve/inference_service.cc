@@ -188,6 +188,10 @@ absl::StatusOr<InferReply> InferenceService::Run(const std::shared_ptr<const Ser
         std::max(0.0, result->timings.total_us - result->timings.queue_us) / 1e6);
   }
   model->metrics->inferences.fetch_add(batch, std::memory_order_relaxed);
+  // Only requests the engine accepted (finite, of the model's shape).
+  if (options_.recorder != nullptr) {
+    options_.recorder->Offer(name, engine.metadata(), input.data.data(), batch);
+  }
 
   InferReply reply;
   reply.model = model;

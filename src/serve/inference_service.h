@@ -23,6 +23,7 @@
 #include "runtime/env.h"
 #include "serve/model_repository.h"
 #include "serve/oip_codec.h"
+#include "serve/recorder.h"
 
 namespace gati::serve {
 
@@ -43,6 +44,9 @@ struct ServiceOptions {
   // Time for latency metrics, the last-inference timestamp and WaitIdle;
   // tests inject fake time. Not owned; must outlive the service.
   runtime::Env* env = runtime::Env::Default();
+  // When set, every answered request is offered to it (gati serve
+  // --record); not owned, must outlive the service.
+  TrafficRecorder* recorder = nullptr;
 };
 
 struct TensorDescription {

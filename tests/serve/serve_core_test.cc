@@ -10,7 +10,10 @@
 #include <mutex>
 #include <thread>
 
+#include "data/dataset.h"
 #include "runtime/runtime_testutil.h"
+#include "serve/recorder.h"
+#include "testutil.h"
 #include "serve/inference_service.h"
 #include "serve/metrics.h"
 #include "serve/model_repository.h"
@@ -24,6 +27,8 @@ class FakeEngine : public Engine {
  public:
   explicit FakeEngine(int64_t cache_version) : cache_version_(cache_version) {
     metadata_.input_shape = {1, 2, 2};
+    metadata_.mean = {0.5f};
+    metadata_.std = {0.25f};
     metadata_.class_names = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"};
   }
 
@@ -297,6 +302,83 @@ TEST_F(ServeCoreTest, LatencyAndTimestampsComeFromTheServicesClock) {
   // Nothing in flight: idle at once. (The drain test holds requests: there
   // WaitIdle gives up after its timeout of fake time, with no real wait.)
   EXPECT_TRUE(service_.WaitIdle(std::chrono::milliseconds(0)));
+}
+
+TEST_F(ServeCoreTest, RecordsAnsweredInputsAsShardsOfRawValues) {
+  gati::testing::TempDir dir;
+  RecordOptions record;
+  record.dir = dir.File("rec");
+  record.rate = 1.0;
+  record.shard_samples = 3;
+  auto recorder = TrafficRecorder::Create(record);
+  ASSERT_TRUE(recorder.ok()) << recorder.status();
+  {
+    ServiceOptions options = options_;
+    options.recorder = recorder->get();
+    InferenceService service(&repository_, options);
+    auto infer = [&](DecodedRequest request) {
+      return service.Infer("m", "", std::move(request), service.NowMicros());
+    };
+    for (int i = 0; i < 6; ++i) {
+      ASSERT_TRUE(infer(Request({1, 2, 2}, {static_cast<float>(i % 4), 0, 1, 2})).ok());
+    }
+    // A batch of one more; a request of the wrong shape and one the model
+    // fails are not recorded.
+    ASSERT_TRUE(infer(Request({1, 1, 2, 2}, {3, 3, 3, 3})).ok());
+    EXPECT_FALSE(infer(Request({1, 2, 3}, std::vector<float>(6))).ok());
+    EXPECT_FALSE(infer(Request({1, 2, 2}, {-1, 0, 0, 0})).ok());
+    (*recorder)->Flush();
+    EXPECT_EQ((*recorder)->shards(), 2);  // Two full shards; one sample buffered.
+  }
+  EXPECT_EQ((*recorder)->recorded(), 7);
+  recorder->reset();  // Writes the partial shard.
+  const std::string model_dir = dir.File("rec/m");
+  for (const char* shard : {"shard-000000.npy", "shard-000001.npy", "shard-000002.npy"}) {
+    EXPECT_TRUE(std::filesystem::exists(model_dir + "/" + shard)) << shard;
+  }
+  for (const auto& entry : std::filesystem::directory_iterator(model_dir)) {
+    EXPECT_EQ(entry.path().extension(), ".npy") << entry.path();  // No temporary left.
+  }
+  // Read back as data: raw values, the model's normalization undone.
+  auto data = OpenDataSource(model_dir, "", gati::Split::kValidation);
+  ASSERT_TRUE(data.ok()) << data.status();
+  EXPECT_EQ((*data)->count(), 7);
+  EXPECT_EQ((*data)->sample_shape(), (std::vector<int64_t>{1, 2, 2}));
+  EXPECT_FALSE((*data)->has_labels());
+  std::vector<float> sample(4);
+  ASSERT_TRUE((*data)->Read(1, sample.data()).ok());
+  EXPECT_EQ(sample, (std::vector<float>{0.75f, 0.5f, 0.75f, 1.0f}));
+  ASSERT_TRUE((*data)->Read(6, sample.data()).ok());
+  EXPECT_EQ(sample, (std::vector<float>{1.25f, 1.25f, 1.25f, 1.25f}));
+}
+
+TEST_F(ServeCoreTest, RecordingKeepsItsRateAndStopsAtItsCap) {
+  gati::testing::TempDir dir;
+  RecordOptions record;
+  record.dir = dir.File("rec");
+  record.rate = 0.25;
+  record.shard_samples = 10;
+  // Room for two shards of 10 samples of 4 floats (and their headers).
+  record.max_bytes = 2 * (10 * 4 * 4 + 128);
+  auto recorder = TrafficRecorder::Create(record);
+  ASSERT_TRUE(recorder.ok());
+  ModelMetadata metadata;
+  metadata.input_shape = {4};
+  metadata.mean = {0, 0, 0, 0};
+  metadata.std = {1, 1, 1, 1};
+  std::vector<float> samples(400 * 4, 0.5f);
+  (*recorder)->Offer("v", metadata, samples.data(), 400);
+  (*recorder)->Flush();
+  EXPECT_EQ((*recorder)->shards(), 2);
+  EXPECT_EQ((*recorder)->recorded(), 20);
+  // About a quarter of the 400 offered were drawn; those past the cap dropped.
+  EXPECT_GT((*recorder)->recorded() + (*recorder)->dropped(), 70);
+  EXPECT_LT((*recorder)->recorded() + (*recorder)->dropped(), 130);
+  EXPECT_LE((*recorder)->written_bytes(), record.max_bytes);
+  EXPECT_FALSE(TrafficRecorder::Create({dir.File("x"), 0.0}).ok());
+  EXPECT_FALSE(TrafficRecorder::Create({dir.File("x"), 0.5, 0}).ok());
+  gati::testing::WriteFile(dir.File("file"), "x");
+  EXPECT_FALSE(TrafficRecorder::Create({dir.File("file") + "/sub", 0.5}).ok());
 }
 
 TEST(LatencyHistogramTest, BucketsAreCumulativeAndSumInSeconds) {
