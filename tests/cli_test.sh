@@ -200,5 +200,12 @@ expect "replay a folder trace" 0 "accuracy: gati" -- "$GATI" replay "$WORK/folde
 expect "build truncated image" nonzero "sample 1: .*b.png: corrupt or truncated PNG" -- "$GATI" build "${COLOUR[@]}" --data "$WORK/folder_bad" --out "$WORK/colour_bad"
 expect "bad folder writes nothing" 0 "^absent$" -- bash -c "[[ -e '$WORK/colour_bad' ]] && echo present || echo absent"
 
+# A transformer: token taps get token variants (tok-mean, cls, tok-meanmax).
+VIT="$FIXTURES/tiny_vit.pt"
+expect "build a ViT" 0 "cls:linear" -- "$GATI" build --model "$VIT" --out "$WORK/vit" --limit 600 --epochs 2 --tail-budget 0 --plan-epsilon 0.2
+expect "ViT taps hold tokens" 0 "tokens:17x16" -- bash -c "strings '$WORK/vit/caches/'*.safetensors | grep -m1 -o 'tokens:17x16'"
+expect "replay a ViT" 0 "speedup \(base / gati\) +[0-9.]+x" -- "$GATI" replay "$WORK/vit" --trace "$WORK/t.npy" --warmup 2
+expect "ViT with image variants only" nonzero "tap 0 carries activations tokens:17x16 and none of the variants fits them" -- "$GATI" build --model "$VIT" --out "$WORK/vit_bad" --limit 600 --variants gap:linear
+
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

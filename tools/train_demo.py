@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Train a demo ResNet on Fashion-MNIST and export it in gati's staged format.
+"""Train a demo model (a ResNet, or a small ViT) on Fashion-MNIST and export
+it in gati's staged format.
 
 Uses train images 0-49,999 only (DESIGN.md's data discipline); reports
 accuracy on the test split at the end (never used for any decision).
 
   python3 tools/train_demo.py --depth 56 --epochs 12 --out models/resnet56.pt
+  python3 tools/train_demo.py --arch vit --depth 6 --epochs 10 --out models/vit6.pt
 """
 
 import argparse
@@ -72,7 +74,10 @@ def evaluate(model, images, labels, mean, std, batch=500):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--depth", type=int, required=True)
+    parser.add_argument("--arch", choices=["resnet", "vit"], default="resnet")
+    parser.add_argument("--depth", type=int, required=True,
+                        help="ResNet depth (6n+2), or ViT encoder blocks")
+    parser.add_argument("--width", type=int, default=64, help="ViT width")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--lr", type=float, default=0.2)
@@ -93,10 +98,18 @@ def main():
     mean, std = pixels.mean().item(), pixels.std().item()
     del pixels
 
-    stages = demo_models.cifar_resnet_stages(args.depth)
-    model = nn.Sequential(*[m for _, m in stages])
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9,
-                                nesterov=True, weight_decay=args.weight_decay)
+    if args.arch == "vit":
+        stages = demo_models.vit_stages(depth=args.depth, dim=args.width,
+                                        mlp=2 * args.width)
+        model = nn.Sequential(*[m for _, m in stages])
+        # Transformers want Adam-style steps: AdamW with decoupled decay.
+        optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr,
+                                      weight_decay=args.weight_decay)
+    else:
+        stages = demo_models.cifar_resnet_stages(args.depth)
+        model = nn.Sequential(*[m for _, m in stages])
+        optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9,
+                                    nesterov=True, weight_decay=args.weight_decay)
     steps_per_epoch = (TRAIN_END + args.batch - 1) // args.batch
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=args.lr, epochs=args.epochs,

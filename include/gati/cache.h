@@ -5,7 +5,10 @@
 //
 // Layouts, stated once: an activation of one input is a C-order float array
 // of shape [C, H, W] (a 2-D [batch, D] activation is taken as [D, 1, 1]);
-// component (c, y, x) is at activation[c * H * W + y * W + x]. A dense layer
+// component (c, y, x) is at activation[c * H * W + y * W + x]. Token
+// activations ([batch, L, D], a transformer's) keep the model's token-major
+// order: feature d of token t is at activation[t * D + d]; their
+// ActivationShape has layout kTokens, channels = D, height = L. A dense layer
 // maps in -> out with weight [out, in] row-major: y[o] = bias[o] +
 // sum_i weight[o * in + i] * x[i].
 #ifndef GATI_CACHE_H_
@@ -27,8 +30,19 @@ namespace gati {
 // layer of width W). `conv1x1-N:` puts a trainable 1x1 convolution with N
 // output channels and a ReLU on the raw activation before pooling; such a
 // variant trains on streamed activations instead of stored features.
+// How a variant pools an activation into features.
+enum class PoolKind {
+  kAverage,        // gap / poolK: K x K average pool of [C, H, W].
+  kTokenMean,      // tok-mean: the mean over tokens (D values).
+  kFirstToken,     // cls: the first token (D values).
+  kTokenMeanMax,   // tok-meanmax: mean and max over tokens (2 D values).
+};
+
+// Token variants: tok-mean:HEAD, cls:HEAD and tok-meanmax:HEAD pool a
+// [L, D] token activation (no conv1x1 prefix); the others pool [C, H, W].
 struct VariantSpec {
   std::string name;            // The canonical spec string.
+  PoolKind pool_kind = PoolKind::kAverage;
   int pool = 1;                // K of the K x K average pool; 1 = global.
   int conv_channels = 0;       // Output channels of the 1x1 conv; 0 = none.
   std::vector<int> hidden;     // Hidden widths; empty = linear.
@@ -36,6 +50,9 @@ struct VariantSpec {
 
   // True when the variant needs raw activations (not pooled features).
   bool streams() const { return conv_channels > 0; }
+  bool pools_tokens() const { return pool_kind != PoolKind::kAverage; }
+  // One key per distinct pooling (features computed once per tap and key).
+  int pool_key() const { return pools_tokens() ? -static_cast<int>(pool_kind) : pool; }
 };
 
 // The registry: looks `spec` up among the known variants. InvalidArgument
@@ -43,23 +60,36 @@ struct VariantSpec {
 absl::StatusOr<VariantSpec> ParseVariantSpec(const std::string& spec);
 // Every spec the registry knows, in a stable order.
 const std::vector<VariantSpec>& KnownVariants();
-// The variants `gati build` trains when none are named.
+// The variants `gati build` trains when none are named, for C x H x W taps
+// and for token taps.
 std::vector<std::string> DefaultVariantSpecs();
+std::vector<std::string> DefaultTokenVariantSpecs();
+
+// How one input's activation at a tap is laid out.
+enum class ActivationLayout {
+  kChannels,  // [C, H, W] (also [D] as [D, 1, 1]).
+  kTokens,    // [L, D] token-major: channels = D, height = L, width = 1.
+};
 
 // Shape of one input's activation at a tap.
 struct ActivationShape {
   int64_t channels = 0;
   int64_t height = 1;
   int64_t width = 1;
+  ActivationLayout layout = ActivationLayout::kChannels;
   int64_t size() const { return channels * height * width; }
   bool operator==(const ActivationShape& other) const {
     return channels == other.channels && height == other.height &&
-           width == other.width;
+           width == other.width && layout == other.layout;
   }
 };
 
-// "CxHxW", for messages and manifests.
+// "CxHxW", or "tokens:LxD", for messages and manifests.
 std::string ActivationShapeToString(const ActivationShape& shape);
+// Whether `variant` can pool activations of `shape`'s layout: token
+// variants need tokens; average pools need C x H x W (a token tap takes
+// none of them, since its "H" is the token axis).
+bool VariantFits(const VariantSpec& variant, const ActivationShape& shape);
 
 // Number of pooled features the variant's first dense layer reads.
 int64_t FeatureSize(const VariantSpec& variant, const ActivationShape& shape);

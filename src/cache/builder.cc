@@ -54,8 +54,8 @@ absl::StatusOr<ActivationShape> TapShape(const StagedModel& model, int tap) {
   switch (shape.size()) {
     case 2:
       return ActivationShape{shape[1], 1, 1};
-    case 3:
-      return ActivationShape{shape[1], shape[2], 1};
+    case 3:  // [B, L, D]: tokens (a transformer's), token-major.
+      return ActivationShape{shape[2], shape[1], 1, ActivationLayout::kTokens};
     case 4:
       return ActivationShape{shape[1], shape[2], shape[3]};
     default:
@@ -65,9 +65,30 @@ absl::StatusOr<ActivationShape> TapShape(const StagedModel& model, int tap) {
   }
 }
 
+// The activation as the caches read it: [B, C, H, W], or [B, L, D] for
+// tokens; contiguous.
 at::Tensor AsNchw(const at::Tensor& activation, const ActivationShape& shape) {
+  if (shape.layout == ActivationLayout::kTokens) {
+    return activation.contiguous().view({activation.size(0), shape.height, shape.channels});
+  }
   return activation.contiguous().view(
       {activation.size(0), shape.channels, shape.height, shape.width});
+}
+
+// The pooled features of a batch of activations (AsNchw), as `variant`
+// pools them: [B, FeatureSize].
+at::Tensor PoolBatch(const at::Tensor& act, const VariantSpec& variant) {
+  switch (variant.pool_kind) {
+    case PoolKind::kTokenMean:
+      return act.mean(1);
+    case PoolKind::kFirstToken:
+      return act.select(1, 0).contiguous();
+    case PoolKind::kTokenMeanMax:
+      return at::cat({act.mean(1), std::get<0>(act.max(1))}, 1);
+    case PoolKind::kAverage:
+      break;
+  }
+  return at::adaptive_avg_pool2d(act, {variant.pool, variant.pool}).flatten(1);
 }
 
 // Runs the segmented model over `rows` of `data` in batches and hands each
@@ -341,17 +362,33 @@ absl::StatusOr<BuildReport> BuildBundleOrThrow(const BuildOptions& options,
   if (taps.empty()) {
     for (int tap = 0; tap < model->num_taps(); ++tap) taps.push_back(tap);
   }
+  std::vector<std::string> specs = options.variants;
+  if (specs.empty()) {
+    // Every default that fits some tap's layout (filtered per tap below).
+    specs = DefaultVariantSpecs();
+    for (const std::string& spec : DefaultTokenVariantSpecs()) specs.push_back(spec);
+  }
   std::vector<VariantSpec> variants;
-  for (const std::string& spec :
-       options.variants.empty() ? DefaultVariantSpecs() : options.variants) {
+  for (const std::string& spec : specs) {
     GATI_ASSIGN_OR_RETURN(VariantSpec variant, ParseVariantSpec(spec));
     variants.push_back(variant);
   }
   std::vector<ActivationShape> shapes;
   for (int tap : taps) {
     GATI_ASSIGN_OR_RETURN(ActivationShape shape, TapShape(*model, tap));
+    const bool any = std::any_of(variants.begin(), variants.end(),
+                                 [&](const VariantSpec& v) { return VariantFits(v, shape); });
+    if (!any) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tap ", tap, " carries activations ", ActivationShapeToString(shape),
+          " and none of the variants fits them; ",
+          shape.layout == ActivationLayout::kTokens
+              ? "token taps take tok-mean:*, cls:* or tok-meanmax:* variants"
+              : "C x H x W taps take gap, poolK and conv1x1 variants"));
+    }
     shapes.push_back(shape);
   }
+  auto fits = [&](size_t slot, const VariantSpec& v) { return VariantFits(v, shapes[slot]); };
   const int num_classes = model->num_classes();
   const int64_t n = data.count();
   Splits splits = MakeSplits(n, options);
@@ -366,17 +403,15 @@ absl::StatusOr<BuildReport> BuildBundleOrThrow(const BuildOptions& options,
 
   // 1. Feature pass: pooled features of every image at every tap, for the
   //    pool sizes that pooled-feature variants read, and the base logits.
-  std::vector<int> pools;
-  for (const VariantSpec& v : variants) {
-    if (!v.streams() && std::find(pools.begin(), pools.end(), v.pool) == pools.end()) {
-      pools.push_back(v.pool);
-    }
-  }
-  std::map<std::pair<size_t, int>, at::Tensor> bank;  // (tap slot, pool) -> [N, F]
+  // (tap slot, pool key) -> [N, F], for the poolings that fit each tap.
+  std::map<std::pair<size_t, int>, at::Tensor> bank;
+  std::map<std::pair<size_t, int>, const VariantSpec*> bank_pool;
   for (size_t slot = 0; slot < taps.size(); ++slot) {
-    for (int pool : pools) {
-      bank[{slot, pool}] = at::empty({n, shapes[slot].channels * pool * pool});
-      report.feature_bank_bytes += bank[{slot, pool}].numel() * 4;
+    for (const VariantSpec& v : variants) {
+      if (v.streams() || !fits(slot, v) || bank.count({slot, v.pool_key()})) continue;
+      bank[{slot, v.pool_key()}] = at::empty({n, FeatureSize(v, shapes[slot])});
+      bank_pool[{slot, v.pool_key()}] = &v;
+      report.feature_bank_bytes += bank[{slot, v.pool_key()}].numel() * 4;
     }
   }
   at::Tensor teacher = at::empty({n, num_classes});
@@ -387,9 +422,9 @@ absl::StatusOr<BuildReport> BuildBundleOrThrow(const BuildOptions& options,
     GATI_RETURN_IF_ERROR(RunPass(
         pass, all_rows, segments->num_segments() - 1,
         [&](size_t slot, const std::vector<int64_t>& rows, const at::Tensor& act) {
-          for (int pool : pools) {
-            at::Tensor pooled = at::adaptive_avg_pool2d(act, {pool, pool}).flatten(1);
-            bank[{slot, pool}].narrow(0, rows.front(), rows.size()).copy_(pooled);
+          for (const auto& [key, v] : bank_pool) {
+            if (key.first != slot) continue;
+            bank[key].narrow(0, rows.front(), rows.size()).copy_(PoolBatch(act, *v));
           }
         },
         [&](const std::vector<int64_t>& rows, const at::Tensor& logits) {
@@ -414,6 +449,7 @@ absl::StatusOr<BuildReport> BuildBundleOrThrow(const BuildOptions& options,
   std::vector<Job> feature_jobs, stream_jobs;
   for (size_t slot = 0; slot < taps.size(); ++slot) {
     for (size_t v = 0; v < variants.size(); ++v) {
+      if (!fits(slot, variants[v])) continue;  // Another layout's variant.
       (variants[v].streams() ? stream_jobs : feature_jobs).push_back({slot, v});
     }
   }
@@ -429,7 +465,7 @@ absl::StatusOr<BuildReport> BuildBundleOrThrow(const BuildOptions& options,
       [&](int64_t index) -> absl::Status {
         const Job& job = feature_jobs[index];
         const VariantSpec& variant = variants[job.variant];
-        const at::Tensor& features = bank.at({job.slot, variant.pool});
+        const at::Tensor& features = bank.at({job.slot, variant.pool_key()});
         PredictorTrainer trainer(variant, taps[job.slot], shapes[job.slot],
                                  num_classes, options.distillation, job_seed(job));
         trainer.TrainOnFeatures(features, teacher, splits.predictor, options.epochs);
@@ -541,6 +577,11 @@ absl::StatusOr<BuildReport> BuildBundleOrThrow(const BuildOptions& options,
     }
     end_step("train streaming caches");
   }
+
+  // Tap x variant pairs whose layouts did not fit were never trained.
+  finished.erase(std::remove_if(finished.begin(), finished.end(),
+                                [](const Finished& f) { return f.weights.variant.name.empty(); }),
+                 finished.end());
 
   // 4. Profiles at batch 1 on one thread, as a request is served: stage
   //    latencies for planning, lookup latency per cache. Lookups are timed

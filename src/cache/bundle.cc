@@ -90,12 +90,16 @@ absl::StatusOr<CacheWeights> ParseWeights(const std::string& bytes,
                file.metadata["tap"] + ", the manifest expects '" +
                entry.variant + "' at tap " + std::to_string(entry.tap));
   }
-  int64_t c = 0, h = 0, w = 0;
-  if (std::sscanf(file.metadata["activation_shape"].c_str(), "%ldx%ldx%ld", &c,
-                  &h, &w) != 3) {
+  int64_t c = 0, h = 0, w = 0, tokens = 0, dim = 0;
+  const std::string& shape_text = file.metadata["activation_shape"];
+  char rest = 0;
+  if (std::sscanf(shape_text.c_str(), "tokens:%ldx%ld%c", &tokens, &dim, &rest) == 2) {
+    weights.shape = {dim, tokens, 1, ActivationLayout::kTokens};
+  } else if (std::sscanf(shape_text.c_str(), "%ldx%ldx%ld%c", &c, &h, &w, &rest) == 3) {
+    weights.shape = {c, h, w};
+  } else {
     return bad("bad activation_shape metadata");
   }
-  weights.shape = {c, h, w};
   try {
     weights.num_classes = std::stoi(file.metadata["num_classes"]);
   } catch (const std::exception&) {

@@ -47,6 +47,28 @@ __attribute__((always_inline)) inline void AccumulateRows(const float* x, int64_
 }  // namespace
 
 GATI_VECTOR_CLONES
+void TokenPool(const float* input, int64_t tokens, int64_t dim, bool first, bool with_max,
+               float* output) {
+  if (first) {
+    std::copy(input, input + dim, output);
+    return;
+  }
+  std::fill(output, output + dim, 0.0f);
+  for (int64_t t = 0; t < tokens; ++t) {
+    const float* row = input + t * dim;
+    for (int64_t d = 0; d < dim; ++d) output[d] += row[d];
+  }
+  const float scale = 1.0f / static_cast<float>(tokens);
+  for (int64_t d = 0; d < dim; ++d) output[d] *= scale;
+  if (!with_max) return;
+  float* max = output + dim;
+  std::copy(input, input + dim, max);
+  for (int64_t t = 1; t < tokens; ++t) {
+    const float* row = input + t * dim;
+    for (int64_t d = 0; d < dim; ++d) max[d] = std::max(max[d], row[d]);
+  }
+}
+
 void AdaptiveAvgPool(const float* input, int64_t channels, int64_t height,
                      int64_t width, int k, float* output) {
   // Bin bounds, computed once; bins are at most kMaxPool per side.

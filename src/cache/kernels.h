@@ -18,6 +18,11 @@ inline constexpr int64_t kMaxPoolWidth = 4096;
 void AdaptiveAvgPool(const float* input, int64_t channels, int64_t height,
                      int64_t width, int k, float* output);
 
+// Pools a token-major [tokens, dim] activation: the mean over tokens (dim
+// values), the first token (dim), or the mean then the max (2 dim).
+void TokenPool(const float* input, int64_t tokens, int64_t dim, bool first, bool with_max,
+               float* output);
+
 // y[out] = bias + x[in] * W, with W given transposed as [in, out].
 void DenseTransposed(const float* x, int64_t in, int64_t out,
                      const float* weight_transposed, const float* bias,

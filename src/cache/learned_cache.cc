@@ -11,6 +11,19 @@ namespace gati {
 namespace {
 
 using cache_internal::AdaptiveAvgPool;
+
+// The variant's features of an activation (after its conv, if any, with
+// `channels` planes).
+void PoolFeatures(const VariantSpec& variant, const ActivationShape& shape, const float* input,
+                  int64_t channels, float* features) {
+  if (variant.pools_tokens()) {
+    cache_internal::TokenPool(input, shape.height, shape.channels,
+                              variant.pool_kind == PoolKind::kFirstToken,
+                              variant.pool_kind == PoolKind::kTokenMeanMax, features);
+    return;
+  }
+  AdaptiveAvgPool(input, channels, shape.height, shape.width, variant.pool, features);
+}
 using cache_internal::ArgMax;
 using cache_internal::Conv1x1Relu;
 using cache_internal::DenseTransposed;
@@ -118,6 +131,13 @@ absl::StatusOr<std::unique_ptr<LearnedCache>> LearnedCache::Create(
     return absl::InvalidArgumentError(
         absl::StrCat(where, ": needs at least 2 classes"));
   }
+  if (!VariantFits(weights.variant, shape)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": the variant does not fit activations of shape ",
+        ActivationShapeToString(shape),
+        shape.layout == ActivationLayout::kTokens ? " (token taps take tok-mean, cls or tok-meanmax)"
+                                                  : " (token pools need a token tap)"));
+  }
   if (weights.variant.streams()) {
     GATI_RETURN_IF_ERROR(
         CheckLayer(weights.conv, shape.channels, where + " conv"));
@@ -196,8 +216,7 @@ void LearnedCache::Predict(const float* activation, float* logits) const {
     pool_input = planes;
     channels = variant.conv_channels;
   }
-  AdaptiveAvgPool(pool_input, channels, shape.height, shape.width,
-                  variant.pool, features);
+  PoolFeatures(variant, shape, pool_input, channels, features);
   PredictFromFeatures(features, logits);
 }
 
@@ -256,8 +275,7 @@ void LearnedCache::ExtractTrainingInput(const float* activation,
     std::copy(activation, activation + shape.size(), out);
     return;
   }
-  AdaptiveAvgPool(activation, shape.channels, shape.height, shape.width,
-                  weights_.variant.pool, out);
+  PoolFeatures(weights_.variant, shape, activation, shape.channels, out);
 }
 
 void LearnedCache::PredictFromTrainingInput(const float* input,

@@ -33,11 +33,16 @@ absl::StatusOr<VariantSpec> ParseGrammar(const std::string& spec) {
     return bad("expected [conv1x1-N:]POOL:HEAD");
   }
   absl::string_view pool = parts[next];
-  if (pool == "gap") {
+  if (pool == "tok-mean" || pool == "cls" || pool == "tok-meanmax") {
+    if (variant.streams()) return bad("token pools take no conv1x1 prefix");
+    variant.pool_kind = pool == "tok-mean" ? PoolKind::kTokenMean
+                        : pool == "cls"    ? PoolKind::kFirstToken
+                                           : PoolKind::kTokenMeanMax;
+  } else if (pool == "gap") {
     variant.pool = 1;
   } else if (!absl::ConsumePrefix(&pool, "pool") ||
              !absl::SimpleAtoi(pool, &variant.pool) || variant.pool < 1) {
-    return bad("pooling must be gap or poolK");
+    return bad("pooling must be gap, poolK, tok-mean, cls or tok-meanmax");
   }
   absl::string_view head = parts[next + 1];
   if (head != "linear") {
@@ -63,6 +68,11 @@ std::vector<VariantSpec> MakeRegistry() {
        "trainable 1x1 conv to 8 channels + ReLU, 4x4 average pool, linear"},
       {"conv1x1-16:gap:mlp64",
        "trainable 1x1 conv to 16 channels + ReLU, global average pool, MLP 64"},
+      {"tok-mean:linear", "tokens: mean over tokens, linear layer"},
+      {"tok-mean:mlp64", "tokens: mean over tokens, MLP with 64 hidden units"},
+      {"cls:linear", "tokens: the first (class) token, linear layer"},
+      {"cls:mlp64", "tokens: the first (class) token, MLP with 64 hidden units"},
+      {"tok-meanmax:mlp128", "tokens: mean and max over tokens, MLP with 128 hidden units"},
   };
   std::vector<VariantSpec> registry;
   for (const auto& [spec, description] : entries) {
@@ -86,6 +96,15 @@ std::vector<std::string> DefaultVariantSpecs() {
           "conv1x1-8:pool4:linear"};
 }
 
+std::vector<std::string> DefaultTokenVariantSpecs() {
+  return {"tok-mean:linear", "tok-mean:mlp64", "cls:linear", "cls:mlp64",
+          "tok-meanmax:mlp128"};
+}
+
+bool VariantFits(const VariantSpec& variant, const ActivationShape& shape) {
+  return variant.pools_tokens() == (shape.layout == ActivationLayout::kTokens);
+}
+
 absl::StatusOr<VariantSpec> ParseVariantSpec(const std::string& spec) {
   std::vector<std::string> names;
   for (const VariantSpec& variant : KnownVariants()) {
@@ -97,10 +116,22 @@ absl::StatusOr<VariantSpec> ParseVariantSpec(const std::string& spec) {
 }
 
 std::string ActivationShapeToString(const ActivationShape& shape) {
+  if (shape.layout == ActivationLayout::kTokens) {
+    return absl::StrCat("tokens:", shape.height, "x", shape.channels);
+  }
   return absl::StrCat(shape.channels, "x", shape.height, "x", shape.width);
 }
 
 int64_t FeatureSize(const VariantSpec& variant, const ActivationShape& shape) {
+  switch (variant.pool_kind) {
+    case PoolKind::kTokenMean:
+    case PoolKind::kFirstToken:
+      return shape.channels;
+    case PoolKind::kTokenMeanMax:
+      return 2 * shape.channels;
+    case PoolKind::kAverage:
+      break;
+  }
   int64_t channels = variant.streams() ? variant.conv_channels : shape.channels;
   return channels * variant.pool * variant.pool;
 }

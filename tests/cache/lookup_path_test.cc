@@ -98,6 +98,69 @@ INSTANTIATE_TEST_SUITE_P(
       return name;
     });
 
+// Token taps ([L, D], token-major): the plain token pools and heads agree
+// with LibTorch's mean / first token / mean-and-max over the token axis.
+at::Tensor TokenPoolTorch(const at::Tensor& x, const VariantSpec& variant) {
+  switch (variant.pool_kind) {
+    case PoolKind::kTokenMean:
+      return x.mean(1);
+    case PoolKind::kFirstToken:
+      return x.select(1, 0).contiguous();
+    default:
+      return at::cat({x.mean(1), std::get<0>(x.max(1))}, 1);
+  }
+}
+
+class TokenVariantTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TokenVariantTest, TokenPoolsAgreeWithLibTorch) {
+  const VariantSpec variant = *ParseVariantSpec(GetParam());
+  const ActivationShape shape{16, 9, 1, ActivationLayout::kTokens};  // 9 tokens of 16.
+  EXPECT_TRUE(VariantFits(variant, shape));
+  EXPECT_FALSE(VariantFits(variant, ActivationShape{16, 9, 1}));
+  EXPECT_EQ(ActivationShapeToString(shape), "tokens:9x16");
+  PredictorTrainer trainer(variant, 2, shape, 10, DistillationOptions{}, 11);
+  at::manual_seed(4);
+  at::Tensor train_x = at::randn({64, 9, 16});
+  for (int step = 0; step < 20; ++step) {
+    trainer.Step(TokenPoolTorch(train_x, variant), at::randn({64, 10}));
+  }
+  CacheWeights weights = trainer.Export();
+  EXPECT_EQ(weights.shape, shape);
+  weights.selector = testing::RandomCacheWeights("gap:linear", 2, shape, 10, 4).selector;
+  weights.enabled = true;
+  weights.threshold = 0.5f;
+  auto cache = LearnedCache::Create(weights);
+  ASSERT_TRUE(cache.ok()) << cache.status();
+  EXPECT_EQ((*cache)->training_input_size(), FeatureSize(variant, shape));
+  at::Tensor x = at::randn({20, 9, 16}).contiguous();
+  at::Tensor want = trainer.Logits(TokenPoolTorch(x, variant)).contiguous();
+  for (int64_t b = 0; b < 20; ++b) {
+    float logits[10];
+    (*cache)->Predict(x[b].data_ptr<float>(), logits);
+    for (int k = 0; k < 10; ++k) {
+      EXPECT_NEAR(logits[k], want[b][k].item<float>(), 1e-4) << "sample " << b;
+    }
+  }
+  // A token variant does not fit a C x H x W tap, nor an average pool a
+  // token tap.
+  CacheWeights channels = weights;
+  channels.shape = ActivationShape{16, 9, 1};
+  EXPECT_FALSE(LearnedCache::Create(channels).ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Tokens, TokenVariantTest,
+    ::testing::Values("tok-mean:linear", "tok-mean:mlp64", "cls:linear", "cls:mlp64",
+                      "tok-meanmax:mlp128"),
+    [](const ::testing::TestParamInfo<std::string>& info) {
+      std::string name = info.param;
+      for (char& c : name) {
+        if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+      }
+      return name;
+    });
+
 TEST(LookupPathTest, SelectorFeaturesAreSortedProbabilitiesMarginEntropy) {
   const float logits[4] = {2.0f, 0.0f, 1.0f, -1.0f};
   float features[kSelectorInputs];
