@@ -1,5 +1,6 @@
 #include "serve/grpc_server.h"
 
+#include <deque>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/resource_quota.h>
 
@@ -31,6 +32,7 @@ absl::StatusOr<DecodedRequest> Decode(const inference::ModelInferRequest& reques
   if (request.inputs_size() == 0) {
     return absl::InvalidArgumentError("the request needs at least one input");
   }
+  std::deque<std::string> uint8_values;  // Stable storage for `bytes`.
   for (int i = 0; i < request.inputs_size(); ++i) {
     const auto& input = request.inputs(i);
     std::string_view bytes;
@@ -42,15 +44,31 @@ absl::StatusOr<DecodedRequest> Decode(const inference::ModelInferRequest& reques
       bytes = request.raw_input_contents(i);
     } else {
       const auto& contents = input.contents();
+      const bool uint8 = input.datatype() == "UINT8";
       if (contents.int_contents_size() || contents.int64_contents_size() ||
-          contents.uint_contents_size() || contents.uint64_contents_size() ||
+          (!uint8 && contents.uint_contents_size()) || contents.uint64_contents_size() ||
           contents.bool_contents_size() || contents.fp64_contents_size() ||
-          contents.bytes_contents_size()) {
+          contents.bytes_contents_size() || (uint8 && contents.fp32_contents_size())) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "input '", input.name(), "': FP32 values go in fp32_contents or raw_input_contents"));
+            "input '", input.name(), "': FP32 values go in fp32_contents, UINT8 values in "
+            "uint_contents, or either in raw_input_contents"));
       }
-      bytes = std::string_view(reinterpret_cast<const char*>(contents.fp32_contents().data()),
-                               contents.fp32_contents_size() * sizeof(float));
+      if (uint8) {
+        // uint_contents holds UINT8 values one per uint32.
+        uint8_values.emplace_back();
+        std::string& packed = uint8_values.back();
+        for (uint32_t v : contents.uint_contents()) {
+          if (v > 255) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                "input '", input.name(), "': uint_contents value ", v, " is not a UINT8"));
+          }
+          packed.push_back(static_cast<char>(v));
+        }
+        bytes = packed;
+      } else {
+        bytes = std::string_view(reinterpret_cast<const char*>(contents.fp32_contents().data()),
+                                 contents.fp32_contents_size() * sizeof(float));
+      }
     }
     std::vector<int64_t> shape(input.shape().begin(), input.shape().end());
     GATI_ASSIGN_OR_RETURN(RequestInput tensor,

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "data/preprocess.h"
 
 namespace gati::serve {
 namespace {
@@ -104,6 +105,51 @@ void InferenceService::RecordLatency(const InferReply& reply, double received_us
   reply.model->metrics->request.Observe((NowMicros() - received_us) / 1e6);
 }
 
+absl::StatusOr<RequestInput> NormalizeImages(const RequestInput& input,
+                                             const ModelMetadata& metadata,
+                                             const std::string& model) {
+  const std::vector<int64_t>& chw = metadata.input_shape;
+  auto bad = [&](const std::string& why) {
+    return absl::InvalidArgumentError(absl::StrCat("input '", input.name, "': ", why));
+  };
+  if (chw.size() != 3) {
+    return bad(absl::StrCat("UINT8 images need a model that takes C x H x W images; model '",
+                            model, "' takes ", ShapeText(chw)));
+  }
+  const std::vector<int64_t> hwc = {chw[1], chw[2], chw[0]};
+  std::vector<int64_t> sample(input.shape);
+  int64_t batch = 1;
+  if (sample.size() == 4) {
+    batch = sample[0];
+    sample.erase(sample.begin());
+  }
+  const bool channels_first = sample == chw;
+  if (!channels_first && sample != hwc) {
+    return bad(absl::StrCat("UINT8 shape ", ShapeText(input.shape), " does not fit model '",
+                            model, "': it takes images ", ShapeText(WithBatch(chw)),
+                            " or ", ShapeText(WithBatch(hwc))));
+  }
+  GATI_ASSIGN_OR_RETURN(const Preprocessor preprocessor, Preprocessor::Create(metadata));
+  const int64_t c = chw[0], plane = chw[1] * chw[2];
+  RequestInput out;
+  out.name = input.name;
+  out.datatype = "FP32";
+  out.shape = WithBatch(chw);
+  out.shape[0] = batch;
+  out.data.resize(input.data.size());
+  for (int64_t i = 0; i < batch; ++i) {
+    const float* in = input.data.data() + i * c * plane;
+    float* to = out.data.data() + i * c * plane;
+    for (int64_t p = 0; p < plane; ++p) {
+      for (int64_t k = 0; k < c; ++k) {
+        to[k * plane + p] = (channels_first ? in[k * plane + p] : in[p * c + k]) / 255.0f;
+      }
+    }
+  }
+  preprocessor.Apply(out.data.data(), batch, out.data.data());
+  return out;
+}
+
 absl::StatusOr<InferReply> InferenceService::Run(const std::shared_ptr<const ServedModel>& model,
                                                  DecodedRequest request) {
   Engine& engine = *model->engine;
@@ -113,11 +159,16 @@ absl::StatusOr<InferReply> InferenceService::Run(const std::shared_ptr<const Ser
                                                    kInputName, "'; the request has ",
                                                    request.inputs.size()));
   }
-  const RequestInput& input = request.inputs[0];
-  if (input.name != kInputName) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model '", name, "' has no input '", input.name, "'; its input is '", kInputName, "'"));
+  if (request.inputs[0].name != kInputName) {
+    return absl::InvalidArgumentError(absl::StrCat("model '", name, "' has no input '",
+                                                   request.inputs[0].name, "'; its input is '",
+                                                   kInputName, "'"));
   }
+  if (request.inputs[0].datatype == "UINT8") {
+    GATI_ASSIGN_OR_RETURN(request.inputs[0], NormalizeImages(request.inputs[0],
+                                                             engine.metadata(), name));
+  }
+  const RequestInput& input = request.inputs[0];
   const std::vector<int64_t>& sample_shape = engine.input_shape();
   int64_t batch = 0;
   if (input.shape == sample_shape) {

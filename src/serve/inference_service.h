@@ -132,6 +132,15 @@ class InferenceService {
   std::atomic<int64_t> unknown_model_requests_{0};
 };
 
+// Raw UINT8 images (values 0..255), [N, C, H, W] or [N, H, W, C] (the batch
+// dimension optional), as the model's normalized FP32 [N, C, H, W]
+// (pixel / 255, then the metadata's normalization). InvalidArgument, naming
+// the input and `model`, for another shape or a model that does not take
+// C x H x W images.
+absl::StatusOr<RequestInput> NormalizeImages(const RequestInput& input,
+                                             const ModelMetadata& metadata,
+                                             const std::string& model);
+
 // The metadata endpoints' description of a loaded model.
 ModelDescription DescribeModel(const ServedModel& model);
 

@@ -42,6 +42,30 @@ absl::Status Flatten(const json& value, const std::string& where, int64_t limit,
   return absl::OkStatus();
 }
 
+// UINT8 data: every value an integer in 0..255.
+absl::Status CheckUint8(const std::vector<float>& values, const std::string& where) {
+  for (size_t i = 0; i < values.size(); ++i) {
+    const float v = values[i];
+    if (!(v >= 0 && v <= 255) || v != std::floor(v)) {
+      return Bad(absl::StrCat(where, ": value ", i, " (", v, ") is not a UINT8 (0..255)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+bool SupportedDatatype(const std::string& datatype) {
+  return datatype == "FP32" || datatype == "UINT8";
+}
+
+int64_t ElementBytes(const std::string& datatype) { return datatype == "UINT8" ? 1 : 4; }
+
+void CopyUint8(std::string_view bytes, std::vector<float>* out) {
+  out->resize(bytes.size());
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    (*out)[i] = static_cast<float>(static_cast<unsigned char>(bytes[i]));
+  }
+}
+
 // The element count of `shape`: InvalidArgument for a negative dimension
 // or more than limits.max_elements elements.
 absl::StatusOr<int64_t> CountElements(const std::vector<int64_t>& shape, const std::string& where,
@@ -84,10 +108,12 @@ absl::StatusOr<RequestInput> DecodeInput(const json& item, size_t index,
     return Bad(where + ": needs a string 'datatype'");
   }
   input.datatype = item["datatype"].get<std::string>();
-  if (input.datatype != "FP32") {
+  if (!SupportedDatatype(input.datatype)) {
     return Bad(absl::StrCat(where, ": datatype ", input.datatype,
-                            " is not supported; the model takes FP32"));
+                            " is not supported; the model takes FP32 (normalized inputs) or "
+                            "UINT8 (raw images)"));
   }
+  const int64_t element_bytes = ElementBytes(input.datatype);
   if (!item.contains("shape") || !item["shape"].is_array()) {
     return Bad(where + ": needs an array 'shape'");
   }
@@ -112,15 +138,19 @@ absl::StatusOr<RequestInput> DecodeInput(const json& item, size_t index,
   }
   if (binary_size) {
     if (item.contains("data")) return Bad(where + ": has both 'data' and binary_data_size");
-    if (*binary_size != elements * static_cast<int64_t>(sizeof(float))) {
+    if (*binary_size != elements * element_bytes) {
       return Bad(absl::StrCat(where, ": binary_data_size is ", *binary_size, " bytes; shape ",
-                              "needs ", elements * sizeof(float), " (FP32)"));
+                              "needs ", elements * element_bytes, " (", input.datatype, ")"));
     }
     if (*binary_size > static_cast<int64_t>(binary->size())) {
       return Bad(absl::StrCat(where, ": binary_data_size is ", *binary_size,
                               " bytes but only ", binary->size(), " remain in the body"));
     }
-    GATI_RETURN_IF_ERROR(CopyFp32(binary->substr(0, *binary_size), where, &input.data));
+    if (input.datatype == "UINT8") {
+      CopyUint8(binary->substr(0, *binary_size), &input.data);
+    } else {
+      GATI_RETURN_IF_ERROR(CopyFp32(binary->substr(0, *binary_size), where, &input.data));
+    }
     binary->remove_prefix(*binary_size);
     return input;
   }
@@ -131,6 +161,7 @@ absl::StatusOr<RequestInput> DecodeInput(const json& item, size_t index,
     return Bad(absl::StrCat(where, ": data has ", input.data.size(), " values; shape needs ",
                             elements));
   }
+  if (input.datatype == "UINT8") GATI_RETURN_IF_ERROR(CheckUint8(input.data, where));
   return input;
 }
 
@@ -210,20 +241,26 @@ absl::StatusOr<RequestInput> MakeInput(std::string name, std::string datatype,
                                        std::vector<int64_t> shape, std::string_view fp32_bytes,
                                        const DecodeLimits& limits) {
   const std::string where = absl::StrCat("input '", name, "'");
-  if (datatype != "FP32") {
+  if (!SupportedDatatype(datatype)) {
     return Bad(absl::StrCat(where, ": datatype ", datatype,
-                            " is not supported; the model takes FP32"));
+                            " is not supported; the model takes FP32 (normalized inputs) or "
+                            "UINT8 (raw images)"));
   }
   GATI_ASSIGN_OR_RETURN(const int64_t elements, CountElements(shape, where, limits));
-  if (static_cast<int64_t>(fp32_bytes.size()) != elements * static_cast<int64_t>(sizeof(float))) {
+  const int64_t element_bytes = ElementBytes(datatype);
+  if (static_cast<int64_t>(fp32_bytes.size()) != elements * element_bytes) {
     return Bad(absl::StrCat(where, ": holds ", fp32_bytes.size(), " bytes; shape needs ",
-                            elements * sizeof(float), " (FP32)"));
+                            elements * element_bytes, " (", datatype, ")"));
   }
   RequestInput input;
   input.name = std::move(name);
   input.datatype = std::move(datatype);
   input.shape = std::move(shape);
-  GATI_RETURN_IF_ERROR(CopyFp32(fp32_bytes, where, &input.data));
+  if (input.datatype == "UINT8") {
+    CopyUint8(fp32_bytes, &input.data);
+  } else {
+    GATI_RETURN_IF_ERROR(CopyFp32(fp32_bytes, where, &input.data));
+  }
   return input;
 }
 

@@ -24,7 +24,9 @@
 
 namespace gati::serve {
 
-// One input tensor, its values converted to float32 (row-major).
+// One input tensor, its values converted to float32 (row-major): FP32 as
+// sent (normalized model inputs), UINT8 as 0..255 (raw image pixels, which
+// the service normalizes).
 struct RequestInput {
   std::string name;
   std::string datatype;
@@ -54,7 +56,8 @@ struct DecodeLimits {
 // Decodes an inference request body. `header_length` is the value of
 // Inference-Header-Content-Length (nullopt: the whole body is JSON).
 // InvalidArgument saying what is wrong and where: malformed JSON, a missing
-// or mistyped field, a datatype other than FP32, a negative or oversized
+// or mistyped field, a datatype other than FP32 or UINT8, a UINT8 value
+// outside 0..255 or not an integer, a negative or oversized
 // shape, an element count that does not match the shape, a non-number or
 // non-finite value, binary sizes that do not match the shape or the body,
 // data given both in JSON and as binary.

@@ -174,6 +174,43 @@ TEST(OipCodecTest, MakeInputChecksRawBytesAgainstTheShape) {
             std::string_view::npos);
 }
 
+TEST(OipCodecTest, DecodesUint8ImagesInJsonBinaryAndRawBytes) {
+  auto json_body = DecodeInferRequest(
+      R"({"inputs": [{"name": "input", "datatype": "UINT8", "shape": [2, 2],
+                       "data": [[0, 255], [7, 128]]}]})",
+      std::nullopt);
+  ASSERT_TRUE(json_body.ok()) << json_body.status();
+  EXPECT_EQ(json_body->inputs[0].datatype, "UINT8");
+  EXPECT_EQ(json_body->inputs[0].data, (std::vector<float>{0, 255, 7, 128}));
+  ExpectError(R"({"inputs": [{"name": "input", "datatype": "UINT8", "shape": [2],
+                              "data": [3, 256]}]})",
+              std::nullopt, "value 1 (256) is not a UINT8 (0..255)");
+  ExpectError(R"({"inputs": [{"name": "input", "datatype": "UINT8", "shape": [2],
+                              "data": [3, 1.5]}]})",
+              std::nullopt, "value 1 (1.5) is not a UINT8");
+  ExpectError(R"({"inputs": [{"name": "input", "datatype": "UINT8", "shape": [2],
+                              "data": [-1, 2]}]})",
+              std::nullopt, "is not a UINT8");
+  // Binary: one byte per element.
+  const std::string header =
+      R"({"inputs": [{"name": "input", "datatype": "UINT8", "shape": [3],
+                      "parameters": {"binary_data_size": 3}}]})";
+  const std::string body = header + std::string("\x01\xff\x10", 3);
+  auto binary = DecodeInferRequest(body, static_cast<int64_t>(header.size()));
+  ASSERT_TRUE(binary.ok()) << binary.status();
+  EXPECT_EQ(binary->inputs[0].data, (std::vector<float>{1, 255, 16}));
+  const std::string wrong =
+      R"({"inputs": [{"name": "input", "datatype": "UINT8", "shape": [3],
+                      "parameters": {"binary_data_size": 12}}]})";
+  ExpectError(wrong + std::string(12, '\0'), static_cast<int64_t>(wrong.size()),
+              "binary_data_size is 12 bytes; shape needs 3 (UINT8)");
+  // Raw bytes (gRPC).
+  auto raw = MakeInput("input", "UINT8", {2}, std::string_view("\x02\x03", 2));
+  ASSERT_TRUE(raw.ok()) << raw.status();
+  EXPECT_EQ(raw->data, (std::vector<float>{2, 3}));
+  EXPECT_FALSE(MakeInput("input", "UINT8", {3}, std::string_view("\x02\x03", 2)).ok());
+}
+
 TEST(OipCodecTest, ErrorBodyIsJson) {
   json error = json::parse(ErrorBody("bad \"input\"\n"));
   EXPECT_EQ(error["error"], "bad \"input\"\n");

@@ -381,6 +381,34 @@ TEST_F(ServeCoreTest, RecordingKeepsItsRateAndStopsAtItsCap) {
   EXPECT_FALSE(TrafficRecorder::Create({dir.File("file") + "/sub", 0.5}).ok());
 }
 
+TEST_F(ServeCoreTest, RawUint8ImagesAreNormalizedInEitherLayout) {
+  // The fake model takes 1x2x2 with mean 0.5, std 0.25, and answers
+  // round(first input value): pixel 255 -> (1 - 0.5) / 0.25 = 2.
+  for (std::vector<int64_t> shape :
+       {std::vector<int64_t>{1, 2, 2}, {2, 2, 1}, {1, 1, 2, 2}, {1, 2, 2, 1}}) {
+    DecodedRequest request = Request(shape, {255, 0, 0, 0});
+    request.inputs[0].datatype = "UINT8";
+    auto reply = Infer(std::move(request));
+    ASSERT_TRUE(reply.ok()) << reply.status();
+    EXPECT_EQ(reply->outputs[0].int64[0], 2)
+        << ::testing::PrintToString(shape);
+  }
+  // A batch of two in H x W x C: each sample's own first pixel.
+  DecodedRequest batch = Request({2, 2, 2, 1}, {255, 0, 0, 0, 128, 0, 0, 0});
+  batch.inputs[0].datatype = "UINT8";
+  auto batched = Infer(std::move(batch));
+  ASSERT_TRUE(batched.ok()) << batched.status();
+  EXPECT_EQ(batched->outputs[0].int64,
+            (std::vector<int64_t>{2, 0}));  // (128/255 - 0.5) / 0.25 = 0.008.
+  DecodedRequest wrong = Request({3, 3}, std::vector<float>(9));
+  wrong.inputs[0].datatype = "UINT8";
+  auto rejected = Infer(std::move(wrong));
+  ASSERT_FALSE(rejected.ok());
+  EXPECT_NE(rejected.status().message().find("UINT8 shape [3, 3] does not fit model 'm'"),
+            std::string::npos)
+      << rejected.status();
+}
+
 TEST(LatencyHistogramTest, BucketsAreCumulativeAndSumInSeconds) {
   LatencyHistogram histogram;
   histogram.Observe(0.00005);  // First bucket.
