@@ -34,7 +34,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "cache/builder.h"
+#include "gati/build.h"
 #include "cache/calibration.h"
 #include "data/fashion_mnist.h"
 #include "data/preprocess.h"

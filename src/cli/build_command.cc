@@ -9,7 +9,7 @@
 #include <string>
 
 #include "absl/strings/str_split.h"
-#include "cache/builder.h"
+#include "gati/build.h"
 #include "cli/commands.h"
 #include "cli/progress_bar.h"
 #include "data/dataset.h"

@@ -11,6 +11,7 @@
 #include "gati/bundle.h"
 #include "gati/model.h"
 #include "gati/plan.h"
+#include "build/measured_plan.h"
 #include "plan/bundle_plan.h"
 
 namespace gati::cli {

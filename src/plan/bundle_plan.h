@@ -4,7 +4,6 @@
 #define GATI_PLAN_BUNDLE_PLAN_H_
 
 #include "gati/bundle.h"
-#include "gati/model.h"
 #include "gati/plan.h"
 
 namespace gati {
@@ -26,19 +25,6 @@ absl::StatusOr<PlanningProblem> ProblemFromManifest(const BundleManifest& manife
 // The plan in the manifest's terms.
 StoredPlan ToStoredPlan(const Plan& plan, const PlanningProblem& problem,
                         const PlanOptions& options);
-
-// Plans with measured segment latencies: searches with the cost model,
-// measures the fused segments the plan implies on `model` (batch 1,
-// `repetitions` interleaved runs) into problem->measured_segment_ms, and
-// searches again, until the plan's segments are all measured (at most
-// `rounds` searches). The returned plan's predictions use measured segment
-// latencies; stored->model_only_mean_ms keeps the first search's cost-model
-// estimate for the same plan, to show the model's error.
-absl::StatusOr<Plan> PlanWithMeasuredSegments(const StagedModel& model,
-                                              PlanningProblem* problem,
-                                              const PlanOptions& options,
-                                              int repetitions, int rounds,
-                                              double* model_only_mean_ms);
 
 // A readable report of a stored plan, one line per fact, for the CLI.
 std::string PlanReport(const StoredPlan& plan);

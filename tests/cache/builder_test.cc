@@ -1,6 +1,6 @@
 // BuildBundle end to end on the small ResNet-20 demo model and real
 // Fashion-MNIST validation images.
-#include "cache/builder.h"
+#include "gati/build.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // BuildBundle: feature pass, predictor and selector training, calibration,
 // profiling, bundle write.
-#include "cache/builder.h"
+#include "gati/build.h"
 
 #include <torch/script.h>
 
@@ -17,11 +17,12 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cache/calibration.h"
-#include "cache/path_timing.h"
+#include "build/path_timing.h"
 #include "data/preprocess.h"
 #include "gati/model.h"
 #include "gati/profile.h"
 #include "model/input.h"
+#include "build/measured_plan.h"
 #include "plan/bundle_plan.h"
 
 namespace gati {

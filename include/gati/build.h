@@ -7,8 +7,8 @@
 // (selector_share, default 20%) and calibration (the rest, 30%). Predictors
 // learn from the first, selectors from the second, thresholds and reported
 // metrics come from the third only.
-#ifndef GATI_CACHE_BUILDER_H_
-#define GATI_CACHE_BUILDER_H_
+#ifndef GATI_BUILD_H_
+#define GATI_BUILD_H_
 
 #include <cstdint>
 #include <functional>
@@ -122,4 +122,4 @@ BuildSplits DrawBuildSplits(int64_t count, int64_t predictor_rows, int64_t selec
 
 }  // namespace gati
 
-#endif  // GATI_CACHE_BUILDER_H_
+#endif  // GATI_BUILD_H_

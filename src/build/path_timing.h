@@ -2,8 +2,8 @@
 // mode, so that the planner's cost model can be calibrated to what a request
 // really pays between segments (the lookups' weights evict the model's from
 // the CPU caches; boundaries cost more than when segments run back to back).
-#ifndef GATI_CACHE_PATH_TIMING_H_
-#define GATI_CACHE_PATH_TIMING_H_
+#ifndef GATI_BUILD_PATH_TIMING_H_
+#define GATI_BUILD_PATH_TIMING_H_
 
 #include <cstdint>
 #include <vector>
@@ -51,4 +51,4 @@ absl::Status CalibrateLookupCosts(const StagedModel& model, const Plan& plan,
 
 }  // namespace gati
 
-#endif  // GATI_CACHE_PATH_TIMING_H_
+#endif  // GATI_BUILD_PATH_TIMING_H_

@@ -1,4 +1,4 @@
-#include "cache/path_timing.h"
+#include "build/path_timing.h"
 
 #include <torch/script.h>
 
