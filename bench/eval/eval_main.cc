@@ -374,24 +374,32 @@ absl::StatusOr<double> BuildValue(const BundleManifest& manifest, const std::str
 // The calibration and selector-train images of the build, as model inputs.
 absl::StatusOr<std::pair<at::Tensor, at::Tensor>> BuildSplitInputs(
     const BundleManifest& manifest, const ModelMetadata& metadata, const std::string& data_dir) {
-  GATI_ASSIGN_OR_RETURN(double images, BuildValue(manifest, "images"));
-  GATI_ASSIGN_OR_RETURN(double seed, BuildValue(manifest, "seed"));
-  auto splits_text = manifest.build.find("splits");
-  if (splits_text == manifest.build.end()) {
-    return absl::InvalidArgumentError("the bundle's manifest has no build value 'splits'");
-  }
-  // "predictor-train P, selector-train S, calibration C"
+  double images = 0, seed = 0;
   std::vector<int64_t> sizes;
-  for (absl::string_view part : absl::StrSplit(splits_text->second, ',')) {
-    int64_t size = 0;
-    std::vector<absl::string_view> words = absl::StrSplit(part, ' ', absl::SkipEmpty());
-    if (words.empty() || !absl::SimpleAtoi(words.back(), &size)) {
+  if (manifest.settings.present) {  // Typed: nothing to parse back.
+    images = static_cast<double>(manifest.settings.samples);
+    seed = static_cast<double>(manifest.settings.seed);
+    sizes = {manifest.settings.predictor_train, manifest.settings.selector_train,
+             manifest.settings.calibration};
+  } else {
+    GATI_ASSIGN_OR_RETURN(images, BuildValue(manifest, "images"));
+    GATI_ASSIGN_OR_RETURN(seed, BuildValue(manifest, "seed"));
+    auto splits_text = manifest.build.find("splits");
+    if (splits_text == manifest.build.end()) {
+      return absl::InvalidArgumentError("the bundle's manifest has no build value 'splits'");
+    }
+    // "predictor-train P, selector-train S, calibration C"
+    for (absl::string_view part : absl::StrSplit(splits_text->second, ',')) {
+      int64_t size = 0;
+      std::vector<absl::string_view> words = absl::StrSplit(part, ' ', absl::SkipEmpty());
+      if (words.empty() || !absl::SimpleAtoi(words.back(), &size)) {
+        return absl::InvalidArgumentError("cannot read the build's splits: " + splits_text->second);
+      }
+      sizes.push_back(size);
+    }
+    if (sizes.size() != 3) {
       return absl::InvalidArgumentError("cannot read the build's splits: " + splits_text->second);
     }
-    sizes.push_back(size);
-  }
-  if (sizes.size() != 3) {
-    return absl::InvalidArgumentError("cannot read the build's splits: " + splits_text->second);
   }
   const BuildSplits splits = DrawBuildSplits(static_cast<int64_t>(images), sizes[0], sizes[1],
                                              static_cast<uint64_t>(seed));

@@ -118,6 +118,21 @@ struct StoredPlan {
   double model_only_mean_ms = 0;
 };
 
+// What `gati build` was run with, typed: what later steps (the engine's
+// bounds, the evaluation's splits) read back.
+struct BuildSettings {
+  bool present = false;  // False in bundles written before these fields.
+  std::string data;      // Where the samples came from.
+  // The split: `samples` shuffled with `seed` (DrawBuildSplits) into
+  // predictor-train, selector-train and calibration (the planning split).
+  int64_t samples = 0, predictor_train = 0, selector_train = 0, calibration = 0;
+  uint64_t seed = 0;
+  double epsilon = 0, confidence = 0, alpha = 0, temperature = 0;
+  int epochs = 0, stream_epochs = 0;
+  std::vector<int> taps;
+  std::vector<std::string> variants;
+};
+
 struct BundleManifest {
   int format_version = kBundleFormatVersion;
   std::string model_file = kBundleModelFileName;
@@ -129,6 +144,8 @@ struct BundleManifest {
   // Build settings (epsilon, confidence, alpha, temperature, seed, splits,
   // data), kept as written for reports; `gati build` fills them.
   std::map<std::string, std::string> build;
+  // The same, typed ("build_settings").
+  BuildSettings settings;
   // Per-stage p50 latency (ms) of each stage frozen alone, batch 1, and of
   // the whole model; what later planning starts from.
   std::vector<double> stage_p50_ms;

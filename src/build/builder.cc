@@ -646,6 +646,22 @@ absl::StatusOr<BuildReport> BuildBundleOrThrow(const BuildOptions& options,
       {"taps", absl::StrJoin(taps, ",")},
       {"variants", absl::StrJoin(variant_names, ",")},
   };
+  BuildSettings& settings = manifest.settings;
+  settings.present = true;
+  settings.data = options.data_description;
+  settings.samples = n;
+  settings.predictor_train = report.predictor_train;
+  settings.selector_train = report.selector_train;
+  settings.calibration = report.calibration;
+  settings.seed = options.seed;
+  settings.epsilon = options.epsilon;
+  settings.confidence = options.confidence;
+  settings.alpha = options.distillation.alpha;
+  settings.temperature = options.distillation.temperature;
+  settings.epochs = options.epochs;
+  settings.stream_epochs = options.stream_epochs;
+  settings.taps = taps;
+  settings.variants = variant_names;
   // Replay sample: the first predictor-train images (already shuffled).
   ReplaySample replay;
   replay.count = std::min<int64_t>(options.replay_samples, report.predictor_train);

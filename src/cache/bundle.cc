@@ -239,6 +239,23 @@ std::string ManifestToJson(const BundleManifest& manifest) {
                 {"parallel_request_ms", manifest.parallel_request_ms},
                 {"threads", manifest.profile_threads}}},
               {"caches", caches}};
+  if (manifest.settings.present) {
+    const BuildSettings& b = manifest.settings;
+    out["build_settings"] = {{"data", b.data},
+                             {"samples", b.samples},
+                             {"predictor_train", b.predictor_train},
+                             {"selector_train", b.selector_train},
+                             {"calibration", b.calibration},
+                             {"seed", b.seed},
+                             {"epsilon", b.epsilon},
+                             {"confidence", b.confidence},
+                             {"alpha", b.alpha},
+                             {"temperature", b.temperature},
+                             {"epochs", b.epochs},
+                             {"stream_epochs", b.stream_epochs},
+                             {"taps", b.taps},
+                             {"variants", b.variants}};
+  }
   if (!manifest.planning_file.empty()) {
     out["planning"] = {{"file", manifest.planning_file},
                        {"sha256", manifest.planning_sha256},
@@ -316,6 +333,33 @@ absl::StatusOr<BundleManifest> ParseManifest(const std::string& json_text,
     return reader.Error("model.file", "must be a plain file name");
   }
   GATI_RETURN_IF_ERROR(reader.Get(root, "build", &manifest.build));
+  if (root.contains("build_settings")) {  // Bundles written before it lack it.
+    const json& item = root["build_settings"];
+    BuildSettings& b = manifest.settings;
+    const std::string w = "build_settings.";
+    GATI_RETURN_IF_ERROR(reader.Get(item, "data", &b.data, w));
+    GATI_RETURN_IF_ERROR(reader.Get(item, "samples", &b.samples, w));
+    GATI_RETURN_IF_ERROR(reader.Get(item, "predictor_train", &b.predictor_train, w));
+    GATI_RETURN_IF_ERROR(reader.Get(item, "selector_train", &b.selector_train, w));
+    GATI_RETURN_IF_ERROR(reader.Get(item, "calibration", &b.calibration, w));
+    GATI_RETURN_IF_ERROR(reader.Get(item, "seed", &b.seed, w));
+    GATI_RETURN_IF_ERROR(reader.Get(item, "epsilon", &b.epsilon, w));
+    GATI_RETURN_IF_ERROR(reader.Get(item, "confidence", &b.confidence, w));
+    GATI_RETURN_IF_ERROR(reader.Get(item, "alpha", &b.alpha, w));
+    GATI_RETURN_IF_ERROR(reader.Get(item, "temperature", &b.temperature, w));
+    GATI_RETURN_IF_ERROR(reader.Get(item, "epochs", &b.epochs, w));
+    GATI_RETURN_IF_ERROR(reader.Get(item, "stream_epochs", &b.stream_epochs, w));
+    GATI_RETURN_IF_ERROR(reader.Get(item, "taps", &b.taps, w));
+    GATI_RETURN_IF_ERROR(reader.Get(item, "variants", &b.variants, w));
+    if (!(b.epsilon > 0 && b.epsilon < 1) || !(b.confidence > 0 && b.confidence < 1)) {
+      return reader.Error("build_settings.epsilon", "and confidence must lie in (0, 1)");
+    }
+    if (b.samples < 0 || b.predictor_train < 0 || b.selector_train < 0 || b.calibration < 0 ||
+        b.predictor_train + b.selector_train + b.calibration != b.samples) {
+      return reader.Error("build_settings.samples", "must equal the three splits' sizes");
+    }
+    b.present = true;
+  }
   json profile;
   GATI_RETURN_IF_ERROR(reader.Get(root, "profile", &profile));
   GATI_RETURN_IF_ERROR(

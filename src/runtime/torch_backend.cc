@@ -195,18 +195,23 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& bundle
                         StagedModel::Load(bundle->model_path(), model_options));
   EngineParts parts;
   parts.metadata = model->metadata();
-  auto epsilon = manifest.build.find("epsilon");
-  if (epsilon != manifest.build.end()) {
-    double value = 0;
-    if (absl::SimpleAtod(epsilon->second, &value) && value > 0 && value < 1) {
-      parts.bundle_epsilon = value;
+  if (manifest.settings.present) {
+    parts.bundle_epsilon = manifest.settings.epsilon;
+    parts.bundle_confidence = manifest.settings.confidence;
+  } else {  // Bundles written before the typed settings.
+    auto epsilon = manifest.build.find("epsilon");
+    if (epsilon != manifest.build.end()) {
+      double value = 0;
+      if (absl::SimpleAtod(epsilon->second, &value) && value > 0 && value < 1) {
+        parts.bundle_epsilon = value;
+      }
     }
-  }
-  auto confidence = manifest.build.find("confidence");
-  if (confidence != manifest.build.end()) {
-    double value = 0;
-    if (absl::SimpleAtod(confidence->second, &value) && value > 0 && value < 1) {
-      parts.bundle_confidence = value;
+    auto confidence = manifest.build.find("confidence");
+    if (confidence != manifest.build.end()) {
+      double value = 0;
+      if (absl::SimpleAtod(confidence->second, &value) && value > 0 && value < 1) {
+        parts.bundle_confidence = value;
+      }
     }
   }
   if (options.use_caches && manifest.has_plan) {

@@ -111,6 +111,48 @@ TEST_F(BundleTest, ManifestRoundTrips) {
   EXPECT_EQ(ManifestToJson(*parsed), ManifestToJson(manifest_));
 }
 
+TEST_F(BundleTest, TypedBuildSettingsRoundTripAndAreChecked) {
+  manifest_.model_sha256 = "abc";
+  for (CacheEntry& entry : manifest_.caches) {
+    entry.file = CacheFileName(entry.tap, entry.variant);
+  }
+  BuildSettings& b = manifest_.settings;
+  b.present = true;
+  b.data = "x.npy (600 samples of 3x32x32 uint8, unlabelled)";
+  b.samples = 600;
+  b.predictor_train = 300;
+  b.selector_train = 120;
+  b.calibration = 180;
+  b.seed = 7;
+  b.epsilon = 0.02;
+  b.confidence = 0.95;
+  b.alpha = 0.5;
+  b.temperature = 4;
+  b.epochs = 30;
+  b.stream_epochs = 3;
+  b.taps = {1, 4};
+  b.variants = {"gap:linear", "cls:linear"};
+  auto parsed = ParseManifest(ManifestToJson(manifest_), "m.json");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_TRUE(parsed->settings.present);
+  EXPECT_EQ(parsed->settings.calibration, 180);
+  EXPECT_EQ(parsed->settings.seed, 7u);
+  EXPECT_EQ(parsed->settings.variants, b.variants);
+  EXPECT_EQ(ManifestToJson(*parsed), ManifestToJson(manifest_));
+  b.calibration = 181;  // The splits no longer add up.
+  EXPECT_ERROR(ParseManifest(ManifestToJson(manifest_), "m.json").status(),
+               absl::StatusCode::kInvalidArgument, "build_settings.samples");
+  b.calibration = 180;
+  b.epsilon = 0;
+  EXPECT_ERROR(ParseManifest(ManifestToJson(manifest_), "m.json").status(),
+               absl::StatusCode::kInvalidArgument, "build_settings.epsilon");
+  // A manifest without them (an older bundle) still parses.
+  b.present = false;
+  auto old = ParseManifest(ManifestToJson(manifest_), "m.json");
+  ASSERT_TRUE(old.ok());
+  EXPECT_FALSE(old->settings.present);
+}
+
 TEST_F(BundleTest, ChangedModelIsRejected) {
   const std::string out = dir_.File("bundle");
   ASSERT_TRUE(Write(out).ok());
