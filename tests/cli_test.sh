@@ -44,9 +44,9 @@ expect "info stage table" 0 "whole model \(frozen, optimized\)" -- "$GATI" info 
 expect "info reports threads" 0 "intra-op threads 2" -- "$GATI" info "$FIXTURES/tiny_cnn.pt" --repetitions 3 --warmup 0 --threads 2
 expect "info lists stages" 0 "conv_b +8x4x4" -- "$GATI" info "$FIXTURES/tiny_cnn.pt" --repetitions 3 --warmup 0
 expect "eval bad split" nonzero "split" -- "$GATI" eval "$FIXTURES/tiny_resnet.pt" --split dev
-expect "eval wrong input shape" nonzero "Fashion-MNIST's 1x28x28" -- "$GATI" eval "$FIXTURES/tiny_cnn.pt"
-expect "eval missing data" nonzero "no such file" -- "$GATI" eval "$FIXTURES/tiny_resnet.pt" --data-dir /nonexistent
-expect "eval runs" 0 "accuracy [01]\.[0-9]+ \([0-9]+/300\) on the validation split" -- "$GATI" eval "$FIXTURES/tiny_resnet.pt" --split validation --limit 300 --batch 64
+expect "eval wrong input shape" nonzero "takes inputs of shape 1x8x8, the data fashion-mnist test split .* has samples of 1x28x28" -- "$GATI" eval "$FIXTURES/tiny_cnn.pt"
+expect "eval missing data" nonzero "/nonexistent: not fashion-mnist, a directory" -- "$GATI" eval "$FIXTURES/tiny_resnet.pt" --data-dir /nonexistent
+expect "eval runs" 0 "accuracy [01]\.[0-9]+ \([0-9]+/300\) on fashion-mnist validation split" -- "$GATI" eval "$FIXTURES/tiny_resnet.pt" --split validation --limit 300 --batch 64
 expect "eval negative limit" nonzero "limit" -- "$GATI" eval "$FIXTURES/tiny_resnet.pt" --limit -5
 
 # gati build: flag validation, then a small real build on the tiny fixture.
@@ -197,6 +197,9 @@ expect "the folder in the manifest" 0 "folder \(400 images in 2 classes, shorter
 expect "trace from an image folder" 0 "wrote .*ft.npy \(60 iid requests from .*folder.*ft.labels.npy" -- "$GATI" trace --n 60 --data "$WORK/folder" --model "$WORK/r18auto.pt" --out "$WORK/ft.npy"
 expect "trace of a folder needs the model" nonzero "an image folder needs the model \(--model\)" -- "$GATI" trace --n 60 --data "$WORK/folder" --out "$WORK/ft2.npy"
 expect "replay a folder trace" 0 "accuracy: gati" -- "$GATI" replay "$WORK/folder.bundle" --trace "$WORK/ft.npy" --labels "$WORK/ft.labels.npy" --warmup 2
+expect "eval on an image folder" 0 "accuracy [01]\.[0-9]+ \([0-9]+/400\) on .*folder \(400 images in 2 classes" -- "$GATI" eval "$WORK/r18auto.pt" --data "$WORK/folder"
+expect "eval needs labels" nonzero "has no labels; accuracy needs them" -- "$GATI" eval "$R18" --data "$WORK/colour.npy"
+expect "replay an image folder in order" 0 "accuracy: gati" -- "$GATI" replay "$WORK/folder.bundle" --trace "$WORK/folder" --limit 50 --warmup 2
 expect "build truncated image" nonzero "sample 1: .*b.png: corrupt or truncated PNG" -- "$GATI" build "${COLOUR[@]}" --data "$WORK/folder_bad" --out "$WORK/colour_bad"
 expect "bad folder writes nothing" 0 "^absent$" -- bash -c "[[ -e '$WORK/colour_bad' ]] && echo present || echo absent"
 

@@ -1,4 +1,5 @@
-// `gati eval MODEL`: ground-truth accuracy on a Fashion-MNIST split.
+// `gati eval MODEL`: ground-truth accuracy on a Fashion-MNIST split, or on
+// any labelled data source (--data).
 #include <CLI/CLI.hpp>
 
 #include <torch/script.h>
@@ -10,7 +11,9 @@
 
 #include "cli/commands.h"
 #include "cli/progress_bar.h"
+#include "data/dataset.h"
 #include "data/fashion_mnist.h"
+#include "data/preprocess.h"
 #include "gati/model.h"
 #include "model/input.h"
 
@@ -20,7 +23,9 @@ namespace {
 struct EvalFlags {
   std::string model_path;
   std::string split = "test";
-  std::string data_dir = kFashionMnistDir;
+  std::string data_dir;  // Older spelling of --data for an IDX directory.
+  std::string data = "fashion-mnist";
+  std::string labels;
   int batch = 256;
   int threads = 1;
   int64_t limit = 0;
@@ -41,37 +46,46 @@ int RunEval(const EvalFlags& flags) {
   auto model = StagedModel::Load(flags.model_path, options);
   if (!model.ok()) return Fail(model.status());
   const ModelMetadata& metadata = (*model)->metadata();
-  if (metadata.input_shape != std::vector<int64_t>{1, 28, 28}) {
-    return Fail(absl::InvalidArgumentError(
-        flags.model_path + ": takes inputs of another shape than "
-                           "Fashion-MNIST's 1x28x28"));
-  }
-  if ((*model)->num_classes() != kFashionMnistClasses) {
-    return Fail(absl::InvalidArgumentError(
-        flags.model_path + ": has " + std::to_string((*model)->num_classes()) +
-        " classes, Fashion-MNIST has 10"));
-  }
-  auto dataset = LoadFashionMnist(*split, flags.data_dir);
+  const std::string source = flags.data_dir.empty() ? flags.data : flags.data_dir;
+  auto dataset = OpenDataSource(source, flags.labels, *split, &metadata);
   if (!dataset.ok()) return Fail(dataset.status());
+  if (!(*dataset)->has_labels()) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        (*dataset)->description(), ": has no labels; accuracy needs them (--labels)")));
+  }
+  auto preprocessor = Preprocessor::Create(metadata);
+  if (!preprocessor.ok()) return Fail(preprocessor.status());
+  absl::Status fits = preprocessor->CheckShape(**dataset);
+  if (!fits.ok()) return Fail(absl::InvalidArgumentError(flags.model_path + ": " +
+                                                          std::string(fits.message())));
+  for (int64_t i = 0; i < (*dataset)->count(); ++i) {
+    if ((*dataset)->label(i) >= (*model)->num_classes()) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat(
+          (*dataset)->description(), ": label ", (*dataset)->label(i), " of sample ", i,
+          " is outside the model's ", (*model)->num_classes(), " classes")));
+    }
+  }
   auto whole = (*model)->Segment({});
   if (!whole.ok()) return Fail(whole.status());
 
-  const int64_t count = flags.limit > 0
-                            ? std::min<int64_t>(flags.limit, dataset->count)
-                            : dataset->count;
+  const Dataset& data = **dataset;
+  const int64_t count = flags.limit > 0 ? std::min<int64_t>(flags.limit, data.count())
+                                        : data.count();
   ProgressBar progress("eval " + flags.split, count);
   int64_t correct = 0;
   auto start = std::chrono::steady_clock::now();
   for (int64_t begin = 0; begin < count; begin += flags.batch) {
     int64_t size = std::min<int64_t>(flags.batch, count - begin);
-    auto input = ImagesToInput(dataset->image(begin), size, metadata);
+    std::vector<int64_t> rows(size);
+    for (int64_t i = 0; i < size; ++i) rows[i] = begin + i;
+    auto input = ReadInputs(data, rows, *preprocessor);
     if (!input.ok()) return Fail(input.status());
     auto logits = (*whole)->Run(input->to(c10::Device(flags.device)));
     if (!logits.ok()) return Fail(logits.status());
     at::Tensor predicted = logits->argmax(1).cpu();
     const int64_t* labels = predicted.data_ptr<int64_t>();
     for (int64_t i = 0; i < size; ++i) {
-      correct += labels[i] == dataset->labels[begin + i];
+      correct += labels[i] == data.label(begin + i);
     }
     progress.Update(begin + size);
   }
@@ -79,10 +93,9 @@ int RunEval(const EvalFlags& flags) {
   double seconds = std::chrono::duration<double>(
                        std::chrono::steady_clock::now() - start)
                        .count();
-  std::printf("accuracy %.4f (%lld/%lld) on the %s split of %s\n",
-              static_cast<double>(correct) / count,
+  std::printf("accuracy %.4f (%lld/%lld) on %s\n", static_cast<double>(correct) / count,
               static_cast<long long>(correct), static_cast<long long>(count),
-              flags.split.c_str(), flags.data_dir.c_str());
+              data.description().c_str());
   std::printf("batch %d, intra-op threads %d, device %s, %.1f s "
               "(%.0f images/s)\n",
               flags.batch, GetIntraOpThreads(), flags.device.c_str(), seconds,
@@ -101,7 +114,11 @@ std::function<int()> RegisterEvalCommand(CLI::App& app) {
   command->add_option("--split", flags->split, "test, validation or train")
       ->check(CLI::IsMember({"test", "validation", "train"}));
   command->add_option("--data-dir", flags->data_dir,
-                      "directory of the Fashion-MNIST gzip IDX files");
+                      "directory of the Fashion-MNIST gzip IDX files (the same as --data DIR)");
+  command->add_option("--data", flags->data,
+                      "fashion-mnist (its --split), a directory of its IDX files, a folder of "
+                      "images in class subdirectories, or a .npy with --labels");
+  command->add_option("--labels", flags->labels, "int64 .npy of labels for a .npy --data");
   command->add_option("--batch", flags->batch, "images per forward pass")
       ->check(CLI::Range(1, 65536));
   command->add_option("--threads", flags->threads, "LibTorch intra-op threads")

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
@@ -84,9 +85,17 @@ LatencySummary Summarize(const std::vector<double>& micros) {
 // against the model: a .npy of float32 raw values or uint8 images, one
 // sample of the model's input shape per request.
 absl::StatusOr<std::vector<float>> LoadInputs(const std::string& path,
-                                              const ModelMetadata& metadata,
-                                              int64_t* count) {
-  GATI_ASSIGN_OR_RETURN(std::unique_ptr<Dataset> trace, OpenNpyDataset(path, ""));
+                                              const ModelMetadata& metadata, int64_t* count,
+                                              std::vector<int64_t>* labels) {
+  // A directory (an image folder, a recording) replays in its order, with
+  // its labels when it has them.
+  const bool dir = std::filesystem::is_directory(path);
+  GATI_ASSIGN_OR_RETURN(std::unique_ptr<Dataset> trace,
+                        dir ? OpenDataSource(path, "", Split::kTest, &metadata)
+                            : OpenNpyDataset(path, ""));
+  if (trace->has_labels()) {
+    for (int64_t i = 0; i < trace->count(); ++i) labels->push_back(trace->label(i));
+  }
   GATI_ASSIGN_OR_RETURN(const Preprocessor preprocessor, Preprocessor::Create(metadata));
   if (trace->sample_shape() != metadata.input_shape) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -191,9 +200,9 @@ int RunReplay(const ReplayFlags& flags) {
   const LookupMode mode = gati.mode();
   const char* ran_as = gati.serving_base() ? "base-model" : LookupModeName(mode);
   int64_t count = 0;
-  auto inputs = LoadInputs(flags.trace, gati.metadata(), &count);
-  if (!inputs.ok()) return Fail(inputs.status());
   std::vector<int64_t> labels;
+  auto inputs = LoadInputs(flags.trace, gati.metadata(), &count, &labels);
+  if (!inputs.ok()) return Fail(inputs.status());
   if (!flags.labels.empty()) {
     auto loaded = LoadLabels(flags.labels, count, gati.num_classes());
     if (!loaded.ok()) return Fail(loaded.status());
@@ -444,7 +453,9 @@ std::function<int()> RegisterReplayCommand(CLI::App& app) {
       "interleaved) and compare latency, exits and agreement.");
   command->add_option("BUNDLE", flags->bundle, "bundle directory (gati build)")->required();
   command->add_option("--trace", flags->trace,
-                      "NPY float32 [N, C, H, W] images with pixels in [0, 1] (gati trace)")
+                      "the requests: a .npy of float32 raw values or uint8 images, one sample "
+                      "of the model's input shape each (gati trace), or a directory: an image "
+                      "folder or a recording, replayed in order (with a folder's labels)")
       ->required();
   command->add_option("--labels", flags->labels, "NPY int64 [N] ground-truth classes");
   AddEngineFlags(command, &flags->engine);
