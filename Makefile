@@ -133,6 +133,12 @@ $(DEMO20_BUNDLE)/manifest.json:
 	$(BUILD_DIR)/gati build --model models/resnet20.pt --out $(DEMO20_BUNDLE) \
 	  --threads $(EVAL_THREADS)
 
+# The ViT demo bundle (token taps).
+DEMOVIT_BUNDLE ?= $(BUILD_DIR)/vit6.bundle
+$(DEMOVIT_BUNDLE)/manifest.json:
+	$(BUILD_DIR)/gati build --model models/vit6.pt --out $(DEMOVIT_BUNDLE) \
+	  --threads $(EVAL_THREADS)
+
 bench: build
 	$(BUILD_DIR)/bench/gati_bench_segments models/resnet20.pt \
 	  models/resnet56.pt --threads $(THREADS)
@@ -167,9 +173,10 @@ bench-eval: build $(DEMO_BUNDLE)/manifest.json
 # slower than the base model are flagged in bench/out/modes.md.
 MODES_REQUESTS ?= 3000
 MODES_REPEATS ?= 3
-bench-modes: build $(DEMO_BUNDLE)/manifest.json $(DEMO20_BUNDLE)/manifest.json
+bench-modes: build $(DEMO_BUNDLE)/manifest.json $(DEMO20_BUNDLE)/manifest.json \
+	  $(DEMOVIT_BUNDLE)/manifest.json
 	bash bench/modes.sh $(BUILD_DIR)/gati $(EVAL_OUT) $(MODES_REQUESTS) $(MODES_REPEATS) \
-	  $(DEMO20_BUNDLE) $(DEMO_BUNDLE)
+	  $(DEMO20_BUNDLE) $(DEMO_BUNDLE) $(DEMOVIT_BUNDLE)
 
 # HTTP load on `gati serve` with the demo bundle: wrk at concurrency 32 for
 # SERVE_SECONDS, caches on, then --no-cache, in one run.

@@ -169,8 +169,11 @@ class EngineImpl final : public Engine {
   const std::string& mode_report() const override { return mode_report_; }
 
   // Resolves the configured mode (kAuto: times the candidates on the probe
-  // inputs). REQUIRES: called once, before the engine serves.
+  // inputs), after WarmUpSegments. REQUIRES: called once, before the engine
+  // serves.
   void ChooseMode();
+  // Runs every segment and the whole model on a probe input a few times.
+  void WarmUpSegments();
 
  private:
   int num_slots() const { return static_cast<int>(parts_.taps.size()); }
@@ -756,7 +759,49 @@ void EngineImpl::ResetCounters() {
   }
 }
 
+void EngineImpl::WarmUpSegments() {
+  // Every segment and the whole model, a few times: LibTorch's profiling
+  // executor optimizes (and its fuser compiles) a module only after its
+  // first runs, and a request that exits early never reaches the later
+  // segments, so without this the first requests to pass a tap pay the
+  // compilation (milliseconds) long after start-up.
+  if (parts_.probe_count < 1) return;
+  const float* x = parts_.probe_inputs.data();
+  auto pass = [this, x] {
+    absl::StatusOr<Activation> current = parts_.runner->MakeInput(x, 1);
+    if (!current.ok()) return;
+    absl::StatusOr<Activation> whole = parts_.runner->RunWhole(*current);
+    if (!whole.ok()) return;
+    for (int segment = 0; segment < parts_.runner->num_segments(); ++segment) {
+      absl::StatusOr<Activation> next = parts_.runner->RunSegment(segment, *current);
+      if (!next.ok()) return;
+      current = std::move(next);
+    }
+  };
+  constexpr int kRuns = 6;
+  for (int run = 0; run < kRuns; ++run) pass();
+  // Each worker too (they run feedback work, and parallel mode's
+  // requests): a thread's first model run sets up its own state. The tasks
+  // wait for one another, so that every worker takes one.
+  std::atomic<int> started{0};
+  const int workers = options_.workers;
+  for (int w = 0; w < workers; ++w) {
+    {
+      MutexLock lock(&inflight_mutex_);
+      ++inflight_;
+    }
+    workers_->Submit([this, &started, workers, pass] {
+      ++started;
+      SpinUntil(1e6, [&] { return started.load() >= workers; });
+      pass();
+      FinishRequest();
+    });
+  }
+  WaitForFeedback();
+}
+
 void EngineImpl::ChooseMode() {
+  WarmUpSegments();
   if (options_.mode != LookupMode::kAuto) {
     mode_ = options_.mode;
     mode_report_ = absl::StrCat(LookupModeName(mode_), " (as configured)");

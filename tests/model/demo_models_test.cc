@@ -19,20 +19,27 @@ struct DemoCase {
   const char* file;
   int stages;
   double min_accuracy;  // On the first 1,000 test images.
+  const char* first_stage = "stem";
+  const char* second_stage = "group1.block0";
+  // Shape of the first tap's activation, batch 1.
+  std::vector<int64_t> first_tap_shape = {};
 };
 
 void PrintTo(const DemoCase& demo, std::ostream* out) { *out << demo.file; }
 
 class DemoModelsTest : public ::testing::TestWithParam<DemoCase> {};
 
-TEST_P(DemoModelsTest, IsStagedPerResidualBlockAndAccurate) {
+TEST_P(DemoModelsTest, IsStagedPerBlockAndAccurate) {
   const DemoCase& demo = GetParam();
   auto model = StagedModel::Load(DemoModelPath(demo.file));
   ASSERT_TRUE(model.ok()) << model.status();
   const ModelMetadata& metadata = (*model)->metadata();
   EXPECT_EQ((*model)->num_stages(), demo.stages);
-  EXPECT_EQ((*model)->stages().front().name, "stem");
-  EXPECT_EQ((*model)->stages()[1].name, "group1.block0");
+  EXPECT_EQ((*model)->stages().front().name, demo.first_stage);
+  EXPECT_EQ((*model)->stages()[1].name, demo.second_stage);
+  if (!demo.first_tap_shape.empty()) {
+    EXPECT_EQ((*model)->stage_output_shape(0), demo.first_tap_shape);
+  }
   EXPECT_EQ((*model)->stages().back().name, "head");
   EXPECT_EQ(metadata.input_shape, (std::vector<int64_t>{1, 28, 28}));
   EXPECT_EQ(metadata.class_names.front(), "T-shirt/top");
@@ -69,7 +76,10 @@ TEST_P(DemoModelsTest, IsStagedPerResidualBlockAndAccurate) {
 
 INSTANTIATE_TEST_SUITE_P(Committed, DemoModelsTest,
                          ::testing::Values(DemoCase{"resnet20.pt", 11, 0.89},
-                                           DemoCase{"resnet56.pt", 29, 0.90}),
+                                           DemoCase{"resnet56.pt", 29, 0.90},
+                                           // The ViT: token taps [1, 50, 64].
+                                           DemoCase{"vit6.pt", 8, 0.84, "embed", "block0",
+                                                    {1, 50, 64}}),
                          [](const auto& info) {
                            std::string name = info.param.file;
                            return name.substr(0, name.find('.'));
