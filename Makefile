@@ -18,7 +18,7 @@
 #               bench/out/report.md with plots); part of make bench
 #   make bench-serve  HTTP load (wrk, concurrency 32, 60 s) on `gati serve`,
 #               caches on vs --no-cache
-#   make bench-modes  both demo bundles, modes auto/parallel/sequential, iid
+#   make bench-modes  the three demo bundles (ResNet-20, ResNet-56, ViT), modes auto/parallel/sequential, iid
 #               and video traces, against the base model (bench/out/modes.md)
 
 BUILD_DIR ?= build

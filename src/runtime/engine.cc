@@ -810,7 +810,10 @@ void EngineImpl::ChooseMode() {
   mode_ = LookupMode::kSequential;
   const int64_t probes = std::min<int64_t>(options_.auto_probe_requests, parts_.probe_count);
   if (num_slots() == 0) {
-    mode_report_ = "auto: sequential (no planned taps: no lookups to overlap)";
+    // The whole model, as InferBase runs it: nothing to look up, nothing
+    // to cut.
+    serve_base_ = true;
+    mode_report_ = "auto: the base model alone (the plan has no taps)";
     return;
   }
   if (probes <= 0) {
