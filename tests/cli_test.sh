@@ -203,6 +203,20 @@ expect "replay an image folder in order" 0 "accuracy: gati" -- "$GATI" replay "$
 expect "build truncated image" nonzero "sample 1: .*b.png: corrupt or truncated PNG" -- "$GATI" build "${COLOUR[@]}" --data "$WORK/folder_bad" --out "$WORK/colour_bad"
 expect "bad folder writes nothing" 0 "^absent$" -- bash -c "[[ -e '$WORK/colour_bad' ]] && echo present || echo absent"
 
+# A recording (the shards gati serve --record writes: raw float32 samples)
+# as build and trace data.
+/usr/bin/python3 - "$WORK" <<'PY'
+import os, sys, numpy as np
+work = sys.argv[1]
+x = np.load(work + "/colour.npy").astype(np.float32) / 255
+os.makedirs(work + "/rec/r18", exist_ok=True)
+for k in range(3):
+    np.save(work + f"/rec/r18/shard-{k:06d}.npy", x[k * 256:(k + 1) * 256][:256])
+PY
+expect "build on a recording" 0 "samples 700: predictor-train" -- "$GATI" build "${COLOUR[@]}" --data "$WORK/rec/r18" --out "$WORK/rec.bundle"
+expect "the recording in the manifest" 0 "a recording of 700 samples of 3x32x32 in 3 shards" -- cat "$WORK/rec.bundle/manifest.json"
+expect "replay a recording" 0 "speedup \(base / gati\)" -- "$GATI" replay "$WORK/rec.bundle" --trace "$WORK/rec/r18" --limit 60 --warmup 2
+
 # A transformer: token taps get token variants (tok-mean, cls, tok-meanmax).
 VIT="$FIXTURES/tiny_vit.pt"
 expect "build a ViT" 0 "cls:linear" -- "$GATI" build --model "$VIT" --out "$WORK/vit" --limit 600 --epochs 2 --tail-budget 0 --plan-epsilon 0.2

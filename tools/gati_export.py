@@ -143,6 +143,55 @@ def _segment_names(nodes, begin, end):
     return names + [nodes[end].name]
 
 
+def _node_costs(traced, input_shape, seed):
+    """Per fx node, its cost in multiply-accumulates (see stages_from_fx)."""
+    from torch.fx.passes.shape_prop import ShapeProp
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn((1,) + tuple(input_shape), generator=generator)
+    with torch.no_grad():
+        ShapeProp(traced).propagate(x)
+    modules = dict(traced.named_modules())
+
+    def numel(node):
+        meta = node.meta.get("tensor_meta")
+        shape = getattr(meta, "shape", None)
+        if shape is None:
+            return 0
+        count = 1
+        for d in shape:
+            count *= int(d)
+        return count
+
+    def last_dim(node):
+        meta = node.meta.get("tensor_meta") if isinstance(node, torch.fx.Node) else None
+        shape = getattr(meta, "shape", None)
+        return int(shape[-1]) if shape else 1
+
+    costs = {}
+    for node in traced.graph.nodes:
+        out = numel(node)
+        cost = out
+        if node.op == "call_module":
+            module = modules[node.target]
+            if isinstance(module, nn.modules.conv._ConvNd):
+                kernel = 1
+                for k in module.kernel_size:
+                    kernel *= k
+                cost = out * (module.in_channels // module.groups) * kernel
+            elif isinstance(module, nn.Linear):
+                cost = out * module.in_features
+            elif isinstance(module, nn.MultiheadAttention):
+                d = module.embed_dim
+                tokens = out // d if d else 1
+                cost = 4 * out * d + 2 * tokens * out
+        elif node.op in ("call_function", "call_method") and node.args:
+            name = getattr(node.target, "__name__", str(node.target))
+            if name in ("matmul", "bmm", "mm", "linear", "conv2d"):
+                cost = out * last_dim(node.args[0])
+        costs[node] = cost
+    return costs
+
+
 def stages_from_fx(model, input_shape, min_stage_share=0.02, seed=0):
     """Returns [(name, module)]: `model` cut at every point of its torch.fx
     graph where one tensor carries the whole state (no skip connection or
@@ -171,25 +220,12 @@ def stages_from_fx(model, input_shape, min_stage_share=0.02, seed=0):
         raise ExportError("--auto: found no point where a single tensor "
                           "carries the model's state; name the stages with "
                           "--stages")
-    modules = [_segment_module(traced, nodes, a, b) for a, b in segments]
-    # Time each segment on a random input (after a warm-up), to merge the
-    # ones too small to be worth a tap.
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randn((1,) + tuple(input_shape), generator=generator)
-    times = []
-    with torch.no_grad():
-        for module in modules:
-            for _ in range(2):
-                y = module(x)
-            # The fastest of 9 runs: what the stage costs when nothing else
-            # competes for the machine.
-            best = float("inf")
-            for _ in range(9):
-                start = time.perf_counter()
-                y = module(x)
-                best = min(best, time.perf_counter() - start)
-            times.append(best)
-            x = y
+    # The cost of each segment, counted (not timed, so that an export is
+    # reproducible on a busy machine): multiply-accumulates of convolutions,
+    # linear layers and matrix products, one operation per output element
+    # elsewhere, from shapes that one run on a random input propagates.
+    costs = _node_costs(traced, input_shape, seed)
+    times = [sum(costs.get(n, 0) for n in nodes[a:b + 1]) for a, b in segments]
     total = sum(times) or 1.0
     merged = []  # [(first segment, last segment, time)]
     for k, t in enumerate(times):
