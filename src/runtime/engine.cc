@@ -19,6 +19,7 @@
 #include "runtime/learner.h"
 #include "runtime/monitor.h"
 #include "runtime/mutex.h"
+#include "runtime/uniform_draw.h"
 #include "runtime/work_queue.h"
 #include "spdlog/spdlog.h"
 
@@ -29,15 +30,6 @@ namespace {
 volatile float benchmark_sink = 0;
 
 
-// A uniform draw in [0, 1) from the n-th value of a seeded sequence
-// (SplitMix64): lock-free, and the same per engine whatever thread asks.
-double UniformDraw(uint64_t seed, uint64_t n) {
-  uint64_t z = seed + (n + 1) * 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return static_cast<double>(z >> 11) * 0x1.0p-53;
-}
 
 // Median real time of a lookup of `cache` on a zero activation (the
 // kernels' cost does not depend on the values).

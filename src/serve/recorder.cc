@@ -6,18 +6,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "data/npy.h"
+#include "runtime/uniform_draw.h"
 #include "spdlog/spdlog.h"
 
 namespace gati::serve {
 namespace {
-
-double Draw(uint64_t seed, uint64_t n) {
-  uint64_t z = seed + (n + 1) * 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return static_cast<double>(z >> 11) * 0x1.0p-53;
-}
 
 // NPY header and padding: an upper bound of what a shard adds to its data.
 constexpr int64_t kHeaderBytes = 128;
@@ -67,7 +60,8 @@ void TrafficRecorder::Offer(const std::string& model, const ModelMetadata& metad
   const size_t channels = static_cast<size_t>(metadata.input_shape[0]);
   const bool normalized = metadata.mean.size() == channels && metadata.std.size() == channels;
   for (int64_t i = 0; i < count; ++i) {
-    if (Draw(options_.seed, draws_.fetch_add(1, std::memory_order_relaxed)) >= options_.rate) {
+    if (runtime::UniformDraw(options_.seed, draws_.fetch_add(1, std::memory_order_relaxed)) >=
+        options_.rate) {
       continue;
     }
     runtime::MutexLock lock(&mutex_);
