@@ -53,9 +53,13 @@ class Answer:
 
 def request_body(inputs, probabilities=False, binary=False, request_id=""):
     """Returns (body bytes, headers) of an infer request for a float32
-    [N, C, H, W] array of model inputs (already normalized)."""
-    inputs = np.ascontiguousarray(inputs, dtype="<f4")
-    tensor = {"name": "input", "datatype": "FP32", "shape": list(inputs.shape)}
+    [N, C, H, W] array of model inputs (already normalized), or for a uint8
+    array of raw images ([N, C, H, W] or [N, H, W, C], 0..255), which the
+    server normalizes itself."""
+    raw = np.asarray(inputs).dtype == np.uint8
+    inputs = np.ascontiguousarray(inputs, dtype=np.uint8 if raw else "<f4")
+    tensor = {"name": "input", "datatype": "UINT8" if raw else "FP32",
+              "shape": list(inputs.shape)}
     outputs = [{"name": "class"}] + ([{"name": "probabilities"}] if probabilities else [])
     request = {"inputs": [tensor], "outputs": outputs}
     if request_id:
@@ -130,6 +134,8 @@ class Client:
         return ((np.asarray(pixels, dtype=np.float32) - mean) / std).astype(np.float32)
 
     def infer(self, inputs, probabilities=False, binary=False, request_id=""):
+        """`inputs`: float32 model inputs (normalize() them first), or uint8
+        raw images, [N, C, H, W] or [N, H, W, C], sent as they are."""
         body, headers = request_body(inputs, probabilities, binary, request_id)
         response = self.session.post(f"{self.url}/v2/models/{self.model}/infer", data=body,
                                      headers=headers, timeout=self.timeout)
@@ -157,6 +163,9 @@ def main(argv=None):
     parser.add_argument("--start", type=int, default=0)
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--binary", action="store_true")
+    parser.add_argument("--raw", action="store_true",
+                        help="send the trace as UINT8 pixels (round(x * 255)) for the "
+                             "server to normalize")
     parser.add_argument("--write-request", metavar="FILE",
                         help="write the JSON body for --count images instead of sending it "
                              "(needs --bundle, whose model gives the normalization)")
@@ -173,7 +182,9 @@ def main(argv=None):
         print(f"wrote {args.write_request} ({len(pixels)} image(s))")
         return 0
     client = Client(args.url, args.model)
-    answer = client.infer(client.normalize(pixels), probabilities=True, binary=args.binary)
+    inputs = (np.rint(np.clip(pixels, 0, 1) * 255).astype(np.uint8) if args.raw
+              else client.normalize(pixels))
+    answer = client.infer(inputs, probabilities=True, binary=args.binary)
     names = client.config()["gati"]["class_names"]
     for i, label in enumerate(answer.classes):
         print(f"image {args.start + i}: class {label} ({names[label]}), "

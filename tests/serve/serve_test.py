@@ -115,7 +115,8 @@ class ServeTest(unittest.TestCase):
         cls.server = Server("--model", f"r20={cls.bundle}", "--model", f"copy={cls.copy}",
                             "--max-body", "1MB")
         cls.client = gati_client.Client(cls.server.http, "r20")
-        cls.inputs = cls.client.normalize(np.load(trace))
+        cls.raw_pixels = np.load(trace)
+        cls.inputs = cls.client.normalize(cls.raw_pixels)
         inputs_file = os.path.join(cls.work, "inputs.npy")
         np.save(inputs_file, cls.inputs)
         answers_file = os.path.join(cls.work, "answers.json")
@@ -179,6 +180,22 @@ class ServeTest(unittest.TestCase):
         batch = self.client.infer(self.inputs[:8], binary=binary)
         self.assertEqual(batch.classes.tolist(), self.expected["labels"][:8])
         self.assertIsNone(batch.probabilities)
+
+    def test_raw_uint8_images_answer_like_their_normalized_floats(self):
+        # The server normalizes UINT8 pixels itself, with the same float32
+        # arithmetic as the client's normalize(): the same answers.
+        raw = np.rint(np.clip(self.raw_pixels[:6], 0, 1) * 255).astype(np.uint8)
+        want = self.client.infer(self.client.normalize(raw.astype(np.float32) / 255),
+                                 probabilities=True)
+        for binary in (False, True):
+            for images in (raw, raw.transpose(0, 2, 3, 1)):  # [N,C,H,W] and [N,H,W,C]
+                got = self.client.infer(images, probabilities=True, binary=binary)
+                self.assertEqual(got.classes.tolist(), want.classes.tolist())
+                np.testing.assert_allclose(got.probabilities, want.probabilities, atol=1e-6)
+        bad = requests.post(f"{self.server.http}/v2/models/r20/infer", json={"inputs": [
+            {"name": "input", "datatype": "UINT8", "shape": [1, 2], "data": [300, 1]}]})
+        self.assertEqual(bad.status_code, 400)
+        self.assertIn("is not a UINT8", bad.json()["error"])
 
     def test_json_client_matches_engine(self):
         self.check_http(binary=False)
