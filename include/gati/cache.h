@@ -188,6 +188,13 @@ class LearnedCache {
   int64_t scratch_floats_ = 0;
 };
 
+// Median wall time (µs) of `cache`'s Lookup on an activation of uniform
+// random values seeded by `seed`, over `repetitions` timed calls after
+// `warmup` untimed ones; what the build profiles and the engine decides
+// inline lookups by. REQUIRES: repetitions >= 1.
+double MedianLookupMicros(const LearnedCache& cache, int repetitions, uint64_t seed,
+                          int warmup = 20);
+
 }  // namespace gati
 
 #endif  // GATI_CACHE_H_

@@ -241,25 +241,6 @@ absl::StatusOr<Finished> FinishCache(CacheWeights weights,
   return finished;
 }
 
-double MedianLookupMicros(const LearnedCache& cache, int repetitions,
-                          uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
-  std::vector<float> activation(cache.weights().shape.size());
-  for (float& value : activation) value = uniform(rng);
-  std::vector<double> micros;
-  for (int r = 0; r < repetitions + 20; ++r) {
-    auto start = Clock::now();
-    LookupResult result = cache.Lookup(activation.data());
-    auto end = Clock::now();
-    if (result.label < 0) break;  // Keeps the call from being optimized out.
-    if (r >= 20) {
-      micros.push_back(std::chrono::duration<double, std::micro>(end - start).count());
-    }
-  }
-  return Percentile(micros, 0.5);
-}
-
 absl::Status ValidateOptions(const BuildOptions& o, const StagedModel& model,
                              const Dataset& data) {
   auto bad = [](const std::string& why) { return absl::InvalidArgumentError(why); };

@@ -146,8 +146,13 @@ absl::StatusOr<std::unique_ptr<Dataset>> OpenDataSource(const std::string& spec,
         "--data ", spec, ": not fashion-mnist, a directory of Fashion-MNIST IDX files or of "
         "images, or a .npy file"));
   }
-  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+  std::error_code listing;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, listing)) {
     if (entry.path().filename().string().rfind("shard-", 0) == 0) return OpenRecording(dir);
+  }
+  if (listing) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--data ", spec, ": cannot list the directory (", listing.message(), ")"));
   }
   const bool idx = std::filesystem::exists(std::filesystem::path(dir) /
                                            "train-images-idx3-ubyte.gz") ||

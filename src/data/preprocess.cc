@@ -51,10 +51,15 @@ absl::Status Preprocessor::CheckShape(const Dataset& data) const {
 absl::Status Preprocessor::ReadNormalized(const Dataset& data, const std::vector<int64_t>& rows,
                                           std::vector<float>* out) const {
   out->resize(rows.size() * sample_size_);
+  return ReadNormalized(data, rows, out->data());
+}
+
+absl::Status Preprocessor::ReadNormalized(const Dataset& data, const std::vector<int64_t>& rows,
+                                          float* out) const {
   for (size_t i = 0; i < rows.size(); ++i) {
-    GATI_RETURN_IF_ERROR(data.Read(rows[i], out->data() + i * sample_size_));
+    GATI_RETURN_IF_ERROR(data.Read(rows[i], out + i * sample_size_));
   }
-  Apply(out->data(), static_cast<int64_t>(rows.size()), out->data());
+  Apply(out, static_cast<int64_t>(rows.size()), out);
   return absl::OkStatus();
 }
 

@@ -37,6 +37,9 @@ class Preprocessor {
   // (rows.size() x sample_size() values). REQUIRES: CheckShape(data).
   absl::Status ReadNormalized(const Dataset& data, const std::vector<int64_t>& rows,
                               std::vector<float>* out) const;
+  // The same into `out`, which holds rows.size() x sample_size() floats.
+  absl::Status ReadNormalized(const Dataset& data, const std::vector<int64_t>& rows,
+                              float* out) const;
 
  private:
   std::vector<int64_t> shape_;

@@ -30,11 +30,7 @@ absl::StatusOr<at::Tensor> ReadInputs(const Dataset& data, const std::vector<int
   shape.insert(shape.end(), preprocessor.input_shape().begin(),
                preprocessor.input_shape().end());
   at::Tensor out = at::empty(shape, at::kFloat);
-  float* values = out.data_ptr<float>();
-  for (size_t i = 0; i < rows.size(); ++i) {
-    GATI_RETURN_IF_ERROR(data.Read(rows[i], values + i * preprocessor.sample_size()));
-  }
-  preprocessor.Apply(values, static_cast<int64_t>(rows.size()), values);
+  GATI_RETURN_IF_ERROR(preprocessor.ReadNormalized(data, rows, out.data_ptr<float>()));
   return out;
 }
 

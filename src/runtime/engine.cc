@@ -26,27 +26,6 @@
 namespace gati::runtime {
 namespace {
 
-// Keeps timed lookups from being optimized away.
-volatile float benchmark_sink = 0;
-
-
-
-// Median real time of a lookup of `cache` on a zero activation (the
-// kernels' cost does not depend on the values).
-double LookupMicros(const LearnedCache& cache) {
-  std::vector<float> activation(cache.weights().shape.size(), 0.0f);
-  constexpr int kRuns = 15;
-  std::vector<double> us;
-  for (int i = 0; i < kRuns; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    benchmark_sink = cache.Lookup(activation.data()).score;
-    us.push_back(std::chrono::duration<double, std::micro>(
-                     std::chrono::steady_clock::now() - start).count());
-  }
-  std::nth_element(us.begin(), us.begin() + kRuns / 2, us.end());
-  return us[kRuns / 2];
-}
-
 std::vector<float> Softmax(const float* logits, int n) {
   std::vector<float> p(logits, logits + n);
   const float top = *std::max_element(p.begin(), p.end());
@@ -280,7 +259,8 @@ EngineImpl::EngineImpl(EngineParts parts, const EngineOptions& options)
                             : parts_.bundle_epsilon);
   }
   for (int s = 0; s < slots; ++s) {
-    inline_lookup_.push_back(LookupMicros(*parts_.caches[s]) < options.inline_lookup_us);
+    inline_lookup_.push_back(MedianLookupMicros(*parts_.caches[s], 15, options.seed, 5) <
+                             options.inline_lookup_us);
   }
   auto set = std::make_shared<CacheSet>();
   set->version = 1;
