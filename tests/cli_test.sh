@@ -224,5 +224,55 @@ expect "ViT taps hold tokens" 0 "tokens:17x16" -- bash -c "strings '$WORK/vit/ca
 expect "replay a ViT" 0 "speedup \(base / gati\) +[0-9.]+x" -- "$GATI" replay "$WORK/vit" --trace "$WORK/t.npy" --warmup 2
 expect "ViT with image variants only" nonzero "tap 0 carries activations tokens:17x16 and none of the variants fits them" -- "$GATI" build --model "$VIT" --out "$WORK/vit_bad" --limit 600 --variants gap:linear
 
+# Inputs that are not images, from a user's own nn.Modules staged by --auto:
+# an MLP on feature vectors [20] (vector taps: id and proj variants by
+# default) and a CNN on spectrograms [1, 16, 10]; float .npy data.
+cat > "$WORK/user_models.py" <<'PY'
+import torch
+from torch import nn
+
+class FeatureMlp(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(20, 64), nn.Linear(64, 64)
+        self.c, self.out = nn.Linear(64, 32), nn.Linear(32, 3)
+
+    def forward(self, x):
+        x = torch.relu(self.a(x))
+        x = torch.relu(self.b(x))
+        return self.out(torch.relu(self.c(x)))
+
+def mlp():
+    torch.manual_seed(1)
+    return FeatureMlp()
+
+def spectrogram_cnn():
+    torch.manual_seed(2)
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1),
+                         nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4))
+PY
+/usr/bin/python3 - "$WORK" <<'PY'
+import sys, numpy as np
+work = sys.argv[1]
+rng = np.random.default_rng(5)
+centres = rng.normal(size=(6, 20)).astype(np.float32) * 2
+features = centres[rng.integers(0, 6, 700)] + rng.normal(size=(700, 20)).astype(np.float32) * 0.3
+np.save(work + "/features.npy", features.astype(np.float32))
+spectra = rng.random((500, 1, 16, 10), dtype=np.float32)
+spectra[::2, :, :8] *= 0.1  # Two kinds of spectrogram.
+np.save(work + "/spectra.npy", spectra)
+PY
+expect "export an MLP with --auto" 0 "taps \(after each stage but the last\): 0:" -- /usr/bin/python3 "$EXPORT" --module "$WORK/user_models.py:mlp" --input-shape 20 --auto --out "$WORK/mlp.pt"
+expect "build on feature vectors" 0 "id:linear" -- "$GATI" build --model "$WORK/mlp.pt" --data "$WORK/features.npy" --out "$WORK/mlp.bundle" --epochs 2 --stream-epochs 1 --tail-budget 0 --plan-epsilon 0.2
+expect "vector taps in the bundle" 0 "vector:64" -- bash -c "strings '$WORK/mlp.bundle/caches/'*.safetensors | grep -m1 -o 'vector:64'"
+expect "a projection trained on a vector tap" 0 "proj16:linear" -- cat "$WORK/mlp.bundle/manifest.json"
+expect "trace of feature vectors" 0 "wrote .*mt.npy \(80 video requests" -- "$GATI" trace --kind video --n 80 --data "$WORK/features.npy" --out "$WORK/mt.npy"
+expect "replay feature vectors" 0 "speedup \(base / gati\) +[0-9.]+x" -- "$GATI" replay "$WORK/mlp.bundle" --trace "$WORK/mt.npy" --warmup 2
+expect "MLP with image variants only" nonzero "carries activations vector:64 and none of the variants fits them; they take id, projN variants" -- "$GATI" build --model "$WORK/mlp.pt" --data "$WORK/features.npy" --out "$WORK/mlp_bad" --variants gap:linear
+expect "export a spectrogram CNN with --auto" 0 "taps \(after each stage but the last\): 0:" -- /usr/bin/python3 "$EXPORT" --module "$WORK/user_models.py:spectrogram_cnn" --input-shape 1,16,10 --auto --out "$WORK/spec.pt"
+expect "build on spectrograms" 0 "samples 500: predictor-train" -- "$GATI" build --model "$WORK/spec.pt" --data "$WORK/spectra.npy" --out "$WORK/spec.bundle" --epochs 2 --stream-epochs 1 --tail-budget 0 --plan-epsilon 0.2 --variants gap:linear,pool4:mlp256
+expect "replay spectrograms" 0 "speedup \(base / gati\) +[0-9.]+x" -- "$GATI" replay "$WORK/spec.bundle" --trace "$WORK/spectra.npy" --limit 60 --warmup 2
+
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -4,7 +4,7 @@
 // its per-request lookup; training lives in gati/build.h.
 //
 // Layouts, stated once: an activation of one input is a C-order float array
-// of shape [C, H, W] (a 2-D [batch, D] activation is taken as [D, 1, 1]);
+// of shape [C, H, W] (a 2-D [batch, D] activation is a vector [D]);
 // component (c, y, x) is at activation[c * H * W + y * W + x]. Token
 // activations ([batch, L, D], a transformer's) keep the model's token-major
 // order: feature d of token t is at activation[t * D + d]; their
@@ -23,36 +23,40 @@
 
 namespace gati {
 
-// A predictor variant, made from a spec string such as "pool4:mlp256":
-//   [conv1x1-N:]POOL:HEAD
-// POOL is `gap` (global average pool, C values) or `poolK` (adaptive K x K
-// average pool, C*K*K values); HEAD is `linear` or `mlpW` (one hidden ReLU
-// layer of width W). `conv1x1-N:` puts a trainable 1x1 convolution with N
-// output channels and a ReLU on the raw activation before pooling; such a
-// variant trains on streamed activations instead of stored features.
-// How a variant pools an activation into features.
+// A predictor variant, made from a spec string POOL:HEAD. HEAD is `linear`
+// or `mlpW` (one hidden ReLU layer of width W). POOL depends on the tap's
+// activation layout (ActivationLayout below):
+//   C x H x W   [conv1x1-N:]gap | [conv1x1-N:]poolK: global or adaptive
+//               K x K average pool (at most H x W bins: C * min(K,H) *
+//               min(K,W) values). `conv1x1-N:` puts a trainable 1x1
+//               convolution with N output channels and a ReLU first.
+//   tokens L x D  tok-mean (mean over tokens, D values), cls (the first
+//               token, D), tok-meanmax (mean and max over tokens, 2 D).
+//   vector D    id (the vector itself) | projN (a trainable projection to
+//               N values and a ReLU).
+// A variant with a trainable projection (conv1x1-N, projN) trains on
+// streamed activations instead of stored features. Each kind's grammar,
+// fit, size and pooling live in one table (src/cache/feature_kinds.h).
 enum class PoolKind {
-  kAverage,        // gap / poolK: K x K average pool of [C, H, W].
-  kTokenMean,      // tok-mean: the mean over tokens (D values).
-  kFirstToken,     // cls: the first token (D values).
-  kTokenMeanMax,   // tok-meanmax: mean and max over tokens (2 D values).
+  kAverage,        // gap / poolK of [C, H, W].
+  kTokenMean,      // tok-mean of [L, D].
+  kFirstToken,     // cls of [L, D].
+  kTokenMeanMax,   // tok-meanmax of [L, D].
+  kIdentity,       // id / projN of [D].
 };
 
-// Token variants: tok-mean:HEAD, cls:HEAD and tok-meanmax:HEAD pool a
-// [L, D] token activation (no conv1x1 prefix); the others pool [C, H, W].
 struct VariantSpec {
   std::string name;            // The canonical spec string.
   PoolKind pool_kind = PoolKind::kAverage;
   int pool = 1;                // K of the K x K average pool; 1 = global.
-  int conv_channels = 0;       // Output channels of the 1x1 conv; 0 = none.
+  int conv_channels = 0;       // Outputs of the trained projection; 0 = none.
   std::vector<int> hidden;     // Hidden widths; empty = linear.
   std::string description;     // One line for help texts.
 
   // True when the variant needs raw activations (not pooled features).
   bool streams() const { return conv_channels > 0; }
-  bool pools_tokens() const { return pool_kind != PoolKind::kAverage; }
   // One key per distinct pooling (features computed once per tap and key).
-  int pool_key() const { return pools_tokens() ? -static_cast<int>(pool_kind) : pool; }
+  int pool_key() const { return static_cast<int>(pool_kind) * 1024 + pool; }
 };
 
 // The registry: looks `spec` up among the known variants. InvalidArgument
@@ -60,16 +64,18 @@ struct VariantSpec {
 absl::StatusOr<VariantSpec> ParseVariantSpec(const std::string& spec);
 // Every spec the registry knows, in a stable order.
 const std::vector<VariantSpec>& KnownVariants();
-// The variants `gati build` trains when none are named, for C x H x W taps
-// and for token taps.
-std::vector<std::string> DefaultVariantSpecs();
-std::vector<std::string> DefaultTokenVariantSpecs();
 
 // How one input's activation at a tap is laid out.
 enum class ActivationLayout {
-  kChannels,  // [C, H, W] (also [D] as [D, 1, 1]).
+  kChannels,  // [C, H, W].
   kTokens,    // [L, D] token-major: channels = D, height = L, width = 1.
+  kVector,    // [D]: channels = D, height = width = 1.
 };
+
+// The variants `gati build` trains at a tap of `layout` when none are
+// named; DefaultVariantSpecs() is the C x H x W list.
+std::vector<std::string> DefaultVariantSpecsFor(ActivationLayout layout);
+std::vector<std::string> DefaultVariantSpecs();
 
 // Shape of one input's activation at a tap.
 struct ActivationShape {
@@ -84,12 +90,19 @@ struct ActivationShape {
   }
 };
 
-// "CxHxW", or "tokens:LxD", for messages and manifests.
+// "CxHxW", "tokens:LxD" or "vector:D", for messages and bundles.
 std::string ActivationShapeToString(const ActivationShape& shape);
-// Whether `variant` can pool activations of `shape`'s layout: token
-// variants need tokens; average pools need C x H x W (a token tap takes
-// none of them, since its "H" is the token axis).
+// The inverse; InvalidArgument for anything else.
+absl::StatusOr<ActivationShape> ParseActivationShape(const std::string& text);
+// The layout of one input's activation of `dims` (the activation's shape
+// without the batch): [D] a vector, [L, D] tokens, [C, H, W] channels;
+// InvalidArgument naming `where` for other ranks or empty dimensions.
+absl::StatusOr<ActivationShape> DetectActivationShape(const std::vector<int64_t>& dims,
+                                                      const std::string& where);
+// Whether `variant` pools activations of `shape`'s layout.
 bool VariantFits(const VariantSpec& variant, const ActivationShape& shape);
+// The POOL forms that fit `layout`, for messages ("gap, poolK, conv1x1-N").
+std::string VariantsThatFit(ActivationLayout layout);
 
 // Number of pooled features the variant's first dense layer reads.
 int64_t FeatureSize(const VariantSpec& variant, const ActivationShape& shape);

@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cache/calibration.h"
+#include "cache/feature_kinds.h"
 #include "build/path_timing.h"
 #include "data/preprocess.h"
 #include "gati/model.h"
@@ -52,22 +53,13 @@ Splits MakeSplits(int64_t count, const BuildOptions& options) {
 
 absl::StatusOr<ActivationShape> TapShape(const StagedModel& model, int tap) {
   const std::vector<int64_t>& shape = model.stage_output_shape(tap);
-  switch (shape.size()) {
-    case 2:
-      return ActivationShape{shape[1], 1, 1};
-    case 3:  // [B, L, D]: tokens (a transformer's), token-major.
-      return ActivationShape{shape[2], shape[1], 1, ActivationLayout::kTokens};
-    case 4:
-      return ActivationShape{shape[1], shape[2], shape[3]};
-    default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tap ", tap, ": activations of rank ", shape.size(),
-          " are not supported (2, 3 or 4)"));
-  }
+  if (shape.empty()) return absl::InvalidArgumentError(absl::StrCat("tap ", tap, ": a scalar"));
+  return DetectActivationShape(std::vector<int64_t>(shape.begin() + 1, shape.end()),
+                               absl::StrCat("tap ", tap));
 }
 
-// The activation as the caches read it: [B, C, H, W], or [B, L, D] for
-// tokens; contiguous.
+// The activation as the caches read it: [B, C, H, W] (vectors [B, D, 1, 1],
+// tokens [B, L, D]); contiguous.
 at::Tensor AsNchw(const at::Tensor& activation, const ActivationShape& shape) {
   if (shape.layout == ActivationLayout::kTokens) {
     return activation.contiguous().view({activation.size(0), shape.height, shape.channels});
@@ -76,20 +68,15 @@ at::Tensor AsNchw(const at::Tensor& activation, const ActivationShape& shape) {
       {activation.size(0), shape.channels, shape.height, shape.width});
 }
 
-// The pooled features of a batch of activations (AsNchw), as `variant`
-// pools them: [B, FeatureSize].
-at::Tensor PoolBatch(const at::Tensor& act, const VariantSpec& variant) {
-  switch (variant.pool_kind) {
-    case PoolKind::kTokenMean:
-      return act.mean(1);
-    case PoolKind::kFirstToken:
-      return act.select(1, 0).contiguous();
-    case PoolKind::kTokenMeanMax:
-      return at::cat({act.mean(1), std::get<0>(act.max(1))}, 1);
-    case PoolKind::kAverage:
-      break;
-  }
-  return at::adaptive_avg_pool2d(act, {variant.pool, variant.pool}).flatten(1);
+// The pooled features of a batch of activations (AsNchw), through the
+// variant kind's own pooling (the lookup path's): [B, FeatureSize].
+at::Tensor PoolBatch(const at::Tensor& act, const VariantSpec& variant,
+                     const ActivationShape& shape) {
+  at::Tensor input = act.to(at::kCPU).contiguous();
+  at::Tensor features = at::empty({input.size(0), FeatureSize(variant, shape)});
+  cache_internal::PoolRows(variant, shape, input.data_ptr<float>(), input.size(0),
+                           features.data_ptr<float>());
+  return features;
 }
 
 // Runs the segmented model over `rows` of `data` in batches and hands each
@@ -347,8 +334,10 @@ absl::StatusOr<BuildReport> BuildBundleOrThrow(const BuildOptions& options,
   std::vector<std::string> specs = options.variants;
   if (specs.empty()) {
     // Every default that fits some tap's layout (filtered per tap below).
-    specs = DefaultVariantSpecs();
-    for (const std::string& spec : DefaultTokenVariantSpecs()) specs.push_back(spec);
+    for (ActivationLayout layout : {ActivationLayout::kChannels, ActivationLayout::kTokens,
+                                    ActivationLayout::kVector}) {
+      for (const std::string& spec : DefaultVariantSpecsFor(layout)) specs.push_back(spec);
+    }
   }
   std::vector<VariantSpec> variants;
   for (const std::string& spec : specs) {
@@ -363,10 +352,8 @@ absl::StatusOr<BuildReport> BuildBundleOrThrow(const BuildOptions& options,
     if (!any) {
       return absl::InvalidArgumentError(absl::StrCat(
           "tap ", tap, " carries activations ", ActivationShapeToString(shape),
-          " and none of the variants fits them; ",
-          shape.layout == ActivationLayout::kTokens
-              ? "token taps take tok-mean:*, cls:* or tok-meanmax:* variants"
-              : "C x H x W taps take gap, poolK and conv1x1 variants"));
+          " and none of the variants fits them; they take ",
+          VariantsThatFit(shape.layout), " variants"));
     }
     shapes.push_back(shape);
   }
@@ -406,7 +393,7 @@ absl::StatusOr<BuildReport> BuildBundleOrThrow(const BuildOptions& options,
         [&](size_t slot, const std::vector<int64_t>& rows, const at::Tensor& act) {
           for (const auto& [key, v] : bank_pool) {
             if (key.first != slot) continue;
-            bank[key].narrow(0, rows.front(), rows.size()).copy_(PoolBatch(act, *v));
+            bank[key].narrow(0, rows.front(), rows.size()).copy_(PoolBatch(act, *v, shapes[slot]));
           }
         },
         [&](const std::vector<int64_t>& rows, const at::Tensor& logits) {

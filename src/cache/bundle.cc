@@ -90,16 +90,10 @@ absl::StatusOr<CacheWeights> ParseWeights(const std::string& bytes,
                file.metadata["tap"] + ", the manifest expects '" +
                entry.variant + "' at tap " + std::to_string(entry.tap));
   }
-  int64_t c = 0, h = 0, w = 0, tokens = 0, dim = 0;
-  const std::string& shape_text = file.metadata["activation_shape"];
-  char rest = 0;
-  if (std::sscanf(shape_text.c_str(), "tokens:%ldx%ld%c", &tokens, &dim, &rest) == 2) {
-    weights.shape = {dim, tokens, 1, ActivationLayout::kTokens};
-  } else if (std::sscanf(shape_text.c_str(), "%ldx%ldx%ld%c", &c, &h, &w, &rest) == 3) {
-    weights.shape = {c, h, w};
-  } else {
-    return bad("bad activation_shape metadata");
-  }
+  absl::StatusOr<ActivationShape> shape =
+      ParseActivationShape(file.metadata["activation_shape"]);
+  if (!shape.ok()) return bad(std::string(shape.status().message()));
+  weights.shape = *shape;
   try {
     weights.num_classes = std::stoi(file.metadata["num_classes"]);
   } catch (const std::exception&) {

@@ -8,6 +8,7 @@
 #include <numeric>
 #include <random>
 
+#include "cache/feature_kinds.h"
 #include "gati/model.h"
 
 namespace gati {
@@ -68,6 +69,15 @@ std::vector<at::Tensor> Parameters(const std::vector<Layer>& layers) {
   return parameters;
 }
 
+// The variant kind's pooling of one plane as a [positions, features] matrix.
+at::Tensor PoolingTensor(const VariantSpec& variant, const ActivationShape& shape) {
+  std::vector<float> matrix = cache_internal::PoolingMatrix(variant, shape);
+  const int64_t positions = shape.height * shape.width;
+  return at::from_blob(matrix.data(), {positions, static_cast<int64_t>(matrix.size()) / positions},
+                       at::kFloat)
+      .clone();
+}
+
 // Applies dense layers with ReLU between them.
 at::Tensor Dense(at::Tensor x, const std::vector<Layer>& layers) {
   for (size_t l = 0; l < layers.size(); ++l) {
@@ -87,6 +97,9 @@ struct PredictorTrainer::State {
   DistillationOptions options;
   std::mt19937_64 rng;
   std::vector<Layer> conv;  // Zero or one layer: [N, C] over channels.
+  // For a streaming variant: its kind's pooling of one plane,
+  // [positions, features per plane] (cache/feature_kinds.h).
+  at::Tensor pooling;
   std::vector<Layer> layers;
   std::unique_ptr<torch::optim::Adam> optimizer;
   int64_t total_steps = 1;
@@ -95,10 +108,12 @@ struct PredictorTrainer::State {
   at::Tensor Forward(const at::Tensor& input) const {
     at::Tensor x = input;
     if (variant.streams()) {
+      // The projection over channels at every position, its ReLU, then the
+      // kind's pooling of each plane: [B, C, P] -> [B, N, P] -> [B, N * F].
       const Layer& c = conv[0];
-      x = at::relu(at::conv2d(
-          x, c.weight.view({c.weight.size(0), c.weight.size(1), 1, 1}), c.bias));
-      x = at::adaptive_avg_pool2d(x, {variant.pool, variant.pool}).flatten(1);
+      x = x.reshape({x.size(0), shape.channels, shape.height * shape.width});
+      x = at::relu(at::matmul(c.weight, x) + c.bias.view({1, -1, 1}));
+      x = at::matmul(x, pooling).flatten(1);
     }
     return Dense(x, layers);
   }
@@ -118,6 +133,7 @@ PredictorTrainer::PredictorTrainer(const VariantSpec& variant, int tap,
   s.rng.seed(seed);
   if (variant.streams()) {
     s.conv.push_back(MakeLayer(shape.channels, variant.conv_channels, s.rng));
+    s.pooling = PoolingTensor(variant, shape);
   }
   int64_t width = FeatureSize(variant, shape);
   for (int hidden : variant.hidden) {
@@ -142,7 +158,10 @@ PredictorTrainer::PredictorTrainer(const CacheWeights& start,
   s.num_classes = start.num_classes;
   s.options = options;
   s.rng.seed(seed);
-  if (start.variant.streams()) s.conv.push_back(FromDense(start.conv));
+  if (start.variant.streams()) {
+    s.conv.push_back(FromDense(start.conv));
+    s.pooling = PoolingTensor(start.variant, start.shape);
+  }
   for (const DenseLayer& layer : start.predictor) s.layers.push_back(FromDense(layer));
   std::vector<at::Tensor> parameters = Parameters(s.conv);
   for (const at::Tensor& p : Parameters(s.layers)) parameters.push_back(p);

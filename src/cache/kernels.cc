@@ -70,20 +70,22 @@ void TokenPool(const float* input, int64_t tokens, int64_t dim, bool first, bool
 }
 
 void AdaptiveAvgPool(const float* input, int64_t channels, int64_t height,
-                     int64_t width, int k, float* output) {
+                     int64_t width, int kh, int kw, float* output) {
   // Bin bounds, computed once; bins are at most kMaxPool per side.
   int64_t row_begin[kMaxPool], row_end[kMaxPool];
   int64_t col_begin[kMaxPool], col_end[kMaxPool];
   float inverse_area[kMaxPool * kMaxPool];
-  for (int i = 0; i < k; ++i) {
-    row_begin[i] = i * height / k;
-    row_end[i] = ((i + 1) * height + k - 1) / k;
-    col_begin[i] = i * width / k;
-    col_end[i] = ((i + 1) * width + k - 1) / k;
+  for (int i = 0; i < kh; ++i) {
+    row_begin[i] = i * height / kh;
+    row_end[i] = ((i + 1) * height + kh - 1) / kh;
   }
-  for (int i = 0; i < k; ++i) {
-    for (int j = 0; j < k; ++j) {
-      inverse_area[i * k + j] =
+  for (int j = 0; j < kw; ++j) {
+    col_begin[j] = j * width / kw;
+    col_end[j] = ((j + 1) * width + kw - 1) / kw;
+  }
+  for (int i = 0; i < kh; ++i) {
+    for (int j = 0; j < kw; ++j) {
+      inverse_area[i * kw + j] =
           1.0f / static_cast<float>((row_end[i] - row_begin[i]) *
                                     (col_end[j] - col_begin[j]));
     }
@@ -93,16 +95,16 @@ void AdaptiveAvgPool(const float* input, int64_t channels, int64_t height,
   float sums[kMaxPoolWidth];
   for (int64_t c = 0; c < channels; ++c) {
     const float* plane = input + c * height * width;
-    for (int i = 0; i < k; ++i) {
+    for (int i = 0; i < kh; ++i) {
       std::copy_n(plane + row_begin[i] * width, width, sums);
       for (int64_t y = row_begin[i] + 1; y < row_end[i]; ++y) {
         const float* row = plane + y * width;
         for (int64_t x = 0; x < width; ++x) sums[x] += row[x];
       }
-      for (int j = 0; j < k; ++j) {
+      for (int j = 0; j < kw; ++j) {
         float sum = 0.0f;
         for (int64_t x = col_begin[j]; x < col_end[j]; ++x) sum += sums[x];
-        *output++ = sum * inverse_area[i * k + j];
+        *output++ = sum * inverse_area[i * kw + j];
       }
     }
   }

@@ -12,11 +12,12 @@ namespace gati::cache_internal {
 inline constexpr int kMaxPool = 16;
 inline constexpr int64_t kMaxPoolWidth = 4096;
 
-// Adaptive k x k average pool of a [channels, height, width] array into
-// [channels, k, k], with PyTorch's bins: rows floor(i*H/k) .. ceil((i+1)*H/k).
-// REQUIRES: 1 <= k <= kMaxPool, width <= kMaxPoolWidth.
+// Adaptive kh x kw average pool of a [channels, height, width] array into
+// [channels, kh, kw], with PyTorch's bins: rows floor(i*H/kh) ..
+// ceil((i+1)*H/kh), columns likewise.
+// REQUIRES: 1 <= kh, kw <= kMaxPool, width <= kMaxPoolWidth.
 void AdaptiveAvgPool(const float* input, int64_t channels, int64_t height,
-                     int64_t width, int k, float* output);
+                     int64_t width, int kh, int kw, float* output);
 
 // Pools a token-major [tokens, dim] activation: the mean over tokens (dim
 // values), the first token (dim), or the mean then the max (2 dim).

@@ -6,25 +6,18 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "cache/feature_kinds.h"
 #include "cache/kernels.h"
 #include "gati/cache.h"
 
 namespace gati {
 namespace {
 
-using cache_internal::AdaptiveAvgPool;
-
-// The variant's features of an activation (after its conv, if any, with
-// `channels` planes).
+// The variant's features of an activation (after its projection, if any,
+// with `channels` planes), through its kind's own pooling.
 void PoolFeatures(const VariantSpec& variant, const ActivationShape& shape, const float* input,
                   int64_t channels, float* features) {
-  if (variant.pools_tokens()) {
-    cache_internal::TokenPool(input, shape.height, shape.channels,
-                              variant.pool_kind == PoolKind::kFirstToken,
-                              variant.pool_kind == PoolKind::kTokenMeanMax, features);
-    return;
-  }
-  AdaptiveAvgPool(input, channels, shape.height, shape.width, variant.pool, features);
+  cache_internal::KindOf(variant.pool_kind).pool(variant, shape, input, channels, features);
 }
 using cache_internal::ArgMax;
 using cache_internal::Conv1x1Relu;
@@ -136,9 +129,7 @@ absl::StatusOr<std::unique_ptr<LearnedCache>> LearnedCache::Create(
   if (!VariantFits(weights.variant, shape)) {
     return absl::InvalidArgumentError(absl::StrCat(
         where, ": the variant does not fit activations of shape ",
-        ActivationShapeToString(shape),
-        shape.layout == ActivationLayout::kTokens ? " (token taps take tok-mean, cls or tok-meanmax)"
-                                                  : " (token pools need a token tap)"));
+        ActivationShapeToString(shape), " (they take ", VariantsThatFit(shape.layout), ")"));
   }
   if (weights.variant.streams()) {
     GATI_RETURN_IF_ERROR(
