@@ -126,12 +126,10 @@ class Client:
         return self._config
 
     def normalize(self, pixels):
-        """Raw pixels in [0, 1], [N, C, H, W] -> model inputs, with the
-        normalization the model's metadata gives (from /config)."""
+        """Raw values [N, *input shape] (pixels in [0, 1]) -> model inputs,
+        with the normalization the model's metadata gives (from /config)."""
         norm = self.config()["gati"]["normalization"]
-        mean = np.asarray(norm["mean"], dtype=np.float32).reshape(1, -1, 1, 1)
-        std = np.asarray(norm["std"], dtype=np.float32).reshape(1, -1, 1, 1)
-        return ((np.asarray(pixels, dtype=np.float32) - mean) / std).astype(np.float32)
+        return normalized(pixels, norm["mean"], norm["std"])
 
     def infer(self, inputs, probabilities=False, binary=False, request_id=""):
         """`inputs`: float32 model inputs (normalize() them first), or uint8
@@ -142,24 +140,34 @@ class Client:
         return parse_response(response)
 
 
+def normalized(raw, mean, std):
+    """(raw - mean[c]) / std[c] in float32, where c indexes the first
+    dimension of one input ([N, C, H, W] images, [N, D] vectors): the
+    server's Preprocessor rule."""
+    raw = np.asarray(raw, dtype=np.float32)
+    shape = (1, -1) + (1,) * max(raw.ndim - 2, 0)
+    mean = np.asarray(mean, dtype=np.float32).reshape(shape)
+    std = np.asarray(std, dtype=np.float32).reshape(shape)
+    return ((raw - mean) / std).astype(np.float32)
+
+
 def bundle_normalization(bundle):
-    """(mean, std) arrays shaped [1, C, 1, 1] from the gati.json metadata
-    inside a bundle's TorchScript archive (a zip)."""
+    """(mean, std) lists from the gati.json metadata inside a bundle's
+    TorchScript archive (a zip)."""
     with zipfile.ZipFile(os.path.join(bundle, "model.pt")) as archive:
         names = [n for n in archive.namelist() if n.endswith("extra/gati.json")]
         if not names:
             raise ValueError(f"{bundle}/model.pt holds no gati.json metadata")
         norm = json.loads(archive.read(names[0]))["normalization"]
-    shape = (1, -1, 1, 1)
-    return (np.asarray(norm["mean"], np.float32).reshape(shape),
-            np.asarray(norm["std"], np.float32).reshape(shape))
+    return norm["mean"], norm["std"]
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--url", default="http://localhost:8000")
     parser.add_argument("--model", required=True)
-    parser.add_argument("--trace", required=True, help="NPY float32 [N, C, H, W] in [0, 1]")
+    parser.add_argument("--trace", required=True, help="NPY float32 [N, *input shape] of raw values "
+                        "(pixels in [0, 1]), as gati trace writes")
     parser.add_argument("--start", type=int, default=0)
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--binary", action="store_true")
@@ -176,7 +184,7 @@ def main(argv=None):
         if not args.bundle:
             parser.error("--write-request needs --bundle")
         mean, std = bundle_normalization(args.bundle)
-        body, _ = request_body(((pixels - mean) / std).astype(np.float32))
+        body, _ = request_body(normalized(pixels, mean, std))
         with open(args.write_request, "wb") as f:
             f.write(body)
         print(f"wrote {args.write_request} ({len(pixels)} image(s))")
