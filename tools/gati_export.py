@@ -74,18 +74,60 @@ def stages_from_resnet(model):
     return stages
 
 
-def _fx_trace(model):
-    """Symbolic trace of `model`, or an ExportError naming what fx met."""
+def _first_line(error):
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _fx_trace(model, max_leaves=256):
+    """Symbolic trace of `model`. A submodule whose own forward fx cannot
+    trace (data-dependent control flow, tuple unpacking of a tensor) is
+    kept whole, as a leaf: the innermost such modules are found by tracing
+    each submodule on its own, and the model is traced again around them.
+    Returns (graph module, names of the leaves kept whole); an ExportError
+    naming the construct and pointing to --stages when the model's own
+    forward cannot be traced."""
     import torch.fx
-    try:
-        return torch.fx.symbolic_trace(model)
-    except Exception as e:  # TraceError, TypeError from data-dependent code.
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ExportError(
-            f"--auto: torch.fx cannot trace {type(model).__name__}: "
-            f"{type(e).__name__}: {reason}. This is usually control flow "
-            f"that depends on tensor values or shapes; name the stages "
-            f"instead with --stages") from e
+
+    class Tracer(torch.fx.Tracer):
+        def __init__(self, leaves):
+            super().__init__()
+            self.leaves = leaves
+
+        def is_leaf_module(self, module, qualified_name):
+            return id(module) in self.leaves or super().is_leaf_module(module, qualified_name)
+
+    def trace(module, leaves):
+        tracer = Tracer(leaves)
+        graph = tracer.trace(module)
+        return torch.fx.GraphModule(tracer.root, graph)
+
+    leaves = {}  # id(module) -> qualified name
+    while True:
+        try:
+            return trace(model, leaves), sorted(leaves.values())
+        except Exception as e:  # TraceError, TypeError from data-dependent code.
+            error = e
+        # The innermost submodule that does not trace on its own, around
+        # the leaves found so far (post-order: children first).
+        found = None
+        judge = Tracer(leaves)
+        for name, module in reversed(list(model.named_modules())):
+            # Leaves already (torch.nn's own modules, the ones found) are
+            # never traced into.
+            if not name or judge.is_leaf_module(module, name):
+                continue
+            try:
+                trace(module, leaves)
+            except Exception:  # noqa: BLE001 - any failure makes it a leaf.
+                found = (name, module)
+                break
+        if found is None or len(leaves) >= max_leaves:
+            raise ExportError(
+                f"--auto: torch.fx cannot trace {type(model).__name__}: "
+                f"{type(error).__name__}: {_first_line(error)}. This is usually "
+                f"control flow that depends on tensor values or shapes in the "
+                f"model's own forward; name the stages instead with --stages") from error
+        leaves[id(found[1])] = found[0]
 
 
 def _cut_points(graph):
@@ -148,9 +190,33 @@ def _node_costs(traced, input_shape, seed):
     from torch.fx.passes.shape_prop import ShapeProp
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn((1,) + tuple(input_shape), generator=generator)
-    with torch.no_grad():
-        ShapeProp(traced).propagate(x)
     modules = dict(traced.named_modules())
+    # Inside a submodule kept whole (a leaf that fx did not trace into),
+    # the convolutions and linear layers count through forward hooks.
+    inner = {}
+
+    def count(name):
+        def hook(module, inputs, output):
+            if not isinstance(output, torch.Tensor):
+                return
+            if isinstance(module, nn.modules.conv._ConvNd):
+                kernel = 1
+                for k in module.kernel_size:
+                    kernel *= k
+                macs = output.numel() * (module.in_channels // module.groups) * kernel
+            else:
+                macs = output.numel() * module.in_features
+            inner[name] = inner.get(name, 0) + macs
+        return hook
+
+    handles = [m.register_forward_hook(count(n)) for n, m in modules.items()
+               if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
+    try:
+        with torch.no_grad():
+            ShapeProp(traced).propagate(x)
+    finally:
+        for handle in handles:
+            handle.remove()
 
     def numel(node):
         meta = node.meta.get("tensor_meta")
@@ -184,6 +250,9 @@ def _node_costs(traced, input_shape, seed):
                 d = module.embed_dim
                 tokens = out // d if d else 1
                 cost = 4 * out * d + 2 * tokens * out
+            else:
+                prefix = node.target + "."
+                cost = out + sum(v for k, v in inner.items() if k.startswith(prefix))
         elif node.op in ("call_function", "call_method") and node.args:
             name = getattr(node.target, "__name__", str(node.target))
             if name in ("matmul", "bmm", "mm", "linear", "conv2d"):
@@ -199,8 +268,11 @@ def stages_from_fx(model, input_shape, min_stage_share=0.02, seed=0):
     takes at least `min_stage_share` of the model's measured time (the last
     stage, the head, is merged into its predecessor only when it is below
     the share too)."""
-    import time
-    traced = _fx_trace(model)
+    traced, leaves = _fx_trace(model)
+    if leaves:
+        shown = ", ".join(leaves[:6]) + (f" and {len(leaves) - 6} more" if len(leaves) > 6 else "")
+        print(f"gati_export: --auto: torch.fx cannot trace inside {len(leaves)} "
+              f"submodule(s), kept whole: {shown}", file=sys.stderr)
     nodes, _, cuts = _cut_points(traced.graph)
     first = next(i for i, n in enumerate(nodes) if n.op == "placeholder")
     placeholders = [n for n in nodes if n.op == "placeholder"]

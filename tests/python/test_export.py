@@ -69,6 +69,31 @@ class Blocks(nn.Module):
 def blocks():
     return Blocks()
 
+class Gate(nn.Module):
+    """Control flow on a value inside a block: fx cannot trace the block."""
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+    def forward(self, x):
+        if x.mean() > 0:
+            return torch.relu(self.conv(x))
+        return x
+
+class Gated(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(5)
+        self.stem = nn.Conv2d(1, 8, 3, padding=1)
+        self.gate = Gate()
+        self.mid = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 4)
+    def forward(self, x):
+        x = self.gate(torch.relu(self.stem(x)))
+        return self.fc(torch.relu(self.mid(x)).mean(dim=(2, 3)))
+
+def gated():
+    return Gated()
+
 class Branchy(Net):
     """Control flow on a tensor's value: torch.fx cannot trace it."""
     def forward(self, x):
@@ -200,6 +225,27 @@ class ExportTest(unittest.TestCase):
                           "--stages", "stem,fc", "--input-shape", "1,8,8",
                           "--out", out)
         self.assertIn("--auto and --stages exclude each other", both.stderr)
+
+    def test_auto_keeps_a_block_that_fx_cannot_trace_whole(self):
+        out = os.path.join(self.dir, "gated.pt")
+        result = run_export("--module", self.user + ":gated", "--auto",
+                            "--min-stage-share", "0", "--input-shape",
+                            "1,8,8", "--out", out)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("cannot trace inside 1 submodule(s), kept whole: gate",
+                      result.stderr)
+        names = read_metadata(out)["stage_names"]
+        self.assertIn("gate", names)
+        self.assertIn("mid", names)
+        # The staged model answers as the original.
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("user_models", self.user)
+        user = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(user)
+        staged, original = torch.jit.load(out), user.gated()
+        for seed in (1, 2):
+            x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
+            self.assertTrue(torch.allclose(staged(x), original(x), atol=1e-5))
 
     def test_plain_sequential_cnn_keeps_its_outputs(self):
         out = os.path.join(self.dir, "cnn.pt")
