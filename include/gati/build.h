@@ -85,6 +85,9 @@ struct BuildReport {
   int64_t calibration = 0;
   // Wall seconds per step, in order.
   std::vector<std::pair<std::string, double>> step_seconds;
+  // What the user should know about a bundle that was written (for
+  // example a calibration split too small to enable any cache).
+  std::vector<std::string> warnings;
 };
 
 // Validates options (epsilon and confidence in (0,1), known variants, taps

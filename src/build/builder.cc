@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <map>
 #include <numeric>
 #include <random>
@@ -365,6 +366,15 @@ absl::StatusOr<BuildReport> BuildBundleOrThrow(const BuildOptions& options,
   report.predictor_train = static_cast<int64_t>(splits.predictor.size());
   report.selector_train = static_cast<int64_t>(splits.selector.size());
   report.calibration = static_cast<int64_t>(splits.calibration.size());
+  if (const int64_t needed = MinimumHitsFor(options.epsilon, options.confidence);
+      report.calibration < needed) {
+    const double share = 1.0 - options.predictor_share - options.selector_share;
+    report.warnings.push_back(absl::StrCat(
+        "the calibration split holds ", report.calibration, " samples, and certifying epsilon ",
+        options.epsilon, " at confidence ", options.confidence, " takes at least ", needed,
+        " hits with no false hit, so no cache can be enabled; build on at least ",
+        static_cast<int64_t>(std::ceil(needed / share)), " samples, or raise --epsilon"));
+  }
 
   GATI_ASSIGN_OR_RETURN(auto segments, model->Segment(taps));
   ModelPass pass{segments.get(), &data, &preprocessor, shapes, options.model_batch};

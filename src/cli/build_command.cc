@@ -160,6 +160,9 @@ int RunBuild(BuildFlags& flags) {
     std::printf(" %s %.1f s;", name.c_str(), step_seconds);
   }
   std::printf("\ntotal %.1f s, threads %d\n", seconds, options.threads);
+  for (const std::string& warning : report->warnings) {
+    std::fprintf(stderr, "gati build: warning: %s\n", warning.c_str());
+  }
   return kExitOk;
 }
 
