@@ -154,13 +154,18 @@ images = np.kron(blocks, np.ones((1, 1, 8, 8), dtype=np.uint8))
 np.save(work + "/colour.npy", images[:700])
 np.save(work + "/colour_holdout.npy", images[700:].astype(np.float32) / 255)
 np.save(work + "/colour_labels_short.npy", np.zeros(699, dtype=np.int64))
+np.save(work + "/colour_nhwc.npy", images[:700].transpose(0, 2, 3, 1).copy())
 bad = images[:700].astype(np.float32) / 255
 bad[123, 2, 5, 6] = np.inf
 np.save(work + "/colour_inf.npy", bad)
 PY
 COLOUR=(--model "$R18" --taps 1,3 --variants gap:linear --epochs 2 --stream-epochs 1 --tail-budget 0 --plan-epsilon 0.2)
 expect "build on your npy" 0 "samples 700: predictor-train" -- "$GATI" build "${COLOUR[@]}" --data "$WORK/colour.npy" --out "$WORK/colour"
+expect "a calibration split too small to certify epsilon warns" 0 "warning: the calibration split holds 210 samples, and certifying epsilon 0.01 at confidence 0.95 takes at least 299 hits.*build on at least 997 samples" -- "$GATI" build "${COLOUR[@]}" --data "$WORK/colour.npy" --out "$WORK/colour_warn"
 expect "your data in the manifest" 0 "colour.npy \(700 samples of 3x32x32 uint8, unlabelled\)" -- cat "$WORK/colour/manifest.json"
+expect "build on channels-last images" 0 "samples 700: predictor-train" -- "$GATI" build "${COLOUR[@]}" --data "$WORK/colour_nhwc.npy" --out "$WORK/colour_nhwc"
+expect "channels-last images are read channels first" 0 "colour_nhwc.npy \(700 samples of 32x32x3 uint8, unlabelled\), channels last, read as 3x32x32" -- cat "$WORK/colour_nhwc/manifest.json"
+expect "channels last builds the same caches" 0 "^same$" -- bash -c "cmp -s '$WORK/colour/caches/'\$(ls '$WORK/colour/caches' | head -1) '$WORK/colour_nhwc/caches/'\$(ls '$WORK/colour_nhwc/caches' | head -1) && echo same || echo differ"
 expect "trace from your npy" 0 "wrote .*ct.npy \(80 video requests from .*colour_holdout.npy.*no labels file" -- "$GATI" trace --kind video --n 80 --data "$WORK/colour_holdout.npy" --out "$WORK/ct.npy"
 expect "skewed trace needs labels" nonzero "needs labels" -- "$GATI" trace --kind skewed --n 80 --data "$WORK/colour_holdout.npy" --out "$WORK/cs.npy"
 expect "replay your trace" 0 "speedup \(base / gati\) +[0-9.]+x" -- "$GATI" replay "$WORK/colour" --trace "$WORK/ct.npy" --warmup 2

@@ -93,6 +93,7 @@ absl::StatusOr<std::vector<float>> LoadInputs(const std::string& path,
   GATI_ASSIGN_OR_RETURN(std::unique_ptr<Dataset> trace,
                         dir ? OpenDataSource(path, "", Split::kTest, &metadata)
                             : OpenNpyDataset(path, ""));
+  trace = ChannelsFirstFor(std::move(trace), &metadata);
   if (trace->has_labels()) {
     for (int64_t i = 0; i < trace->count(); ++i) labels->push_back(trace->label(i));
   }

@@ -110,6 +110,37 @@ class Prefix final : public Dataset {
   const int64_t count_;
 };
 
+// Images stored channels last ([H, W, C] per sample, as NumPy and PIL
+// hold them), read as the model's [C, H, W].
+class ChannelsFirst final : public Dataset {
+ public:
+  ChannelsFirst(std::unique_ptr<Dataset> source, std::vector<int64_t> shape)
+      : source_(std::move(source)), shape_(std::move(shape)) {}
+  int64_t count() const override { return source_->count(); }
+  const std::vector<int64_t>& sample_shape() const override { return shape_; }
+  absl::Status Read(int64_t i, float* out) const override {
+    thread_local std::vector<float> hwc;
+    hwc.resize(source_->sample_size());
+    GATI_RETURN_IF_ERROR(source_->Read(i, hwc.data()));
+    const int64_t c = shape_[0], plane = shape_[1] * shape_[2];
+    for (int64_t p = 0; p < plane; ++p) {
+      for (int64_t k = 0; k < c; ++k) out[k * plane + p] = hwc[p * c + k];
+    }
+    return absl::OkStatus();
+  }
+  bool has_labels() const override { return source_->has_labels(); }
+  int64_t label(int64_t i) const override { return source_->label(i); }
+  std::string description() const override {
+    return absl::StrCat(source_->description(), ", channels last, read as ",
+                        absl::StrJoin(shape_, "x"));
+  }
+  bool unit_range() const override { return source_->unit_range(); }
+
+ private:
+  std::unique_ptr<Dataset> source_;
+  const std::vector<int64_t> shape_;
+};
+
 }  // namespace
 
 int64_t Dataset::sample_size() const {
@@ -120,6 +151,18 @@ int64_t Dataset::sample_size() const {
 
 std::string ShapeString(const std::vector<int64_t>& shape) {
   return absl::StrJoin(shape, "x");
+}
+
+std::unique_ptr<Dataset> ChannelsFirstFor(std::unique_ptr<Dataset> data,
+                                          const ModelMetadata* model) {
+  const std::vector<int64_t>& got = data->sample_shape();
+  if (model == nullptr || model->input_shape.size() != 3 || got.size() != 3 ||
+      got == model->input_shape) {
+    return data;
+  }
+  const std::vector<int64_t>& want = model->input_shape;
+  if (got[0] != want[1] || got[1] != want[2] || got[2] != want[0]) return data;
+  return std::make_unique<ChannelsFirst>(std::move(data), want);
 }
 
 std::unique_ptr<Dataset> ViewImages(const ImageDataset& images, std::string description) {
@@ -135,7 +178,11 @@ absl::StatusOr<std::unique_ptr<Dataset>> OpenDataSource(const std::string& spec,
                                                         Split split, const ModelMetadata* model) {
   const int num_classes = model != nullptr ? static_cast<int>(model->class_names.size()) : 0;
   const bool npy = spec.size() > 4 && spec.compare(spec.size() - 4, 4, ".npy") == 0;
-  if (npy) return OpenNpyDataset(spec, labels_path, num_classes);
+  if (npy) {
+    GATI_ASSIGN_OR_RETURN(std::unique_ptr<Dataset> array,
+                          OpenNpyDataset(spec, labels_path, num_classes));
+    return ChannelsFirstFor(std::move(array), model);
+  }
   if (!labels_path.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("--labels goes with a .npy data file; ", spec, " carries its own labels"));

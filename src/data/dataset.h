@@ -63,6 +63,12 @@ absl::StatusOr<std::unique_ptr<Dataset>> OpenDataSource(const std::string& spec,
                                                         Split split,
                                                         const ModelMetadata* model = nullptr);
 
+// `data` as it is, or, when its samples are `model`'s C x H x W images
+// stored channels last ([H, W, C], as NumPy and PIL hold them), a view that
+// reads them as C x H x W. A shape that already fits is never transposed.
+std::unique_ptr<Dataset> ChannelsFirstFor(std::unique_ptr<Dataset> data,
+                                          const ModelMetadata* model);
+
 // Opens `data_path`, a .npy array (N, d1, ..., dk) with k in 1..3 of
 // float32 or uint8 (uint8 is read as value / 255), and, when `labels_path`
 // is not empty, an int64 .npy [N] of labels in 0..num_classes-1 (no upper
