@@ -111,6 +111,17 @@ struct EngineOptions {
   int monitor_window = 1000;
   int monitor_min_checks = 50;
   double monitor_confidence = 0.99;
+  // The live bound on the disagreement over all answers, the bound the
+  // user chose: every feedback-sampled request adds whether its answer
+  // disagreed with the base model to an anytime-valid confidence sequence
+  // (betting; valid however often it is read) at `live_confidence`. When
+  // the sequence shows the disagreement above answer_epsilon, the tap with
+  // the most sampled false hits since the sequence started is switched off
+  // (with live_tightening) and the sequence starts over; a validated
+  // update switches it back on. answer_epsilon 0 = the plan's epsilon.
+  double answer_epsilon = 0;
+  double live_confidence = 0.95;
+  bool live_tightening = true;
   // Per-tap bound on the false-hit rate among hits (monitor and learner);
   // 0 = per tap, the bound the plan holds it to: the upper confidence bound
   // of its false-hit rate on the planning split at the planned threshold
@@ -183,6 +194,16 @@ struct EngineStats {
   int64_t updates_rejected = 0;
   int64_t learner_rounds = 0;
   double learner_busy_seconds = 0;
+  // The live bound (EngineOptions::answer_epsilon): feedback-sampled
+  // answers since the sequence last started, those that disagreed with the
+  // base model, the confidence sequence's bounds on the disagreement rate
+  // over all answers, and how often it switched a tap off.
+  double answer_epsilon = 0;
+  int64_t live_checked = 0;
+  int64_t live_disagreements = 0;
+  double live_disagreement_lower = 0;
+  double live_disagreement_upper = 1;
+  int64_t live_tightenings = 0;
   std::vector<TapStats> taps;  // One per planned tap, in tap order.
 };
 

@@ -427,6 +427,12 @@ int RunReplay(const ReplayFlags& flags) {
                 static_cast<long long>(t.updates_accepted + t.updates_rejected));
   }
   std::printf("taps disabled now: %d\n", disabled);
+  std::printf("live bound on disagreement over all answers (epsilon %g): %lld of %lld sampled "
+              "answers disagreed since the sequence last started; 95%% confidence sequence "
+              "[%.4f, %.4f]; taps switched off by it: %lld\n",
+              stats.answer_epsilon, static_cast<long long>(stats.live_disagreements),
+              static_cast<long long>(stats.live_checked), stats.live_disagreement_lower,
+              stats.live_disagreement_upper, static_cast<long long>(stats.live_tightenings));
   if (!flags.dump_taps.empty()) {
     // Every cache of the bundle, planned or not, on the model cut at every
     // tap that has one: a second copy of the model, loaded only for this.

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cache/kernels.h"
+#include "runtime/confidence_sequence.h"
 #include "runtime/engine_internal.h"
 #include "runtime/exact_cache.h"
 #include "runtime/feedback.h"
@@ -205,6 +206,12 @@ class EngineImpl final : public Engine {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(request.mutex);
   void Answer(Request& request, absl::StatusOr<InferResult> result);
   void RecordFeedback(Request& request, const Activation& logits);
+  // One feedback-sampled answer for the live bound: whether it disagreed
+  // with the base model (a hit at `hit_slot`, or -1 for the base model).
+  // When the confidence sequence shows the disagreement over all answers
+  // above answer_epsilon_, switches off the tap with the most sampled false
+  // hits since the sequence last started, and starts it over.
+  void RecordLive(int hit_slot, bool disagreed);
 
   const EngineOptions options_;
   EngineParts parts_;
@@ -226,6 +233,13 @@ class EngineImpl final : public Engine {
 
   std::unique_ptr<FeedbackStore> feedback_;
   std::unique_ptr<TapMonitor> monitor_;
+  // The live bound on the disagreement over all answers.
+  double answer_epsilon_ = 0.01;
+  mutable Mutex live_mutex_;
+  std::unique_ptr<BettingConfidenceSequence> live_ ABSL_PT_GUARDED_BY(live_mutex_);
+  std::vector<int64_t> live_false_ ABSL_GUARDED_BY(live_mutex_);  // Per slot, this sequence.
+  int64_t live_disagreements_ ABSL_GUARDED_BY(live_mutex_) = 0;
+  int64_t live_tightenings_ ABSL_GUARDED_BY(live_mutex_) = 0;
   std::unique_ptr<ExactCache> exact_;
 
   std::atomic<int64_t> requests_{0}, errors_{0}, base_answers_{0}, cache_hits_{0},
@@ -282,6 +296,13 @@ EngineImpl::EngineImpl(EngineParts parts, const EngineOptions& options)
   monitor_ = std::make_unique<TapMonitor>(epsilons_, options.monitor_window,
                                           options.monitor_min_checks,
                                           options.monitor_confidence);
+  answer_epsilon_ = options.answer_epsilon > 0 ? options.answer_epsilon : parts_.answer_epsilon;
+  {
+    MutexLock lock(&live_mutex_);
+    live_ = std::make_unique<BettingConfidenceSequence>(1 - options.live_confidence,
+                                                        std::vector<double>{answer_epsilon_});
+    live_false_.assign(slots, 0);
+  }
   if (options.exact_cache_bytes > 0) {
     exact_ = std::make_unique<ExactCache>(options.exact_cache_bytes);
   }
@@ -546,6 +567,7 @@ void EngineImpl::FinishFeedback(Request& request, int next_segment, Activation c
     if (segment < slots) request.activations[segment] = current;
   }
   const int base_label = cache_internal::ArgMax(current.data, num_classes_);
+  RecordLive(hit_slot, hit_slot >= 0 && hit_label != base_label);
   if (hit_slot >= 0 && monitor_->Record(hit_slot, hit_label != base_label)) {
     disabled_[hit_slot] = true;
     spdlog::warn("live monitor: tap {} switched off: false-hit rate lower bound {:.4f} > {}",
@@ -553,6 +575,37 @@ void EngineImpl::FinishFeedback(Request& request, int next_segment, Activation c
   }
   RecordFeedback(request, current);
   FinishRequest();
+}
+
+void EngineImpl::RecordLive(int hit_slot, bool disagreed) {
+  int switch_off = -1;
+  double lower = 0;
+  {
+    MutexLock lock(&live_mutex_);
+    live_->Add(disagreed ? 1.0 : 0.0);
+    if (disagreed) {
+      ++live_disagreements_;
+      ++live_false_[hit_slot];
+    }
+    if (!options_.live_tightening || !live_->Above(answer_epsilon_)) return;
+    int64_t most = 0;
+    for (int s = 0; s < num_slots(); ++s) {
+      if (!disabled_[s].load() && live_false_[s] > most) {
+        most = live_false_[s];
+        switch_off = s;
+      }
+    }
+    lower = live_->lower();
+    ++live_tightenings_;
+    live_->Reset();  // The answers after this come from another policy.
+    live_disagreements_ = 0;
+    std::fill(live_false_.begin(), live_false_.end(), 0);
+  }
+  if (switch_off >= 0 && !disabled_[switch_off].exchange(true)) {
+    spdlog::warn("live bound: disagreement over all answers is above {} (lower bound {:.4f}); "
+                 "tap {} switched off",
+                 answer_epsilon_, lower, parts_.taps[switch_off]);
+  }
 }
 
 void EngineImpl::AnswerLocked(Request& request, absl::StatusOr<InferResult> result) {
@@ -729,6 +782,10 @@ void EngineImpl::ResetCounters() {
     lookups_[s] = 0;
     hits_[s] = 0;
   }
+  MutexLock lock(&live_mutex_);
+  live_->Reset();
+  live_disagreements_ = 0;
+  std::fill(live_false_.begin(), live_false_.end(), 0);
 }
 
 void EngineImpl::WarmUpSegments() {
@@ -913,6 +970,15 @@ EngineStats EngineImpl::Stats() const {
     stats.learner_rounds = learner_->rounds();
     stats.learner_busy_seconds = learner_->busy_seconds();
   }
+  stats.answer_epsilon = answer_epsilon_;
+  {
+    MutexLock lock(&live_mutex_);
+    stats.live_checked = live_->count();
+    stats.live_disagreements = live_disagreements_;
+    stats.live_disagreement_lower = live_->lower();
+    stats.live_disagreement_upper = live_->upper();
+    stats.live_tightenings = live_tightenings_;
+  }
   for (int s = 0; s < num_slots(); ++s) {
     TapStats tap;
     tap.tap = parts_.taps[s];
@@ -953,6 +1019,12 @@ absl::Status ValidateEngineOptions(const EngineOptions& o) {
   if (o.monitor_window < 1) return bad("monitor_window must be >= 1");
   if (o.monitor_min_checks < 1 || o.monitor_min_checks > o.monitor_window) {
     return bad("monitor_min_checks must be in 1..monitor_window");
+  }
+  if (!(o.live_confidence > 0 && o.live_confidence < 1)) {
+    return bad("live_confidence must be in (0, 1)");
+  }
+  if (!(o.answer_epsilon >= 0 && o.answer_epsilon < 1)) {
+    return bad("answer_epsilon must be in [0, 1)");
   }
   if (!(o.monitor_confidence > 0 && o.monitor_confidence < 1)) {
     return bad("monitor_confidence must be in (0, 1)");

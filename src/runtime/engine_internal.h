@@ -54,6 +54,9 @@ struct EngineParts {
   // confidence bound of its false-hit rate among the planning split's
   // samples it answers); empty = bundle_epsilon everywhere.
   std::vector<double> tap_epsilon;
+  // The plan's bound on the disagreement over all answers (the live
+  // bound's target when EngineOptions::answer_epsilon is 0).
+  double answer_epsilon = 0.01;
 };
 
 // InvalidArgument naming the first bad field of `options`.

@@ -220,6 +220,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& bundle
     parts.predicted_mode = manifest.plan.mode == "parallel" ? LookupMode::kParallel
                                                             : LookupMode::kSequential;
     parts.predicted_other_mode_ms = manifest.plan.other_mode_mean_ms;
+    if (manifest.plan.epsilon > 0 && manifest.plan.epsilon < 1) {
+      parts.answer_epsilon = manifest.plan.epsilon;
+    }
     for (const PlannedCache& planned : manifest.plan.caches) {
       const LearnedCache* cache = bundle->Find(planned.tap, planned.variant);
       if (cache == nullptr) {

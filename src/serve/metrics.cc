@@ -185,6 +185,20 @@ std::string RenderPrometheus(const ServerMetricsView& server,
   per_model("gati_online_updates_rejected_total", "counter",
             "Cache updates the learner's gate rejected.",
             [](const ModelMetricsView& m) { return static_cast<double>(m.stats.updates_rejected); });
+  per_model("gati_live_disagreement_upper", "gauge",
+            "Upper end of the anytime-valid confidence sequence on the disagreement with the "
+            "base model over all answers (from feedback-sampled answers).",
+            [](const ModelMetricsView& m) { return m.stats.live_disagreement_upper; });
+  per_model("gati_live_disagreement_lower", "gauge",
+            "Lower end of the same confidence sequence.",
+            [](const ModelMetricsView& m) { return m.stats.live_disagreement_lower; });
+  per_model("gati_live_answers_checked", "gauge",
+            "Feedback-sampled answers in the live confidence sequence (since it last started).",
+            [](const ModelMetricsView& m) { return static_cast<double>(m.stats.live_checked); });
+  per_model("gati_live_tightenings_total", "counter",
+            "Taps the live bound switched off because the disagreement over all answers "
+            "was above epsilon.",
+            [](const ModelMetricsView& m) { return static_cast<double>(m.stats.live_tightenings); });
   per_model("gati_learner_rounds_total", "counter", "Online learner rounds run.",
             [](const ModelMetricsView& m) { return static_cast<double>(m.stats.learner_rounds); });
 

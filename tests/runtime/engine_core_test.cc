@@ -29,6 +29,7 @@ using testing::TimedFakeParts;
 EngineOptions MonitorOff() {
   EngineOptions options;
   options.epsilon = 0.999;
+  options.live_tightening = false;
   return options;
 }
 
@@ -171,6 +172,7 @@ TEST(EngineCoreTest, MonitorSwitchesOffATapFedWithFalseHits) {
   options.mode = LookupMode::kParallel;
   options.feedback_rate = 1.0;
   options.epsilon = 0.01;
+  options.live_tightening = false;  // The per-tap monitor alone.
   auto engine = MakeEngine({FakeCacheWeights(2, 1, kAlwaysHit), FakeCacheWeights(6, 0, kAlwaysHit)},
                            options);
   auto inputs = FakeInputs(80, 6);
@@ -191,6 +193,56 @@ TEST(EngineCoreTest, MonitorSwitchesOffATapFedWithFalseHits) {
     EXPECT_EQ(result.exit_tap, 6);
     EXPECT_EQ(result.label, FakeBaseClass(input));
   }
+}
+
+// The live bound on all answers: a tap that starts answering wrongly (a
+// shift the caches were not calibrated for) is switched off within a few
+// sampled answers, long before the per-tap monitor's 50 checks; then the
+// bound certifies the remaining policy.
+TEST(EngineCoreTest, LiveBoundSwitchesOffTheTapThatBreaksIt) {
+  for (LookupMode mode : {LookupMode::kSequential, LookupMode::kParallel}) {
+    EngineOptions options;
+    options.mode = mode;
+    options.feedback_rate = 1.0;
+    options.answer_epsilon = 0.01;
+    auto engine = MakeEngine(
+        {FakeCacheWeights(2, 1, kAlwaysHit), FakeCacheWeights(6, 0, kAlwaysHit)}, options);
+    int wrong = 0;
+    for (const auto& input : FakeInputs(700, 8)) {
+      InferResult result = MustInfer(*engine, input);
+      wrong += result.label != FakeBaseClass(input);
+      engine->WaitForFeedback();  // Each check lands before the next request.
+    }
+    EngineStats stats = engine->Stats();
+    EXPECT_EQ(stats.answer_epsilon, 0.01);
+    EXPECT_EQ(stats.live_tightenings, 1);
+    EXPECT_TRUE(stats.taps[0].disabled);
+    EXPECT_FALSE(stats.taps[1].disabled);
+    EXPECT_LE(wrong, 3) << "wrong answers before the bound acted";
+    EXPECT_EQ(stats.taps[0].times_disabled, 0) << "the per-tap monitor did not need to act";
+    // Since the tightening every sampled answer agreed: the sequence
+    // started over and now certifies the bound.
+    EXPECT_EQ(stats.live_disagreements, 0);
+    EXPECT_EQ(stats.live_checked, 700 - wrong);
+    EXPECT_LT(stats.live_disagreement_upper, 0.01);
+  }
+}
+
+TEST(EngineCoreTest, LiveBoundLeavesRightCachesAlone) {
+  EngineOptions options;
+  options.feedback_rate = 0.5;
+  auto engine = MakeEngine(
+      {FakeCacheWeights(2, 0, 0.3f), FakeCacheWeights(6, 0, kAlwaysHit)}, options);
+  for (const auto& input : FakeInputs(400, 9)) MustInfer(*engine, input);
+  engine->WaitForFeedback();
+  EngineStats stats = engine->Stats();
+  EXPECT_EQ(stats.live_tightenings, 0);
+  EXPECT_EQ(stats.live_disagreements, 0);
+  EXPECT_GT(stats.live_checked, 150);
+  EXPECT_LT(stats.live_checked, 250);
+  EXPECT_FALSE(stats.taps[0].disabled);
+  EXPECT_EQ(stats.live_disagreement_lower, 0.0);
+  EXPECT_GT(stats.live_disagreement_upper, 0.01) << "200 checks cannot certify 0.01 yet";
 }
 
 TEST(EngineCoreTest, FeedbackBuffersStayUnderTheirCap) {
