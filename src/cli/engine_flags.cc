@@ -28,6 +28,14 @@ void AddEngineFlags(CLI::App* command, EngineFlags* flags) {
   command->add_option("--epsilon", flags->epsilon,
                       "per-tap false-hit bound for the monitor and learner (0: the bundle's)")
       ->check(CLI::Range(0.0, 0.5));
+  command->add_option("--live-bound", flags->live_bound,
+                      "on: switch a tap off when the live confidence sequence shows the "
+                      "disagreement over all answers above --answer-epsilon; off: report only")
+      ->check(CLI::IsMember({"on", "off"}));
+  command->add_option("--answer-epsilon", flags->answer_epsilon,
+                      "bound on the disagreement over all answers for the live bound "
+                      "(0: the plan's epsilon)")
+      ->check(CLI::Range(0.0, 0.5));
   command->add_option("--trigger-rows", flags->trigger_rows,
                       "feedback requests between learner rounds")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
@@ -56,6 +64,8 @@ absl::StatusOr<EngineOptions> MakeEngineOptions(const EngineFlags& flags) {
   options.exact_cache_bytes = *exact_bytes;
   options.epsilon = flags.epsilon;
   options.learner.enabled = flags.online == "on";
+  options.live_tightening = flags.live_bound == "on";
+  options.answer_epsilon = flags.answer_epsilon;
   options.learner.trigger_rows = flags.trigger_rows;
   options.learner.max_cpu_share = flags.learner_share;
   return options;

@@ -25,13 +25,16 @@ struct EngineFlags {
   double epsilon = 0;
   bool no_cache = false;
   std::string online = "off";
+  std::string live_bound = "on";
+  double answer_epsilon = 0;
   int64_t trigger_rows = 1024;
   double learner_share = 0.25;
   std::string device = "cpu";
 };
 
 // Registers --threads --workers --spin-us --mode --feedback-rate --exact-cache
-// --epsilon --no-cache --online --trigger-rows --learner-share --device.
+// --epsilon --no-cache --online --live-bound --answer-epsilon --trigger-rows
+// --learner-share --device.
 void AddEngineFlags(CLI::App* command, EngineFlags* flags);
 
 // The engine options the flags give; InvalidArgument naming the bad flag.

@@ -50,19 +50,16 @@ void BettingConfidenceSequence::Add(double x) {
   }
   ++count_;
   sum_ += x;
-  // The plausible means, widened to the neighbouring grid points.
-  int first = -1, last = -1;
-  for (int k = 0; k < static_cast<int>(grid_.size()); ++k) {
-    if (grid_[k].rejected_up || grid_[k].rejected_down) continue;
-    if (first < 0) first = k;
-    last = k;
-  }
-  if (first < 0) {  // Every mean rejected (probability <= alpha): the point estimate.
-    lower_ = upper_ = mean();
-    return;
-  }
-  lower_ = first > 0 ? grid_[first - 1].m : 0.0;
-  upper_ = last + 1 < static_cast<int>(grid_.size()) ? grid_[last + 1].m : 1.0;
+  // Upper: the grid point above the largest mean not yet shown too large
+  // (every grid point from there up is); lower likewise from below. A mean
+  // between two grid points is covered by the pair around it.
+  const int size = static_cast<int>(grid_.size());
+  int k = size - 1;
+  while (k >= 0 && grid_[k].rejected_up) --k;
+  upper_ = k + 1 < size ? grid_[k + 1].m : 1.0;
+  k = 0;
+  while (k < size && grid_[k].rejected_down) ++k;
+  lower_ = k > 0 ? grid_[k - 1].m : 0.0;
 }
 
 const BettingConfidenceSequence::Candidate* BettingConfidenceSequence::Find(double target) const {

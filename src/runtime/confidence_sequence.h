@@ -36,9 +36,10 @@ class BettingConfidenceSequence {
 
   int64_t count() const { return count_; }
   double mean() const { return count_ > 0 ? sum_ / count_ : 0.0; }
-  // Bounds of the confidence set now: every grid mean in [lower, upper] is
-  // still plausible. Before any observation: [0, 1]. Running intersection:
-  // never wider than an earlier time's set.
+  // Bounds now: every grid mean above `upper` has been shown too large,
+  // every one below `lower` too small (rounded outwards to grid points).
+  // Before any observation: [0, 1]. Running intersection: never wider than
+  // at an earlier time.
   double lower() const { return lower_; }
   double upper() const { return upper_; }
   // Whether the stream's mean is, with confidence 1 - alpha / 2, above

@@ -68,6 +68,18 @@ TEST(ConfidenceSequenceTest, CertifiesAnAgreeingStreamAndCatchesABrokenOne) {
   EXPECT_FALSE(broken.Below(0.01));
 }
 
+TEST(ConfidenceSequenceTest, AMeanBetweenGridPointsStaysInsideTheBounds) {
+  BettingConfidenceSequence sequence(0.05);  // 0.109 is no grid point.
+  Stream stream{5};
+  for (int i = 0; i < 3000; ++i) {
+    sequence.Add(stream.Draw(0.109));
+    ASSERT_LE(sequence.lower(), 0.109) << "after " << i + 1;
+    ASSERT_GE(sequence.upper(), 0.109) << "after " << i + 1;
+  }
+  EXPECT_LT(sequence.upper() - sequence.lower(), 0.06);
+  EXPECT_GT(sequence.lower(), 0.05);
+}
+
 TEST(ConfidenceSequenceTest, StartsOverOnReset) {
   BettingConfidenceSequence sequence(0.05, {0.01});
   for (int i = 0; i < 50; ++i) sequence.Add(1);
