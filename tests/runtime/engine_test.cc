@@ -217,6 +217,9 @@ TEST_F(EngineTest, OnlineLearnerFineTunesOnRealFeedback) {
   // Both taps were retrained and judged; accepted ones form one new version.
   EXPECT_EQ(after.updates_accepted + after.updates_rejected, 2);
   EXPECT_EQ(after.updates_accepted, *installed);
+  // On this stream (the build's own distribution, every answer fed back) an
+  // update should pass the gate: a learner that never passes one fails here.
+  EXPECT_GE(after.updates_accepted, 1);
   EXPECT_EQ(after.cache_version, *installed > 0 ? 2 : 1);
   for (int i = 0; i < 20; ++i) {
     auto result = engine->Infer(Image(i), kImageSize);
