@@ -212,6 +212,8 @@ class EngineImpl final : public Engine {
   // above answer_epsilon_, switches off the tap with the most sampled false
   // hits since the sequence last started, and starts it over.
   void RecordLive(int hit_slot, bool disagreed);
+  // Starts the live sequence over (the policy behind the answers changed).
+  void RestartLiveLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(live_mutex_);
 
   const EngineOptions options_;
   EngineParts parts_;
@@ -577,6 +579,12 @@ void EngineImpl::FinishFeedback(Request& request, int next_segment, Activation c
   FinishRequest();
 }
 
+void EngineImpl::RestartLiveLocked() {
+  live_->Reset();
+  live_disagreements_ = 0;
+  std::fill(live_false_.begin(), live_false_.end(), 0);
+}
+
 void EngineImpl::RecordLive(int hit_slot, bool disagreed) {
   int switch_off = -1;
   double lower = 0;
@@ -597,9 +605,7 @@ void EngineImpl::RecordLive(int hit_slot, bool disagreed) {
     }
     lower = live_->lower();
     ++live_tightenings_;
-    live_->Reset();  // The answers after this come from another policy.
-    live_disagreements_ = 0;
-    std::fill(live_false_.begin(), live_false_.end(), 0);
+    RestartLiveLocked();  // The answers after this come from another policy.
   }
   if (switch_off >= 0 && !disabled_[switch_off].exchange(true)) {
     spdlog::warn("live bound: disagreement over all answers is above {} (lower bound {:.4f}); "
@@ -783,9 +789,7 @@ void EngineImpl::ResetCounters() {
     hits_[s] = 0;
   }
   MutexLock lock(&live_mutex_);
-  live_->Reset();
-  live_disagreements_ = 0;
-  std::fill(live_false_.begin(), live_false_.end(), 0);
+  RestartLiveLocked();
 }
 
 void EngineImpl::WarmUpSegments() {
@@ -933,6 +937,10 @@ void EngineImpl::Install(
       spdlog::info("live monitor: tap {} back on after a validated update",
                    parts_.taps[update.first]);
     }
+  }
+  if (!updates.empty()) {  // Answers from here on come from another policy.
+    MutexLock live_lock(&live_mutex_);
+    RestartLiveLocked();
   }
 }
 

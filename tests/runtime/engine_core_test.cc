@@ -228,6 +228,36 @@ TEST(EngineCoreTest, LiveBoundSwitchesOffTheTapThatBreaksIt) {
   }
 }
 
+TEST(EngineCoreTest, AValidatedUpdateStartsTheLiveBoundOver) {
+  EngineOptions options;
+  options.mode = LookupMode::kSequential;
+  options.feedback_rate = 1.0;
+  options.answer_epsilon = 0.01;
+  options.epsilon = 0.05;
+  options.learner.enabled = true;
+  options.learner.min_rows = 100;
+  options.learner.trigger_rows = int64_t{1} << 40;  // Rounds only on UpdateNow.
+  options.learner.trigger_seconds = 1e9;
+  auto engine = MakeEngine(
+      {FakeCacheWeights(2, 1, kAlwaysHit), FakeCacheWeights(6, 0, kAlwaysHit)}, options);
+  for (const auto& input : FakeInputs(300, 12)) {
+    MustInfer(*engine, input);
+    engine->WaitForFeedback();
+  }
+  EngineStats before = engine->Stats();
+  ASSERT_EQ(before.live_tightenings, 1);
+  ASSERT_GT(before.live_checked, 250);
+  // Tap 6 (right) passes the gate; tap 2 (always wrong) cannot.
+  auto installed = engine->UpdateNow();
+  ASSERT_TRUE(installed.ok()) << installed.status();
+  ASSERT_EQ(*installed, 1);
+  EngineStats after = engine->Stats();
+  EXPECT_EQ(after.live_checked, 0) << "the answers after an update come from another policy";
+  EXPECT_EQ(after.live_disagreement_upper, 1.0);
+  EXPECT_TRUE(after.taps[0].disabled);
+  EXPECT_EQ(after.taps[1].updates_accepted, 1);
+}
+
 TEST(EngineCoreTest, LiveBoundLeavesRightCachesAlone) {
   EngineOptions options;
   options.feedback_rate = 0.5;
