@@ -101,6 +101,13 @@ struct EngineOptions {
   // remaining segments still run, off the critical path): the monitor's and
   // the learner's input.
   double feedback_rate = 0.05;
+  // While the live bound has seen answers disagree (its running rate above
+  // half of answer_epsilon) and cannot yet certify the bound, or since it
+  // last switched a tap off until it certifies the bound again, requests
+  // are sampled at this rate instead (when higher): feedback goes where the
+  // bound is in doubt. Its cost is in Stats() (feedback_requests,
+  // feedback_boosted_requests).
+  double feedback_rate_in_doubt = 0.25;
   // Cap on the feedback ring buffers, all taps together, and on rows per tap.
   int64_t feedback_memory_bytes = 64ll << 20;
   int64_t feedback_rows_per_tap = 4096;
@@ -187,6 +194,9 @@ struct EngineStats {
   int64_t exact_misses = 0;
   int64_t exact_bytes = 0;
   int64_t feedback_requests = 0;  // Requests whose base answer was learned.
+  // Of those, sampled at feedback_rate_in_doubt rather than feedback_rate.
+  int64_t feedback_boosted_requests = 0;
+  bool feedback_in_doubt = false;  // The higher rate is in force now.
   int64_t feedback_bytes = 0;     // Held by the ring buffers now.
   int64_t feedback_capacity_bytes = 0;
   int64_t cache_version = 0;

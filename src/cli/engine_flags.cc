@@ -23,6 +23,10 @@ void AddEngineFlags(CLI::App* command, EngineFlags* flags) {
   command->add_option("--feedback-rate", flags->feedback_rate,
                       "share of hits that still run the whole model for feedback")
       ->check(CLI::Range(0.0, 1.0));
+  command->add_option("--feedback-rate-in-doubt", flags->feedback_rate_in_doubt,
+                      "the sampling rate while the live bound is in doubt (answers seen "
+                      "disagreeing, or a tap switched off, and the bound not yet certified)")
+      ->check(CLI::Range(0.0, 1.0));
   command->add_option("--exact-cache", flags->exact_cache,
                       "exact-match front cache size, e.g. 16MB (0: off)");
   command->add_option("--epsilon", flags->epsilon,
@@ -61,6 +65,7 @@ absl::StatusOr<EngineOptions> MakeEngineOptions(const EngineFlags& flags) {
   options.mode = mode;
   options.use_caches = !flags.no_cache;
   options.feedback_rate = flags.feedback_rate;
+  options.feedback_rate_in_doubt = flags.feedback_rate_in_doubt;
   options.exact_cache_bytes = *exact_bytes;
   options.epsilon = flags.epsilon;
   options.learner.enabled = flags.online == "on";

@@ -21,6 +21,7 @@ struct EngineFlags {
   double spin_us = EngineOptions{}.spin_us;
   std::string mode = "auto";
   double feedback_rate = 0.05;
+  double feedback_rate_in_doubt = EngineOptions{}.feedback_rate_in_doubt;
   std::string exact_cache = "0";
   double epsilon = 0;
   bool no_cache = false;

@@ -433,6 +433,9 @@ int RunReplay(const ReplayFlags& flags) {
               stats.answer_epsilon, static_cast<long long>(stats.live_disagreements),
               static_cast<long long>(stats.live_checked), stats.live_disagreement_lower,
               stats.live_disagreement_upper, static_cast<long long>(stats.live_tightenings));
+  std::printf("feedback: %lld requests checked, %lld of them at the in-doubt rate\n",
+              static_cast<long long>(stats.feedback_requests),
+              static_cast<long long>(stats.feedback_boosted_requests));
   if (!flags.dump_taps.empty()) {
     // Every cache of the bundle, planned or not, on the model cut at every
     // tap that has one: a second copy of the model, loaded only for this.

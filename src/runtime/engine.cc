@@ -3,6 +3,7 @@
 // (sequential), first hit in tap order answers, sampled feedback after the
 // answer, monitor, hot swap of cache versions, and the start-up timing that
 // resolves mode kAuto.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -239,9 +240,16 @@ class EngineImpl final : public Engine {
   double answer_epsilon_ = 0.01;
   mutable Mutex live_mutex_;
   std::unique_ptr<BettingConfidenceSequence> live_ ABSL_PT_GUARDED_BY(live_mutex_);
-  std::vector<int64_t> live_false_ ABSL_GUARDED_BY(live_mutex_);  // Per slot, this sequence.
+  // Per slot, this sequence: sampled hits, and those that were false.
+  std::vector<int64_t> live_hits_ ABSL_GUARDED_BY(live_mutex_);
+  std::vector<int64_t> live_false_ ABSL_GUARDED_BY(live_mutex_);
   int64_t live_disagreements_ ABSL_GUARDED_BY(live_mutex_) = 0;
   int64_t live_tightenings_ ABSL_GUARDED_BY(live_mutex_) = 0;
+  // Since the last tightening, until the bound is certified again.
+  bool after_tightening_ ABSL_GUARDED_BY(live_mutex_) = false;
+  // The live bound is in doubt: SampleFeedback uses feedback_rate_in_doubt.
+  std::atomic<bool> in_doubt_{false};
+  std::atomic<int64_t> boosted_feedback_{0};
   std::unique_ptr<ExactCache> exact_;
 
   std::atomic<int64_t> requests_{0}, errors_{0}, base_answers_{0}, cache_hits_{0},
@@ -303,6 +311,7 @@ EngineImpl::EngineImpl(EngineParts parts, const EngineOptions& options)
     MutexLock lock(&live_mutex_);
     live_ = std::make_unique<BettingConfidenceSequence>(1 - options.live_confidence,
                                                         std::vector<double>{answer_epsilon_});
+    live_hits_.assign(slots, 0);
     live_false_.assign(slots, 0);
   }
   if (options.exact_cache_bytes > 0) {
@@ -382,9 +391,15 @@ absl::StatusOr<InferResult> EngineImpl::Infer(const float* input, int64_t count,
 }
 
 bool EngineImpl::SampleFeedback() {
-  if (num_slots() == 0 || options_.feedback_rate <= 0) return false;
+  if (num_slots() == 0) return false;
+  const bool doubt = in_doubt_.load(std::memory_order_relaxed) &&
+                     options_.feedback_rate_in_doubt > options_.feedback_rate;
+  const double rate = doubt ? options_.feedback_rate_in_doubt : options_.feedback_rate;
+  if (rate <= 0) return false;
   const uint64_t draw = feedback_draws_.fetch_add(1, std::memory_order_relaxed);
-  return UniformDraw(options_.seed, draw) < options_.feedback_rate;
+  const bool sampled = UniformDraw(options_.seed, draw) < rate;
+  if (sampled && doubt) boosted_feedback_.fetch_add(1, std::memory_order_relaxed);
+  return sampled;
 }
 
 absl::StatusOr<InferResult> EngineImpl::RunInline(const float* input, bool want_scores,
@@ -582,35 +597,49 @@ void EngineImpl::FinishFeedback(Request& request, int next_segment, Activation c
 void EngineImpl::RestartLiveLocked() {
   live_->Reset();
   live_disagreements_ = 0;
+  std::fill(live_hits_.begin(), live_hits_.end(), 0);
   std::fill(live_false_.begin(), live_false_.end(), 0);
 }
 
 void EngineImpl::RecordLive(int hit_slot, bool disagreed) {
-  int switch_off = -1;
+  std::vector<int> switch_off;
   double lower = 0;
   {
     MutexLock lock(&live_mutex_);
     live_->Add(disagreed ? 1.0 : 0.0);
+    if (hit_slot >= 0) ++live_hits_[hit_slot];
     if (disagreed) {
       ++live_disagreements_;
       ++live_false_[hit_slot];
     }
+    const bool certified = live_->Below(answer_epsilon_);
+    if (certified) after_tightening_ = false;
+    in_doubt_.store(!certified && (after_tightening_ || live_->mean() > 0.5 * answer_epsilon_),
+                    std::memory_order_relaxed);
     if (!options_.live_tightening || !live_->Above(answer_epsilon_)) return;
-    int64_t most = 0;
+    // Off: the tap with the most sampled false hits, and every other tap
+    // whose sampled false-hit rate is above the bound the plan holds it to.
+    int most = -1;
     for (int s = 0; s < num_slots(); ++s) {
-      if (!disabled_[s].load() && live_false_[s] > most) {
-        most = live_false_[s];
-        switch_off = s;
-      }
+      if (disabled_[s].load() || live_false_[s] == 0) continue;
+      if (most < 0 || live_false_[s] > live_false_[most]) most = s;
+      if (live_false_[s] > epsilons_[s] * live_hits_[s]) switch_off.push_back(s);
+    }
+    if (most >= 0 && std::find(switch_off.begin(), switch_off.end(), most) == switch_off.end()) {
+      switch_off.push_back(most);
     }
     lower = live_->lower();
     ++live_tightenings_;
+    after_tightening_ = true;
+    in_doubt_.store(true, std::memory_order_relaxed);
     RestartLiveLocked();  // The answers after this come from another policy.
   }
-  if (switch_off >= 0 && !disabled_[switch_off].exchange(true)) {
-    spdlog::warn("live bound: disagreement over all answers is above {} (lower bound {:.4f}); "
-                 "tap {} switched off",
-                 answer_epsilon_, lower, parts_.taps[switch_off]);
+  for (int s : switch_off) {
+    if (!disabled_[s].exchange(true)) {
+      spdlog::warn("live bound: disagreement over all answers is above {} (lower bound "
+                   "{:.4f}); tap {} switched off",
+                   answer_epsilon_, lower, parts_.taps[s]);
+    }
   }
 }
 
@@ -790,6 +819,8 @@ void EngineImpl::ResetCounters() {
   }
   MutexLock lock(&live_mutex_);
   RestartLiveLocked();
+  after_tightening_ = false;
+  in_doubt_ = false;
 }
 
 void EngineImpl::WarmUpSegments() {
@@ -970,6 +1001,8 @@ EngineStats EngineImpl::Stats() const {
     stats.exact_bytes = exact_->bytes();
   }
   stats.feedback_requests = feedback_requests_;
+  stats.feedback_boosted_requests = boosted_feedback_;
+  stats.feedback_in_doubt = in_doubt_;
   stats.feedback_bytes = feedback_->bytes();
   stats.feedback_capacity_bytes = feedback_->capacity_bytes();
   std::shared_ptr<const CacheSet> set = Current();
@@ -1022,6 +1055,9 @@ absl::Status ValidateEngineOptions(const EngineOptions& o) {
   if (!(o.spin_us >= 0 && o.spin_us <= 100000)) return bad("spin_us must be in [0, 100000]");
   if (!(o.inline_lookup_us >= 0)) return bad("inline_lookup_us must be >= 0");
   if (!(o.feedback_rate >= 0 && o.feedback_rate <= 1)) return bad("feedback_rate must be in [0, 1]");
+  if (!(o.feedback_rate_in_doubt >= 0 && o.feedback_rate_in_doubt <= 1)) {
+    return bad("feedback_rate_in_doubt must be in [0, 1]");
+  }
   if (o.feedback_memory_bytes < 0) return bad("feedback_memory_bytes must be >= 0");
   if (o.feedback_rows_per_tap < 0) return bad("feedback_rows_per_tap must be >= 0");
   if (o.monitor_window < 1) return bad("monitor_window must be >= 1");

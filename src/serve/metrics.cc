@@ -173,6 +173,11 @@ std::string RenderPrometheus(const ServerMetricsView& server,
   per_model("gati_feedback_requests_total", "counter",
             "Requests whose base-model answer was recorded as feedback.",
             [](const ModelMetricsView& m) { return static_cast<double>(m.stats.feedback_requests); });
+  per_model("gati_feedback_boosted_requests_total", "counter",
+            "Feedback requests sampled at the in-doubt rate (the live bound in doubt).",
+            [](const ModelMetricsView& m) {
+              return static_cast<double>(m.stats.feedback_boosted_requests);
+            });
   per_model("gati_feedback_memory_bytes", "gauge", "Bytes held by the feedback ring buffers.",
             [](const ModelMetricsView& m) { return static_cast<double>(m.stats.feedback_bytes); });
   per_model("gati_feedback_memory_capacity_bytes", "gauge", "Cap on the feedback ring buffers.",

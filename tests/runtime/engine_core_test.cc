@@ -228,6 +228,35 @@ TEST(EngineCoreTest, LiveBoundSwitchesOffTheTapThatBreaksIt) {
   }
 }
 
+// Feedback where the bound is in doubt: after the bound switched a tap
+// off, requests are sampled at the higher rate until it certifies the
+// remaining policy, then at the base rate again.
+TEST(EngineCoreTest, FeedbackRisesWhileTheLiveBoundIsInDoubt) {
+  EngineOptions options;
+  options.mode = LookupMode::kSequential;
+  options.feedback_rate = 0.05;
+  options.feedback_rate_in_doubt = 0.5;
+  options.answer_epsilon = 0.01;
+  auto engine = MakeEngine(
+      {FakeCacheWeights(2, 1, kAlwaysHit), FakeCacheWeights(6, 0, kAlwaysHit)}, options);
+  bool doubted = false;
+  for (const auto& input : FakeInputs(3000, 13)) {
+    MustInfer(*engine, input);
+    engine->WaitForFeedback();
+    doubted = doubted || engine->Stats().feedback_in_doubt;
+  }
+  EngineStats stats = engine->Stats();
+  EXPECT_TRUE(doubted);
+  EXPECT_EQ(stats.live_tightenings, 1);
+  EXPECT_TRUE(stats.taps[0].disabled);
+  EXPECT_FALSE(stats.feedback_in_doubt) << "certified again by the end";
+  EXPECT_LT(stats.live_disagreement_upper, 0.01);
+  // About 540 boosted checks certify the bound; the rest at 5 %.
+  EXPECT_GT(stats.feedback_boosted_requests, 450);
+  EXPECT_LT(stats.feedback_boosted_requests, 700);
+  EXPECT_LT(stats.feedback_requests, stats.feedback_boosted_requests + 0.1 * 3000);
+}
+
 TEST(EngineCoreTest, AValidatedUpdateStartsTheLiveBoundOver) {
   EngineOptions options;
   options.mode = LookupMode::kSequential;
@@ -273,6 +302,7 @@ TEST(EngineCoreTest, LiveBoundLeavesRightCachesAlone) {
   EXPECT_FALSE(stats.taps[0].disabled);
   EXPECT_EQ(stats.live_disagreement_lower, 0.0);
   EXPECT_GT(stats.live_disagreement_upper, 0.01) << "200 checks cannot certify 0.01 yet";
+  EXPECT_EQ(stats.feedback_boosted_requests, 0) << "no answer disagreed: no doubt";
 }
 
 TEST(EngineCoreTest, FeedbackBuffersStayUnderTheirCap) {
