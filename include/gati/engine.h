@@ -124,8 +124,11 @@ struct EngineOptions {
   // (betting; valid however often it is read) at `live_confidence`. When
   // the sequence shows the disagreement above answer_epsilon, the tap with
   // the most sampled false hits since the sequence started is switched off
-  // (with live_tightening) and the sequence starts over; a validated
-  // update switches it back on. answer_epsilon 0 = the plan's epsilon.
+  // (with live_tightening), with every tap whose own false-hit rate is
+  // shown above its bound, and the sequence starts over; a validated update
+  // switches it back on and starts it over too. Checks of answers given
+  // before a restart are dropped. Validity is per sequence: each restart
+  // spends a fresh 1 - live_confidence. answer_epsilon 0 = the plan's.
   double answer_epsilon = 0;
   double live_confidence = 0.95;
   bool live_tightening = true;
@@ -194,7 +197,8 @@ struct EngineStats {
   int64_t exact_misses = 0;
   int64_t exact_bytes = 0;
   int64_t feedback_requests = 0;  // Requests whose base answer was learned.
-  // Of those, sampled at feedback_rate_in_doubt rather than feedback_rate.
+  // Requests drawn for feedback at feedback_rate_in_doubt rather than
+  // feedback_rate (counted when drawn; their checks may still be running).
   int64_t feedback_boosted_requests = 0;
   bool feedback_in_doubt = false;  // The higher rate is in force now.
   int64_t feedback_bytes = 0;     // Held by the ring buffers now.

@@ -73,7 +73,7 @@ at::Tensor AsNchw(const at::Tensor& activation, const ActivationShape& shape) {
 // variant kind's own pooling (the lookup path's): [B, FeatureSize].
 at::Tensor PoolBatch(const at::Tensor& act, const VariantSpec& variant,
                      const ActivationShape& shape) {
-  at::Tensor input = act.to(at::kCPU).contiguous();
+  at::Tensor input = act.to(at::kCPU, at::kFloat).contiguous();
   at::Tensor features = at::empty({input.size(0), FeatureSize(variant, shape)});
   cache_internal::PoolRows(variant, shape, input.data_ptr<float>(), input.size(0),
                            features.data_ptr<float>());
@@ -401,9 +401,10 @@ absl::StatusOr<BuildReport> BuildBundleOrThrow(const BuildOptions& options,
     GATI_RETURN_IF_ERROR(RunPass(
         pass, all_rows, segments->num_segments() - 1,
         [&](size_t slot, const std::vector<int64_t>& rows, const at::Tensor& act) {
+          const at::Tensor cpu = act.to(at::kCPU, at::kFloat).contiguous();  // Once per slot.
           for (const auto& [key, v] : bank_pool) {
             if (key.first != slot) continue;
-            bank[key].narrow(0, rows.front(), rows.size()).copy_(PoolBatch(act, *v, shapes[slot]));
+            bank[key].narrow(0, rows.front(), rows.size()).copy_(PoolBatch(cpu, *v, shapes[slot]));
           }
         },
         [&](const std::vector<int64_t>& rows, const at::Tensor& logits) {

@@ -79,9 +79,9 @@ absl::StatusOr<Plan> PlanWithMeasuredSegments(const StagedModel& model,
   // When measurements took every plan with taps away (the tail budget most
   // often: the all-miss path is a sum of separately timed segments against
   // the whole model's time, a few percent apart), the last plan with taps is
-  // timed again, twice as long, and the search runs on the mean of both
-  // timings; twice at most. Noise alone then does not decide between a plan
-  // and none.
+  // timed again, twice as long, and the search runs on both timings
+  // weighted by repetitions; twice at most. Noise alone then does not
+  // decide between a plan and none.
   for (int retry = 0; retry < 2 && plan.choices.empty() && !with_taps.empty(); ++retry) {
     const auto [cuts, ranges] = CutsOf(*problem, with_taps, stages);
     ProfileOptions profile;
@@ -90,16 +90,36 @@ absl::StatusOr<Plan> PlanWithMeasuredSegments(const StagedModel& model,
     double whole_ms = 0;
     GATI_ASSIGN_OR_RETURN(std::vector<double> segments,
                           ProfileSegments(model, cuts, profile, &whole_ms));
+    // Weighted by repetitions: the new timing ran twice as many.
     for (size_t i = 0; i < ranges.size(); ++i) {
       double& measured = problem->measured_segment_ms[ranges[i]];
-      measured = 0.5 * (measured + segments[i]);
+      measured = (measured + 2 * segments[i]) / 3;
     }
     double& whole = problem->measured_segment_ms[{0, stages}];
-    whole = 0.5 * (whole + whole_ms);
+    whole = (whole + 2 * whole_ms) / 3;
     const int evaluations = plan.evaluations;
     plan = SearchPlan(*problem, options);
     plan.base_ms = whole;
     plan.evaluations += evaluations;
+    // The search may pick segments no timing covered yet: time them, and
+    // keep the plan only if it still holds on what was measured.
+    const auto [new_cuts, new_ranges] = CutsOf(*problem, plan.choices, stages);
+    bool measured_all = true;
+    for (const auto& range : new_ranges) {
+      measured_all &= problem->measured_segment_ms.count(range) > 0;
+    }
+    if (!plan.choices.empty() && !measured_all) {
+      profile.repetitions = repetitions;
+      double ignored = 0;
+      GATI_ASSIGN_OR_RETURN(std::vector<double> timed,
+                            ProfileSegments(model, new_cuts, profile, &ignored));
+      for (size_t i = 0; i < new_ranges.size(); ++i) {
+        problem->measured_segment_ms.try_emplace(new_ranges[i], timed[i]);
+      }
+      plan.evaluation = EvaluatePlan(*problem, plan.choices, options);
+      if (!plan.evaluation.feasible) plan = SearchPlan(*problem, options);
+      plan.base_ms = whole;
+    }
   }
   // The oracle's prefixes come from the cost model; put them on the same
   // footing as the measured base model.

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "cache/calibration.h"
 #include "cache/kernels.h"
 #include "runtime/confidence_sequence.h"
 #include "runtime/engine_internal.h"
@@ -51,6 +52,9 @@ struct Request {
   const float* input = nullptr;
   bool want_scores = false;
   bool feedback = false;  // Run every segment to learn the base answer.
+  // The live sequence this sampled request's answer belongs to: its check
+  // counts only if no restart came between the answer and the check.
+  uint64_t live_epoch = 0;
   std::shared_ptr<const CacheSet> caches;
   double submitted_us = 0;  // On the engine's clock.
   double queue_us = 0;  // Set before the request runs (0 on the caller's thread).
@@ -212,7 +216,7 @@ class EngineImpl final : public Engine {
   // When the confidence sequence shows the disagreement over all answers
   // above answer_epsilon_, switches off the tap with the most sampled false
   // hits since the sequence last started, and starts it over.
-  void RecordLive(int hit_slot, bool disagreed);
+  void RecordLive(int hit_slot, bool disagreed, uint64_t epoch);
   // Starts the live sequence over (the policy behind the answers changed).
   void RestartLiveLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(live_mutex_);
 
@@ -249,6 +253,8 @@ class EngineImpl final : public Engine {
   bool after_tightening_ ABSL_GUARDED_BY(live_mutex_) = false;
   // The live bound is in doubt: SampleFeedback uses feedback_rate_in_doubt.
   std::atomic<bool> in_doubt_{false};
+  // Incremented by every restart of the live sequence.
+  std::atomic<uint64_t> live_epoch_{0};
   std::atomic<int64_t> boosted_feedback_{0};
   std::unique_ptr<ExactCache> exact_;
 
@@ -417,6 +423,7 @@ absl::StatusOr<InferResult> EngineImpl::RunInline(const float* input, bool want_
   if (feedback) {
     sampled = Acquire(caches);
     sampled->feedback = true;
+    sampled->live_epoch = live_epoch_.load(std::memory_order_acquire);
   }
   InferResult result;
   result.cache_version = caches->version;
@@ -460,6 +467,7 @@ absl::StatusOr<InferResult> EngineImpl::RunQueued(const float* input, bool want_
   request->input = input;
   request->want_scores = want_scores;
   request->feedback = feedback;
+  request->live_epoch = live_epoch_.load(std::memory_order_acquire);
   request->submitted_us = start_us;
   {
     MutexLock lock(&inflight_mutex_);
@@ -584,7 +592,7 @@ void EngineImpl::FinishFeedback(Request& request, int next_segment, Activation c
     if (segment < slots) request.activations[segment] = current;
   }
   const int base_label = cache_internal::ArgMax(current.data, num_classes_);
-  RecordLive(hit_slot, hit_slot >= 0 && hit_label != base_label);
+  RecordLive(hit_slot, hit_slot >= 0 && hit_label != base_label, request.live_epoch);
   if (hit_slot >= 0 && monitor_->Record(hit_slot, hit_label != base_label)) {
     disabled_[hit_slot] = true;
     spdlog::warn("live monitor: tap {} switched off: false-hit rate lower bound {:.4f} > {}",
@@ -595,17 +603,20 @@ void EngineImpl::FinishFeedback(Request& request, int next_segment, Activation c
 }
 
 void EngineImpl::RestartLiveLocked() {
+  live_epoch_.fetch_add(1, std::memory_order_acq_rel);
   live_->Reset();
   live_disagreements_ = 0;
   std::fill(live_hits_.begin(), live_hits_.end(), 0);
   std::fill(live_false_.begin(), live_false_.end(), 0);
 }
 
-void EngineImpl::RecordLive(int hit_slot, bool disagreed) {
+void EngineImpl::RecordLive(int hit_slot, bool disagreed, uint64_t epoch) {
   std::vector<int> switch_off;
   double lower = 0;
   {
     MutexLock lock(&live_mutex_);
+    // An answer given before the last restart came from another policy.
+    if (epoch != live_epoch_.load(std::memory_order_acquire)) return;
     live_->Add(disagreed ? 1.0 : 0.0);
     if (hit_slot >= 0) ++live_hits_[hit_slot];
     if (disagreed) {
@@ -618,21 +629,29 @@ void EngineImpl::RecordLive(int hit_slot, bool disagreed) {
                     std::memory_order_relaxed);
     if (!options_.live_tightening || !live_->Above(answer_epsilon_)) return;
     // Off: the tap with the most sampled false hits, and every other tap
-    // whose sampled false-hit rate is above the bound the plan holds it to.
+    // whose own false-hit rate is shown above the bound the plan holds it to
+    // (Clopper-Pearson lower bound at the live confidence).
     int most = -1;
     for (int s = 0; s < num_slots(); ++s) {
       if (disabled_[s].load() || live_false_[s] == 0) continue;
       if (most < 0 || live_false_[s] > live_false_[most]) most = s;
-      if (live_false_[s] > epsilons_[s] * live_hits_[s]) switch_off.push_back(s);
+      if (ClopperPearsonLower(live_false_[s], live_hits_[s], options_.live_confidence) >
+          epsilons_[s]) {
+        switch_off.push_back(s);
+      }
     }
     if (most >= 0 && std::find(switch_off.begin(), switch_off.end(), most) == switch_off.end()) {
       switch_off.push_back(most);
     }
     lower = live_->lower();
-    ++live_tightenings_;
-    after_tightening_ = true;
-    in_doubt_.store(true, std::memory_order_relaxed);
-    RestartLiveLocked();  // The answers after this come from another policy.
+    if (!switch_off.empty()) {
+      ++live_tightenings_;
+      after_tightening_ = true;
+      in_doubt_.store(true, std::memory_order_relaxed);
+    }
+    // The answers after this come from another policy (or, with no tap
+    // left to switch off, from taps the per-tap monitor switched off).
+    RestartLiveLocked();
   }
   for (int s : switch_off) {
     if (!disabled_[s].exchange(true)) {
@@ -1002,7 +1021,8 @@ EngineStats EngineImpl::Stats() const {
   }
   stats.feedback_requests = feedback_requests_;
   stats.feedback_boosted_requests = boosted_feedback_;
-  stats.feedback_in_doubt = in_doubt_;
+  stats.feedback_in_doubt =
+      in_doubt_ && options_.feedback_rate_in_doubt > options_.feedback_rate;
   stats.feedback_bytes = feedback_->bytes();
   stats.feedback_capacity_bytes = feedback_->capacity_bytes();
   std::shared_ptr<const CacheSet> set = Current();

@@ -201,8 +201,8 @@ std::string RenderPrometheus(const ServerMetricsView& server,
             "Feedback-sampled answers in the live confidence sequence (since it last started).",
             [](const ModelMetricsView& m) { return static_cast<double>(m.stats.live_checked); });
   per_model("gati_live_tightenings_total", "counter",
-            "Taps the live bound switched off because the disagreement over all answers "
-            "was above epsilon.",
+            "Times the live bound switched taps off because the disagreement over all "
+            "answers was above epsilon.",
             [](const ModelMetricsView& m) { return static_cast<double>(m.stats.live_tightenings); });
   per_model("gati_learner_rounds_total", "counter", "Online learner rounds run.",
             [](const ModelMetricsView& m) { return static_cast<double>(m.stats.learner_rounds); });

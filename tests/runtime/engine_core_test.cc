@@ -228,6 +228,30 @@ TEST(EngineCoreTest, LiveBoundSwitchesOffTheTapThatBreaksIt) {
   }
 }
 
+// Checks land after their answers; those of answers given before a
+// restart belong to the old policy and must not count in the new sequence
+// (one stale false hit would already look like a breach).
+TEST(EngineCoreTest, LiveBoundDropsChecksOfAnswersBeforeARestart) {
+  EngineOptions options;
+  options.mode = LookupMode::kParallel;
+  options.feedback_rate = 1.0;
+  options.answer_epsilon = 0.01;
+  auto engine = MakeEngine(
+      {FakeCacheWeights(2, 1, kAlwaysHit), FakeCacheWeights(6, 0, kAlwaysHit)}, options);
+  std::vector<std::thread> callers;
+  for (int c = 0; c < 3; ++c) {
+    callers.emplace_back([&, c] {
+      for (const auto& input : FakeInputs(200, 20 + c)) MustInfer(*engine, input);
+    });
+  }
+  for (auto& caller : callers) caller.join();
+  engine->WaitForFeedback();
+  EngineStats stats = engine->Stats();
+  EXPECT_TRUE(stats.taps[0].disabled);
+  EXPECT_EQ(stats.live_tightenings, 1);
+  EXPECT_EQ(stats.live_disagreements, 0) << "a check of an answer from before the restart counted";
+}
+
 // Feedback where the bound is in doubt: after the bound switched a tap
 // off, requests are sampled at the higher rate until it certifies the
 // remaining policy, then at the base rate again.
