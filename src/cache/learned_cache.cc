@@ -144,6 +144,16 @@ absl::StatusOr<std::unique_ptr<LearnedCache>> LearnedCache::Create(
         weights.variant.hidden.size() + 1));
   }
   int64_t width = FeatureSize(weights.variant, shape);
+  if (!weights.predictor.empty() && weights.variant.pool_kind == PoolKind::kAverage &&
+      weights.predictor[0].in != width &&
+      weights.predictor[0].in ==
+          (weights.variant.streams() ? weights.variant.conv_channels : shape.channels) *
+              weights.variant.pool * weights.variant.pool) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": made before average pools took at most as many bins as the ",
+        ActivationShapeToString(shape), " tap has positions (", weights.predictor[0].in,
+        " features, now ", width, "); rebuild the bundle"));
+  }
   for (size_t l = 0; l < weights.predictor.size(); ++l) {
     GATI_RETURN_IF_ERROR(CheckLayer(weights.predictor[l], width,
                                     absl::StrCat(where, " predictor layer ", l)));

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "cache/cache_testutil.h"
 #include "gati/cache.h"
 #include "testutil.h"
 
@@ -88,6 +89,17 @@ TEST(VariantTest, AveragePoolsTakeNoMoreBinsThanPositions) {
   EXPECT_EQ(FeatureSize(pool4, ActivationShape{512, 2, 7}), 512 * 2 * 4);
   EXPECT_EQ(FeatureSize(*ParseVariantSpec("conv1x1-8:pool4:linear"), ActivationShape{64, 3, 3}),
             8 * 9);
+}
+
+TEST(VariantTest, ACacheMadeBeforeBinsWereCappedAsksForARebuild) {
+  const ActivationShape small{8, 2, 2};
+  CacheWeights weights = testing::RandomCacheWeights("pool4:mlp256", 3, small, 5, 1);
+  ASSERT_TRUE(LearnedCache::Create(weights).ok());
+  // Its first layer as an older build made it: 4 x 4 bins of a 2 x 2 map.
+  std::mt19937 rng(2);
+  weights.predictor[0] = testing::RandomLayer(8 * 16, 256, rng);
+  EXPECT_ERROR(LearnedCache::Create(weights).status(), absl::StatusCode::kInvalidArgument,
+               "(128 features, now 32); rebuild the bundle");
 }
 
 TEST(VariantTest, ActivationShapesRoundTripAndDetectTheirLayout) {
