@@ -184,24 +184,32 @@ class ExportTest(unittest.TestCase):
             self.assertIn(block, names)
         self.assertFalse(any(n.startswith("layer1.0.") for n in names), names)
 
-    def test_auto_cuts_a_users_module_only_where_one_tensor_flows(self):
-        out = os.path.join(self.dir, "blocks.pt")
-        result = run_export("--module", self.user + ":blocks", "--auto",
+    def auto_export(self, factory):
+        """Exports the user module's `factory` with --auto and no merging;
+        returns (the tool's result, the stage names, the file)."""
+        out = os.path.join(self.dir, factory + ".pt")
+        result = run_export("--module", self.user + ":" + factory, "--auto",
                             "--min-stage-share", "0", "--input-shape",
                             "1,8,8", "--out", out)
         self.assertEqual(result.returncode, 0, result.stderr)
-        names = read_metadata(out)["stage_names"]
+        return result, read_metadata(out)["stage_names"], out
+
+    def user_module(self):
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("user_models", self.user)
+        user = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(user)
+        return user
+
+    def test_auto_cuts_a_users_module_only_where_one_tensor_flows(self):
+        result, names, out = self.auto_export("blocks")
         # Cuts after the stem, its relu and each block, never between a1 and
         # a2 or between b1 and its add (the skip connections keep x alive
         # there); stages are named by their last submodule or function.
         self.assertEqual(names, ["stem", "relu", "a2", "b1", "relu_2", "mean", "fc"])
         staged = torch.jit.load(out)
-        import importlib.util
-        spec = importlib.util.spec_from_file_location("user_models", self.user)
-        user = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(user)
         x = torch.randn(3, 1, 8, 8)
-        self.assertTrue(torch.allclose(staged(x), user.blocks()(x), atol=1e-5))
+        self.assertTrue(torch.allclose(staged(x), self.user_module().blocks()(x), atol=1e-5))
         # A larger --min-stage-share merges stages.
         merged = os.path.join(self.dir, "merged.pt")
         result = run_export("--module", self.user + ":blocks", "--auto",
@@ -227,22 +235,13 @@ class ExportTest(unittest.TestCase):
         self.assertIn("--auto and --stages exclude each other", both.stderr)
 
     def test_auto_keeps_a_block_that_fx_cannot_trace_whole(self):
-        out = os.path.join(self.dir, "gated.pt")
-        result = run_export("--module", self.user + ":gated", "--auto",
-                            "--min-stage-share", "0", "--input-shape",
-                            "1,8,8", "--out", out)
-        self.assertEqual(result.returncode, 0, result.stderr)
+        result, names, out = self.auto_export("gated")
         self.assertIn("cannot trace inside 1 submodule(s), kept whole: gate",
                       result.stderr)
-        names = read_metadata(out)["stage_names"]
         self.assertIn("gate", names)
         self.assertIn("mid", names)
         # The staged model answers as the original.
-        import importlib.util
-        spec = importlib.util.spec_from_file_location("user_models", self.user)
-        user = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(user)
-        staged, original = torch.jit.load(out), user.gated()
+        staged, original = torch.jit.load(out), self.user_module().gated()
         for seed in (1, 2):
             x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
             self.assertTrue(torch.allclose(staged(x), original(x), atol=1e-5))
