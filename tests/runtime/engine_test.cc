@@ -103,8 +103,11 @@ std::filesystem::path* EngineTest::dir_ = nullptr;
 std::string EngineTest::bundle_dir_;
 std::vector<float>* EngineTest::inputs_ = nullptr;
 
+// Tests of what the caches answer pin a cache mode: auto's choice is timed,
+// and on a loaded machine it may serve the base model alone.
 TEST_F(EngineTest, AnswersAreTheFirstHitOrTheBaseModel) {
   EngineOptions options;
+  options.mode = LookupMode::kSequential;
   options.feedback_rate = 0;
   auto engine = Make(options);
   ASSERT_NE(engine, nullptr);
@@ -159,6 +162,7 @@ TEST_F(EngineTest, AnswersAreTheFirstHitOrTheBaseModel) {
 
 TEST_F(EngineTest, ParallelAndSequentialAnswerIdentically) {
   EngineOptions parallel;
+  parallel.mode = LookupMode::kParallel;
   parallel.feedback_rate = 0.2;
   // Tap 3 errs often on purpose; the live bound would switch it off at a
   // moment that depends on when each engine's feedback lands.
@@ -198,6 +202,7 @@ TEST_F(EngineTest, CachesOffServesExactlyTheBaseModel) {
 
 TEST_F(EngineTest, OnlineLearnerFineTunesOnRealFeedback) {
   EngineOptions options;
+  options.mode = LookupMode::kSequential;
   options.feedback_rate = 1.0;  // Every request's base answer becomes a row.
   options.epsilon = 0.05;
   options.learner.enabled = true;
