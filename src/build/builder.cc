@@ -69,13 +69,13 @@ at::Tensor AsNchw(const at::Tensor& activation, const ActivationShape& shape) {
       {activation.size(0), shape.channels, shape.height, shape.width});
 }
 
-// The pooled features of a batch of activations (AsNchw), through the
-// variant kind's own pooling (the lookup path's): [B, FeatureSize].
-at::Tensor PoolBatch(const at::Tensor& act, const VariantSpec& variant,
+// The pooled features of a batch of activations (AsNchw, on the CPU as
+// contiguous float32), through the variant kind's own pooling (the lookup
+// path's): [B, FeatureSize].
+at::Tensor PoolBatch(const at::Tensor& cpu, const VariantSpec& variant,
                      const ActivationShape& shape) {
-  at::Tensor input = act.to(at::kCPU, at::kFloat).contiguous();
-  at::Tensor features = at::empty({input.size(0), FeatureSize(variant, shape)});
-  cache_internal::PoolRows(variant, shape, input.data_ptr<float>(), input.size(0),
+  at::Tensor features = at::empty({cpu.size(0), FeatureSize(variant, shape)});
+  cache_internal::PoolRows(variant, shape, cpu.data_ptr<float>(), cpu.size(0),
                            features.data_ptr<float>());
   return features;
 }

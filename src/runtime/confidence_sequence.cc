@@ -13,7 +13,7 @@ constexpr double kTruncation = 0.9;
 }  // namespace
 
 BettingConfidenceSequence::BettingConfidenceSequence(double alpha, std::vector<double> targets)
-    : alpha_(alpha), log_threshold_(std::log(2.0 / alpha)) {
+    : log_threshold_(std::log(2.0 / alpha)) {
   std::vector<double> means = std::move(targets);
   // Fine where bounds on disagreement live (1e-4 .. 0.1), coarser above.
   for (int k = 0; k <= 90; ++k) means.push_back(std::pow(10.0, -4.0 + 3.0 * k / 90));

@@ -56,7 +56,6 @@ class BettingConfidenceSequence {
   };
   const Candidate* Find(double target) const;
 
-  double alpha_;
   double log_threshold_;  // log(2 / alpha).
   std::vector<Candidate> grid_;  // Ascending m.
   int64_t count_ = 0;
