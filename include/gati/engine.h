@@ -108,6 +108,11 @@ struct EngineOptions {
   // bound is in doubt. Its cost is in Stats() (feedback_requests,
   // feedback_boosted_requests).
   double feedback_rate_in_doubt = 0.25;
+  // While thresholds are withdrawn (every tap off after a breach of the
+  // live bound, see recalibration), the whole model answers and this share
+  // of requests also runs cut on a worker, for the feedback that certifies
+  // new thresholds: CPU, not latency.
+  double feedback_rate_withdrawn = 0.5;
   // Cap on the feedback ring buffers, all taps together, and on rows per tap.
   int64_t feedback_memory_bytes = 64ll << 20;
   int64_t feedback_rows_per_tap = 4096;
@@ -122,16 +127,36 @@ struct EngineOptions {
   // user chose: every feedback-sampled request adds whether its answer
   // disagreed with the base model to an anytime-valid confidence sequence
   // (betting; valid however often it is read) at `live_confidence`. When
-  // the sequence shows the disagreement above answer_epsilon, the tap with
-  // the most sampled false hits since the sequence started is switched off
-  // (with live_tightening), with every tap whose own false-hit rate is
-  // shown above its bound, and the sequence starts over; a validated update
+  // the sequence shows the disagreement above answer_epsilon (with
+  // live_tightening), the thresholds are withdrawn (recalibration below)
+  // or, without recalibration, the tap with the most sampled false hits
+  // since the sequence started is switched off, with every tap whose own
+  // false-hit rate is shown above its bound; the sequence starts over; a validated update
   // switches it back on and starts it over too. Checks of answers given
   // before a restart are dropped. Validity is per sequence: each restart
   // spends a fresh 1 - live_confidence. answer_epsilon 0 = the plan's.
   double answer_epsilon = 0;
   double live_confidence = 0.95;
   bool live_tightening = true;
+  // Threshold recalibration from feedback (src/runtime/recalibration.h):
+  // every feedback-sampled request is kept, as each planned tap saw it
+  // (score and class), in a window of the last `recalibration_window`
+  // samples. Every `recalibration_every` samples the engine tests fixed
+  // candidate policies (the plan's thresholds shifted by a common logit
+  // offset, the first k taps off) on the window, Learn-then-Test at
+  // live_confidence against answer_epsilon, and keeps the certified one
+  // that saves most by the plan's costs (every tap off, the whole model,
+  // when none saves anything). While the plan's thresholds are in force
+  // (certified at build time) a certified policy replaces them only when it
+  // saves more, or once the exit shares have drifted from the plan's
+  // (exit_drift.h). Once the live bound has shown a breach, every tap is
+  // off and the window starts empty (feedback_rate_withdrawn) until it
+  // certifies a policy; from then on the window's choice is in force,
+  // tighter or looser. false: the live bound switches off the tap with the
+  // most false hits instead (see above).
+  bool recalibration = true;
+  int64_t recalibration_window = 2000;
+  int64_t recalibration_every = 50;
   // Per-tap bound on the false-hit rate among hits (monitor and learner);
   // 0 = per tap, the bound the plan holds it to: the upper confidence bound
   // of its false-hit rate on the planning split at the planned threshold
@@ -172,7 +197,8 @@ struct InferResult {
 struct TapStats {
   int tap = 0;
   std::string variant;
-  float threshold = 1.0f;
+  float threshold = 1.0f;       // In force now (recalibration); > 1 = off.
+  float plan_threshold = 1.0f;  // The plan's (or the last validated update's).
   double epsilon = 0;  // The tap's false-hit bound (monitor and gate).
   int64_t lookups = 0;
   int64_t hits = 0;  // Requests this tap answered.
@@ -197,10 +223,15 @@ struct EngineStats {
   int64_t exact_misses = 0;
   int64_t exact_bytes = 0;
   int64_t feedback_requests = 0;  // Requests whose base answer was learned.
-  // Requests drawn for feedback at feedback_rate_in_doubt rather than
-  // feedback_rate (counted when drawn; their checks may still be running).
+  // Requests drawn for feedback at a rate above feedback_rate:
+  // feedback_rate_in_doubt, or every request while every tap is off
+  // (counted when drawn; their checks may still be running).
   int64_t feedback_boosted_requests = 0;
   bool feedback_in_doubt = false;  // The higher rate is in force now.
+  // Label-free drift (src/runtime/exit_drift.h): the exit shares of recent
+  // answers differ from the plan's now; alarms raised so far.
+  bool exit_drift = false;
+  int64_t exit_drift_alarms = 0;
   int64_t feedback_bytes = 0;     // Held by the ring buffers now.
   int64_t feedback_capacity_bytes = 0;
   int64_t cache_version = 0;
@@ -218,6 +249,20 @@ struct EngineStats {
   double live_disagreement_lower = 0;
   double live_disagreement_upper = 1;
   int64_t live_tightenings = 0;
+  // The sampled answers' disagreement weighted by the inverse of the rate
+  // each was sampled at (the rate varies): an estimate over all answers
+  // since the sequence last started.
+  double live_disagreement_weighted = 0;
+  // Recalibration: where the thresholds in force come from ("plan",
+  // "live": certified on the window, "none": withdrawn, every tap off),
+  // the policy ("plan thresholds +1.0 logits, taps 2 off"), its replay on
+  // the window (samples, upper confidence bound of its disagreement; 1 for
+  // the plan's), how often a recalibration changed the thresholds.
+  std::string threshold_source = "plan";
+  std::string threshold_policy = "plan thresholds";
+  int64_t recalibration_samples = 0;
+  double recalibration_upper = 1;
+  int64_t recalibrations = 0;
   std::vector<TapStats> taps;  // One per planned tap, in tap order.
 };
 

@@ -1,5 +1,7 @@
 #include "cli/engine_flags.h"
 
+#include <algorithm>
+
 #include <CLI/CLI.hpp>
 
 #include "gati/plan.h"
@@ -33,9 +35,18 @@ void AddEngineFlags(CLI::App* command, EngineFlags* flags) {
                       "per-tap false-hit bound for the monitor and learner (0: the bundle's)")
       ->check(CLI::Range(0.0, 0.5));
   command->add_option("--live-bound", flags->live_bound,
-                      "on: switch a tap off when the live confidence sequence shows the "
-                      "disagreement over all answers above --answer-epsilon; off: report only")
+                      "on: act when the live confidence sequence shows the disagreement over "
+                      "all answers above --answer-epsilon (see --recalibrate); off: report only")
       ->check(CLI::IsMember({"on", "off"}));
+  command->add_option("--recalibrate", flags->recalibrate,
+                      "on: thresholds follow the stream, certified on recent feedback (a "
+                      "breach of the live bound withdraws them until feedback certifies new "
+                      "ones; a certified policy that saves more replaces the plan's); off: a "
+                      "breach switches off the tap with the most false hits")
+      ->check(CLI::IsMember({"on", "off"}));
+  command->add_option("--recalibration-window", flags->recalibration_window,
+                      "feedback-sampled requests the recalibration certifies thresholds on")
+      ->check(CLI::Range(int64_t{100}, int64_t{1} << 22));
   command->add_option("--answer-epsilon", flags->answer_epsilon,
                       "bound on the disagreement over all answers for the live bound "
                       "(0: the plan's epsilon)")
@@ -71,6 +82,10 @@ absl::StatusOr<EngineOptions> MakeEngineOptions(const EngineFlags& flags) {
   options.learner.enabled = flags.online == "on";
   options.live_tightening = flags.live_bound == "on";
   options.answer_epsilon = flags.answer_epsilon;
+  options.recalibration = flags.recalibrate == "on";
+  options.recalibration_window = flags.recalibration_window;
+  options.recalibration_every =
+      std::min(options.recalibration_every, options.recalibration_window);
   options.learner.trigger_rows = flags.trigger_rows;
   options.learner.max_cpu_share = flags.learner_share;
   return options;

@@ -27,6 +27,8 @@ struct EngineFlags {
   bool no_cache = false;
   std::string online = "off";
   std::string live_bound = "on";
+  std::string recalibrate = "on";
+  int64_t recalibration_window = EngineOptions{}.recalibration_window;
   double answer_epsilon = 0;
   int64_t trigger_rows = 1024;
   double learner_share = 0.25;
@@ -34,8 +36,8 @@ struct EngineFlags {
 };
 
 // Registers --threads --workers --spin-us --mode --feedback-rate --exact-cache
-// --epsilon --no-cache --online --live-bound --answer-epsilon --trigger-rows
-// --learner-share --device.
+// --epsilon --no-cache --online --live-bound --answer-epsilon --recalibrate
+// --recalibration-window --trigger-rows --learner-share --device.
 void AddEngineFlags(CLI::App* command, EngineFlags* flags);
 
 // The engine options the flags give; InvalidArgument naming the bad flag.

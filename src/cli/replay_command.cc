@@ -413,27 +413,44 @@ int RunReplay(const ReplayFlags& flags) {
                 rest.p50 > 0 ? busy.p50 / rest.p50 : 0.0);
   }
   int disabled = 0;
-  std::printf("\n%5s %-24s %9s %8s %9s %8s %10s %10s %9s %8s\n", "tap", "variant",
-              "threshold", "epsilon", "lookups", "hits", "checked", "false", "disabled",
-              "updates");
+  std::printf("\n%5s %-24s %9s %9s %8s %9s %8s %10s %10s %9s %8s\n", "tap", "variant",
+              "plan thr", "threshold", "epsilon", "lookups", "hits", "checked", "false",
+              "disabled", "updates");
   for (const TapStats& t : stats.taps) {
     disabled += t.disabled;
-    std::printf("%5d %-24s %9.4f %8.4f %9lld %8lld %10lld %10lld %9s %4lld/%lld\n", t.tap,
-                t.variant.c_str(), t.threshold, t.epsilon, static_cast<long long>(t.lookups),
+    char threshold[16] = "off";
+    if (t.threshold <= 1.0f) std::snprintf(threshold, sizeof(threshold), "%.4f", t.threshold);
+    std::printf("%5d %-24s %9.4f %9s %8.4f %9lld %8lld %10lld %10lld %9s %4lld/%lld\n", t.tap,
+                t.variant.c_str(), t.plan_threshold, threshold, t.epsilon,
+                static_cast<long long>(t.lookups),
                 static_cast<long long>(t.hits), static_cast<long long>(t.feedback_hits),
                 static_cast<long long>(t.feedback_false_hits),
                 t.disabled ? "yes" : (t.times_disabled > 0 ? "was" : "no"),
                 static_cast<long long>(t.updates_accepted),
                 static_cast<long long>(t.updates_accepted + t.updates_rejected));
   }
-  std::printf("taps disabled now: %d\n", disabled);
+  std::printf("taps disabled by the monitor now: %d\n", disabled);
   std::printf("live bound on disagreement over all answers (epsilon %g): %lld of %lld sampled "
-              "answers disagreed since the sequence last started; 95%% confidence sequence "
-              "[%.4f, %.4f]; taps switched off by it: %lld\n",
+              "answers disagreed since the sequence last started (weighted by inverse "
+              "sampling rate: %.4f); %.0f%% confidence sequence [%.4f, %.4f]; breaches acted "
+              "on: %lld\n",
               stats.answer_epsilon, static_cast<long long>(stats.live_disagreements),
-              static_cast<long long>(stats.live_checked), stats.live_disagreement_lower,
+              static_cast<long long>(stats.live_checked), stats.live_disagreement_weighted,
+              100 * options->live_confidence, stats.live_disagreement_lower,
               stats.live_disagreement_upper, static_cast<long long>(stats.live_tightenings));
-  std::printf("feedback: %lld requests checked, %lld of them at the in-doubt rate\n",
+  std::printf("thresholds in force: %s, from %s", stats.threshold_policy.c_str(),
+              stats.threshold_source == "plan"   ? "the plan"
+              : stats.threshold_source == "live" ? "recalibration"
+                                                 : "nothing certified yet");
+  if (stats.threshold_source == "live") {
+    std::printf(" (upper bound %.4f on %lld sampled requests)", stats.recalibration_upper,
+                static_cast<long long>(stats.recalibration_samples));
+  }
+  std::printf("; %lld recalibrations changed them\n",
+              static_cast<long long>(stats.recalibrations));
+  std::printf("exit-share drift from the plan: %lld alarms, drifting now: %s\n",
+              static_cast<long long>(stats.exit_drift_alarms), stats.exit_drift ? "yes" : "no");
+  std::printf("feedback: %lld requests checked, %lld of them at a raised rate\n",
               static_cast<long long>(stats.feedback_requests),
               static_cast<long long>(stats.feedback_boosted_requests));
   if (!flags.dump_taps.empty()) {

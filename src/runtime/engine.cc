@@ -18,10 +18,12 @@
 #include "runtime/confidence_sequence.h"
 #include "runtime/engine_internal.h"
 #include "runtime/exact_cache.h"
+#include "runtime/exit_drift.h"
 #include "runtime/feedback.h"
 #include "runtime/learner.h"
 #include "runtime/monitor.h"
 #include "runtime/mutex.h"
+#include "runtime/recalibration.h"
 #include "runtime/uniform_draw.h"
 #include "runtime/work_queue.h"
 #include "spdlog/spdlog.h"
@@ -52,6 +54,7 @@ struct Request {
   const float* input = nullptr;
   bool want_scores = false;
   bool feedback = false;  // Run every segment to learn the base answer.
+  double feedback_rate = 0;  // The rate it was sampled at (feedback only).
   // The live sequence this sampled request's answer belongs to: its check
   // counts only if no restart came between the answer and the check.
   uint64_t live_epoch = 0;
@@ -91,6 +94,7 @@ struct Request {
   void Reset(int slots, std::shared_ptr<const CacheSet> set) {
     input = nullptr;
     want_scores = feedback = false;
+    feedback_rate = 0;
     caches = std::move(set);
     submitted_us = queue_us = 0;
     activations.resize(slots);
@@ -118,6 +122,17 @@ struct Request {
     feedback_current = {};
   }
 };
+
+enum class ThresholdSource { kPlan, kLive, kNone };
+
+const char* SourceName(ThresholdSource source) {
+  switch (source) {
+    case ThresholdSource::kPlan: return "plan";
+    case ThresholdSource::kLive: return "live";
+    case ThresholdSource::kNone: return "none";
+  }
+  return "?";
+}
 
 class EngineImpl final : public Engine {
  public:
@@ -159,15 +174,20 @@ class EngineImpl final : public Engine {
   std::shared_ptr<const CacheSet> Current() const { return std::atomic_load(&current_); }
   void Install(std::vector<std::pair<int, std::shared_ptr<const LearnedCache>>> updates);
 
-  // Draws whether a request's base answer is learned (feedback_rate).
-  bool SampleFeedback();
+  // Draws whether a request's base answer is learned: the rate it was
+  // sampled at, or 0 for none.
+  double SampleFeedback();
   // Sequential mode: the whole request on the caller's thread; a sampled
   // request's remaining work goes to a worker after the answer.
-  absl::StatusOr<InferResult> RunInline(const float* input, bool want_scores, bool feedback);
+  absl::StatusOr<InferResult> RunInline(const float* input, bool want_scores, double feedback);
   // Parallel mode: the request on a worker, lookups on the lookup executor;
   // the caller waits for the answer.
-  absl::StatusOr<InferResult> RunQueued(const float* input, bool want_scores, bool feedback,
+  absl::StatusOr<InferResult> RunQueued(const float* input, bool want_scores, double feedback,
                                         double start_us);
+  // Every tap off: the whole model answers; a sampled request (`feedback`
+  // its rate, 0 for none) runs again, cut, on a worker for its feedback.
+  absl::StatusOr<InferResult> RunEveryTapOff(const float* input, bool want_scores,
+                                             double feedback);
   // The whole model as one segment; `count_answer` counts it as served.
   absl::StatusOr<InferResult> RunWholeModel(const float* input, bool want_scores,
                                             bool count_answer);
@@ -216,7 +236,38 @@ class EngineImpl final : public Engine {
   // When the confidence sequence shows the disagreement over all answers
   // above answer_epsilon_, switches off the tap with the most sampled false
   // hits since the sequence last started, and starts it over.
-  void RecordLive(int hit_slot, bool disagreed, uint64_t epoch);
+  void RecordLive(int hit_slot, bool disagreed, uint64_t epoch, double rate);
+  // Threshold recalibration. A tap is off when the monitor switched it off
+  // or the policy in force has it off.
+  bool TapOff(int slot) const {
+    return disabled_[slot].load(std::memory_order_relaxed) ||
+           threshold_[slot].load(std::memory_order_relaxed) > 1.0f;
+  }
+  bool Hits(int slot, const LookupResult& lookup) const {
+    return lookup.score >= threshold_[slot].load(std::memory_order_relaxed);
+  }
+  // The thresholds of `set` as planned (kThresholdOff for a disabled cache).
+  static std::vector<float> PlanThresholds(const CacheSet& set);
+  // Which taps the monitor switched off, into monitor_off_.
+  void ReadMonitorOffLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(recal_mutex_);
+  // Puts `policy` in force; true when a threshold changed.
+  bool ApplyPolicyLocked(const ThresholdPolicy& policy, ThresholdSource source, double upper)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(recal_mutex_);
+  // Back to the plan's thresholds of `set`, with an empty window.
+  void ResetRecalibrationLocked(const CacheSet& set) ABSL_EXCLUSIVE_LOCKS_REQUIRED(recal_mutex_);
+  // One sampled request into the window, as every tap saw it; recalibrates
+  // every recalibration_every samples.
+  void RecordWindow(Request& request, int base_label);
+  void RecalibrationLoop();
+  // The recalibration thread's result, unless `generation` is stale.
+  void ApplyRecalibration(uint64_t generation, const PolicyEvaluation& in_force);
+  // After a breach: every tap off, an empty window, every request sampled.
+  void Withdraw();
+  // Starts the live sequence over from outside live_mutex_.
+  void RestartLive();
+  // One answer for the drift check (while the plan's thresholds are in
+  // force and no tap is switched off).
+  void RecordExit(const InferResult& result);
   // Starts the live sequence over (the policy behind the answers changed).
   void RestartLiveLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(live_mutex_);
 
@@ -256,6 +307,49 @@ class EngineImpl final : public Engine {
   // Incremented by every restart of the live sequence.
   std::atomic<uint64_t> live_epoch_{0};
   std::atomic<int64_t> boosted_feedback_{0};
+  // Inverse-rate weights of the sampled answers since the last restart,
+  // and of those that disagreed.
+  double live_weight_ ABSL_GUARDED_BY(live_mutex_) = 0;
+  double live_weight_disagreed_ ABSL_GUARDED_BY(live_mutex_) = 0;
+
+  // Recalibration. Lock order: recal_mutex_ before live_mutex_.
+  std::unique_ptr<std::atomic<float>[]> threshold_;  // Per slot, in force.
+  PolicyCosts costs_;
+  std::atomic<bool> every_tap_off_{false};
+  std::atomic<bool> withdrawn_{false};  // source_ == kNone.
+  std::atomic<bool> plan_in_force_{true};
+  // The live sequence certifies the bound now.
+  std::atomic<bool> live_certified_{false};
+  // Label-free drift of the exit shares from the plan's (exit_drift.h).
+  mutable Mutex drift_mutex_;
+  std::unique_ptr<ExitDrift> drift_ ABSL_PT_GUARDED_BY(drift_mutex_);
+  std::atomic<bool> drifting_{false};
+  mutable Mutex recal_mutex_;
+  std::unique_ptr<RecalibrationWindow> window_ ABSL_PT_GUARDED_BY(recal_mutex_);
+  std::vector<float> plan_thresholds_ ABSL_GUARDED_BY(recal_mutex_);
+  int64_t window_version_ ABSL_GUARDED_BY(recal_mutex_) = 0;  // Of its samples' caches.
+  ThresholdPolicy policy_ ABSL_GUARDED_BY(recal_mutex_);
+  ThresholdSource source_ ABSL_GUARDED_BY(recal_mutex_) = ThresholdSource::kPlan;
+  double policy_upper_ ABSL_GUARDED_BY(recal_mutex_) = 1;
+  int64_t recalibrations_ ABSL_GUARDED_BY(recal_mutex_) = 0;
+  int64_t since_recalibration_ ABSL_GUARDED_BY(recal_mutex_) = 0;
+  std::vector<bool> monitor_off_ ABSL_GUARDED_BY(recal_mutex_);
+  ThresholdPolicy candidate_ ABSL_GUARDED_BY(recal_mutex_);
+  // The recalibration thread: woken every recalibration_every samples,
+  // works on a snapshot of the window, off the request workers. Bumping
+  // the generation (withdrawal, update, reset) voids a result in progress.
+  std::condition_variable recalibration_cv_;
+  bool recalibration_due_ ABSL_GUARDED_BY(recal_mutex_) = false;
+  bool recalibration_stop_ ABSL_GUARDED_BY(recal_mutex_) = false;
+  uint64_t recalibration_generation_ ABSL_GUARDED_BY(recal_mutex_) = 0;
+  // The thread's own (reused: no allocation once grown).
+  std::unique_ptr<RecalibrationWindow> snapshot_;
+  std::vector<float> snapshot_plan_;
+  std::vector<bool> snapshot_off_;
+  ThresholdPolicy snapshot_policy_;
+  Recalibration next_;
+  ThresholdPolicy next_scratch_;
+  std::thread recalibration_thread_;
   std::unique_ptr<ExactCache> exact_;
 
   std::atomic<int64_t> requests_{0}, errors_{0}, base_answers_{0}, cache_hits_{0},
@@ -320,6 +414,31 @@ EngineImpl::EngineImpl(EngineParts parts, const EngineOptions& options)
     live_hits_.assign(slots, 0);
     live_false_.assign(slots, 0);
   }
+  threshold_ = std::make_unique<std::atomic<float>[]>(std::max(1, slots));
+  for (int s = 0; s < slots; ++s) {
+    const double saving =
+        s < static_cast<int>(parts_.exit_saving_ms.size())
+            ? parts_.exit_saving_ms[s]
+            : static_cast<double>(slots - s) / (slots + 1);
+    costs_.exit_saving.push_back(std::max(saving, 1e-6));
+    costs_.lookup.push_back(s < static_cast<int>(parts_.lookup_ms.size()) ? parts_.lookup_ms[s]
+                                                                          : 0.0);
+  }
+  costs_.miss_overhead = parts_.miss_overhead_ms;
+  {
+    MutexLock lock(&recal_mutex_);
+    window_ = std::make_unique<RecalibrationWindow>(slots, options.recalibration_window);
+    ResetRecalibrationLocked(*set);
+  }
+  if (options.recalibration && slots > 0) {
+    snapshot_ = std::make_unique<RecalibrationWindow>(slots, options.recalibration_window);
+    recalibration_thread_ = std::thread([this] { RecalibrationLoop(); });
+  }
+  if (parts_.exit_share.size() == static_cast<size_t>(slots) + 1 && slots > 0 &&
+      parts_.exit_share_samples > 0) {
+    MutexLock lock(&drift_mutex_);
+    drift_ = std::make_unique<ExitDrift>(parts_.exit_share, parts_.exit_share_samples);
+  }
   if (options.exact_cache_bytes > 0) {
     exact_ = std::make_unique<ExactCache>(options.exact_cache_bytes);
   }
@@ -342,6 +461,14 @@ EngineImpl::~EngineImpl() {
   learner_.reset();
   workers_.reset();
   lookup_queue_.reset();
+  if (recalibration_thread_.joinable()) {
+    {
+      MutexLock lock(&recal_mutex_);
+      recalibration_stop_ = true;
+    }
+    recalibration_cv_.notify_all();
+    recalibration_thread_.join();
+  }
 }
 
 absl::Status EngineImpl::CheckInput(const float* input, int64_t count) const {
@@ -383,6 +510,8 @@ absl::StatusOr<InferResult> EngineImpl::Infer(const float* input, int64_t count,
   const bool want_scores = infer_options.want_scores;
   absl::StatusOr<InferResult> result =
       serve_base_ ? RunWholeModel(input, want_scores, /*count_answer=*/true)
+      : every_tap_off_.load(std::memory_order_relaxed)
+          ? RunEveryTapOff(input, want_scores, SampleFeedback())
       // Without taps there is no lookup to overlap: no handoff either.
       : mode_ == LookupMode::kSequential || num_slots() == 0
           ? RunInline(input, want_scores, SampleFeedback())
@@ -393,23 +522,34 @@ absl::StatusOr<InferResult> EngineImpl::Infer(const float* input, int64_t count,
   }
   result->timings.total_us = NowUs() - start;
   if (exact_) exact_->Insert(bytes, *result);
+  if (!serve_base_) RecordExit(*result);
   return result;
 }
 
-bool EngineImpl::SampleFeedback() {
-  if (num_slots() == 0) return false;
-  const bool doubt = in_doubt_.load(std::memory_order_relaxed) &&
+double EngineImpl::SampleFeedback() {
+  if (num_slots() == 0) return 0;
+  // Withdrawn thresholds (every tap off until the window certifies new
+  // ones): feedback is what certifies them, at its own rate.
+  const bool every = withdrawn_.load(std::memory_order_relaxed) && options_.feedback_rate > 0;
+  const bool doubt = !every &&
+                     (in_doubt_.load(std::memory_order_relaxed) ||
+                      (drifting_.load(std::memory_order_relaxed) &&
+                       !live_certified_.load(std::memory_order_relaxed))) &&
                      options_.feedback_rate_in_doubt > options_.feedback_rate;
-  const double rate = doubt ? options_.feedback_rate_in_doubt : options_.feedback_rate;
-  if (rate <= 0) return false;
+  const double rate = every  ? std::max(options_.feedback_rate_withdrawn, options_.feedback_rate)
+                      : doubt ? options_.feedback_rate_in_doubt
+                              : options_.feedback_rate;
+  if (rate <= 0) return 0;
   const uint64_t draw = feedback_draws_.fetch_add(1, std::memory_order_relaxed);
   const bool sampled = UniformDraw(options_.seed, draw) < rate;
-  if (sampled && doubt) boosted_feedback_.fetch_add(1, std::memory_order_relaxed);
-  return sampled;
+  if (sampled && rate > options_.feedback_rate) {
+    boosted_feedback_.fetch_add(1, std::memory_order_relaxed);
+  }
+  return sampled ? rate : 0;
 }
 
 absl::StatusOr<InferResult> EngineImpl::RunInline(const float* input, bool want_scores,
-                                                  bool feedback) {
+                                                  double feedback) {
   const int slots = num_slots();
   auto failed = [](const absl::Status& status) {
     return absl::InternalError(absl::StrCat("model failed: ", status.message()));
@@ -420,9 +560,10 @@ absl::StatusOr<InferResult> EngineImpl::RunInline(const float* input, bool want_
   std::shared_ptr<const CacheSet> caches = Current();
   // Only a sampled request keeps its activations (for its feedback rows).
   Request* sampled = nullptr;
-  if (feedback) {
+  if (feedback > 0) {
     sampled = Acquire(caches);
     sampled->feedback = true;
+    sampled->feedback_rate = feedback;
     sampled->live_epoch = live_epoch_.load(std::memory_order_acquire);
   }
   InferResult result;
@@ -436,13 +577,13 @@ absl::StatusOr<InferResult> EngineImpl::RunInline(const float* input, bool want_
     current = std::move(*next);
     if (segment == slots) break;
     if (sampled) sampled->activations[segment] = current;
-    if (disabled_[segment].load(std::memory_order_relaxed)) continue;
+    if (TapOff(segment)) continue;
     const LearnedCache& cache = *caches->caches[segment];
     if (want_scores) result.scores.resize(cache.num_classes());
     const LookupResult lookup =
         cache.Lookup(current.data, want_scores ? result.scores.data() : nullptr);
     ++lookups_[segment];
-    if (!lookup.hit) continue;
+    if (!Hits(segment, lookup)) continue;
     ++hits_[segment];
     ++cache_hits_;
     result.label = lookup.label;
@@ -462,11 +603,12 @@ absl::StatusOr<InferResult> EngineImpl::RunInline(const float* input, bool want_
 }
 
 absl::StatusOr<InferResult> EngineImpl::RunQueued(const float* input, bool want_scores,
-                                                  bool feedback, double start_us) {
+                                                  double feedback, double start_us) {
   Request* request = Acquire(Current());
   request->input = input;
   request->want_scores = want_scores;
-  request->feedback = feedback;
+  request->feedback = feedback > 0;
+  request->feedback_rate = feedback;
   request->live_epoch = live_epoch_.load(std::memory_order_acquire);
   request->submitted_us = start_us;
   {
@@ -564,6 +706,20 @@ absl::StatusOr<InferResult> EngineImpl::RunWholeModel(const float* input, bool w
   return result;
 }
 
+absl::StatusOr<InferResult> EngineImpl::RunEveryTapOff(const float* input, bool want_scores,
+                                                       double feedback) {
+  absl::StatusOr<InferResult> result = RunWholeModel(input, want_scores, /*count_answer=*/true);
+  if (!result.ok() || feedback <= 0) return result;
+  absl::StatusOr<Activation> made = parts_.runner->MakeInput(input, 1);  // A copy.
+  if (!made.ok()) return result;
+  Request* sampled = Acquire(Current());
+  sampled->feedback = true;
+  sampled->feedback_rate = feedback;
+  sampled->live_epoch = live_epoch_.load(std::memory_order_acquire);
+  StartFeedback(sampled, 0, std::move(*made), -1, -1);
+  return result;
+}
+
 void EngineImpl::StartFeedback(Request* request, int next_segment, Activation current,
                                int hit_slot, int hit_label) {
   {
@@ -592,13 +748,15 @@ void EngineImpl::FinishFeedback(Request& request, int next_segment, Activation c
     if (segment < slots) request.activations[segment] = current;
   }
   const int base_label = cache_internal::ArgMax(current.data, num_classes_);
-  RecordLive(hit_slot, hit_slot >= 0 && hit_label != base_label, request.live_epoch);
+  RecordLive(hit_slot, hit_slot >= 0 && hit_label != base_label, request.live_epoch,
+             request.feedback_rate);
   if (hit_slot >= 0 && monitor_->Record(hit_slot, hit_label != base_label)) {
     disabled_[hit_slot] = true;
     spdlog::warn("live monitor: tap {} switched off: false-hit rate lower bound {:.4f} > {}",
                  parts_.taps[hit_slot], monitor_->lower_bound(hit_slot), epsilons_[hit_slot]);
   }
   RecordFeedback(request, current);
+  if (options_.recalibration) RecordWindow(request, base_label);
   FinishRequest();
 }
 
@@ -606,28 +764,46 @@ void EngineImpl::RestartLiveLocked() {
   live_epoch_.fetch_add(1, std::memory_order_acq_rel);
   live_->Reset();
   live_disagreements_ = 0;
+  live_weight_ = live_weight_disagreed_ = 0;
+  live_certified_.store(false, std::memory_order_relaxed);
   std::fill(live_hits_.begin(), live_hits_.end(), 0);
   std::fill(live_false_.begin(), live_false_.end(), 0);
 }
 
-void EngineImpl::RecordLive(int hit_slot, bool disagreed, uint64_t epoch) {
+void EngineImpl::RecordLive(int hit_slot, bool disagreed, uint64_t epoch, double rate) {
   std::vector<int> switch_off;
   double lower = 0;
-  {
+  bool withdraw = false;
+  do {
     MutexLock lock(&live_mutex_);
     // An answer given before the last restart came from another policy.
     if (epoch != live_epoch_.load(std::memory_order_acquire)) return;
     live_->Add(disagreed ? 1.0 : 0.0);
+    const double weight = rate > 0 ? 1 / rate : 1;
+    live_weight_ += weight;
+    if (disagreed) live_weight_disagreed_ += weight;
     if (hit_slot >= 0) ++live_hits_[hit_slot];
     if (disagreed) {
       ++live_disagreements_;
       ++live_false_[hit_slot];
     }
     const bool certified = live_->Below(answer_epsilon_);
+    live_certified_.store(certified, std::memory_order_relaxed);
     if (certified) after_tightening_ = false;
     in_doubt_.store(!certified && (after_tightening_ || live_->mean() > 0.5 * answer_epsilon_),
                     std::memory_order_relaxed);
     if (!options_.live_tightening || !live_->Above(answer_epsilon_)) return;
+    lower = live_->lower();
+    if (options_.recalibration) {
+      // The thresholds in force are shown wrong for this stream: all of
+      // them go, until the window certifies new ones.
+      withdraw = true;
+      ++live_tightenings_;
+      after_tightening_ = true;
+      in_doubt_.store(true, std::memory_order_relaxed);
+      RestartLiveLocked();
+      break;
+    }
     // Off: the tap with the most sampled false hits, and every other tap
     // whose own false-hit rate is shown above the bound the plan holds it to
     // (Clopper-Pearson lower bound at the live confidence).
@@ -652,6 +828,12 @@ void EngineImpl::RecordLive(int hit_slot, bool disagreed, uint64_t epoch) {
     // The answers after this come from another policy (or, with no tap
     // left to switch off, from taps the per-tap monitor switched off).
     RestartLiveLocked();
+  } while (false);
+  if (withdraw) {
+    spdlog::warn("live bound: disagreement over all answers is above {} (lower bound {:.4f}); "
+                 "thresholds withdrawn until feedback certifies new ones",
+                 answer_epsilon_, lower);
+    return Withdraw();
   }
   for (int s : switch_off) {
     if (!disabled_[s].exchange(true)) {
@@ -719,6 +901,7 @@ void EngineImpl::Lookup(Request& request, int slot, const Activation& activation
     if (request.want_scores) out.probabilities.resize(cache.num_classes());
     out.result = cache.Lookup(activation.data,
                               request.want_scores ? out.probabilities.data() : nullptr);
+    out.result.hit = Hits(slot, out.result);
     ++lookups_[slot];
   }
   RecordLookup(request, slot, std::move(out), queued);
@@ -747,8 +930,7 @@ void EngineImpl::Run(Request& request) {
     if (segment == slots) break;
     const int slot = segment;
     request.activations[slot] = current;
-    const bool skip = request.answered_flag.load(std::memory_order_acquire) ||
-                      disabled_[slot].load(std::memory_order_relaxed);
+    const bool skip = request.answered_flag.load(std::memory_order_acquire) || TapOff(slot);
     if (skip) {
       RecordLookup(request, slot, {}, /*queued=*/false);
       continue;
@@ -817,6 +999,188 @@ void EngineImpl::RecordFeedback(Request& request, const Activation& logits) {
   ++feedback_requests_;
 }
 
+std::vector<float> EngineImpl::PlanThresholds(const CacheSet& set) {
+  std::vector<float> thresholds;
+  for (const auto& cache : set.caches) {
+    thresholds.push_back(cache->weights().enabled ? cache->weights().threshold : kThresholdOff);
+  }
+  return thresholds;
+}
+
+void EngineImpl::ReadMonitorOffLocked() {
+  monitor_off_.resize(num_slots());
+  for (int s = 0; s < num_slots(); ++s) monitor_off_[s] = disabled_[s].load();
+}
+
+bool EngineImpl::ApplyPolicyLocked(const ThresholdPolicy& policy, ThresholdSource source,
+                                   double upper) {
+  bool changed = false;
+  for (int s = 0; s < num_slots(); ++s) {
+    changed = changed || threshold_[s].load() != policy.thresholds[s];
+    threshold_[s].store(policy.thresholds[s], std::memory_order_relaxed);
+  }
+  every_tap_off_.store(num_slots() > 0 && !policy.any_on(), std::memory_order_relaxed);
+  withdrawn_.store(source == ThresholdSource::kNone, std::memory_order_relaxed);
+  plan_in_force_.store(source == ThresholdSource::kPlan, std::memory_order_relaxed);
+  policy_.thresholds.assign(policy.thresholds.begin(), policy.thresholds.end());
+  policy_.taps_off = policy.taps_off;
+  policy_.offset = policy.offset;
+  source_ = source;
+  policy_upper_ = upper;
+  return changed;
+}
+
+void EngineImpl::ResetRecalibrationLocked(const CacheSet& set) {
+  plan_thresholds_ = PlanThresholds(set);
+  window_->Clear();
+  window_version_ = set.version;
+  since_recalibration_ = 0;
+  ++recalibration_generation_;
+  if (drift_) {
+    MutexLock lock(&drift_mutex_);
+    drift_->Reset();
+    drifting_ = false;
+  }
+  candidate_.thresholds = plan_thresholds_;
+  candidate_.taps_off = 0;
+  candidate_.offset = 0;
+  ApplyPolicyLocked(candidate_, ThresholdSource::kPlan, 1);
+}
+
+void EngineImpl::RecordWindow(Request& request, int base_label) {
+  const int slots = num_slots();
+  if (slots == 0) return;
+  thread_local std::vector<float> scores;
+  thread_local std::vector<int> labels;
+  scores.resize(slots);
+  labels.resize(slots);
+  for (int s = 0; s < slots; ++s) {
+    const LookupResult lookup = request.caches->caches[s]->Lookup(request.activations[s].data);
+    scores[s] = lookup.score;
+    labels[s] = lookup.label;
+  }
+  {
+    MutexLock lock(&recal_mutex_);
+    // Scores of replaced caches say nothing about the ones in force.
+    if (request.caches->version != window_version_) return;
+    window_->Add(scores.data(), labels.data(), base_label);
+    if (++since_recalibration_ < options_.recalibration_every || recalibration_due_) return;
+    since_recalibration_ = 0;
+    recalibration_due_ = true;
+    MutexLock inflight(&inflight_mutex_);  // WaitForFeedback waits for it too.
+    ++inflight_;
+  }
+  recalibration_cv_.notify_one();
+}
+
+void EngineImpl::RecalibrationLoop() {
+  for (;;) {
+    uint64_t generation = 0;
+    {
+      MutexLock lock(&recal_mutex_);
+      recal_mutex_.Await(recalibration_cv_, [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return recalibration_due_ || recalibration_stop_;
+      });
+      if (!recalibration_due_) return;  // Stopping, nothing left to do.
+      recalibration_due_ = false;
+      // A copy to work on without the lock (the workers keep adding).
+      *snapshot_ = *window_;
+      snapshot_plan_ = plan_thresholds_;
+      snapshot_policy_ = policy_;
+      ReadMonitorOffLocked();
+      snapshot_off_ = monitor_off_;
+      generation = recalibration_generation_;
+    }
+    Recalibrate(*snapshot_, snapshot_plan_, snapshot_off_, costs_, answer_epsilon_,
+                options_.live_confidence, &next_, &next_scratch_);
+    const PolicyEvaluation in_force = Evaluate(*snapshot_, snapshot_policy_, costs_);
+    ApplyRecalibration(generation, in_force);
+    FinishRequest();
+  }
+}
+
+void EngineImpl::ApplyRecalibration(uint64_t generation, const PolicyEvaluation& in_force) {
+  const Recalibration& next = next_;
+  bool changed = false;
+  std::string description;
+  int64_t samples = 0;
+  {
+    MutexLock lock(&recal_mutex_);
+    // A withdrawal, an update or a reset came in between: the snapshot is
+    // of another window.
+    if (generation != recalibration_generation_) return;
+    if (source_ == ThresholdSource::kPlan) {
+      // The plan's thresholds are certified at build time. The window
+      // replaces them with a certified policy that saves more; or, once the
+      // exit shares have drifted from the plan's and the plan's policy
+      // disagrees more than epsilon on the window, with what it certifies.
+      const PolicyEvaluation& plan = in_force;
+      const bool better = next.certified && next.evaluation.saving > plan.saving;
+      const bool worse = drifting_.load() && next.any_passed &&
+                         plan.disagreements > answer_epsilon_ * plan.samples;
+      if (!better && !worse) return;
+    }
+    // Certified; or every tap off, as the full window's informed choice
+    // (nothing certified saves anything); kNone while the window certifies
+    // nothing that saves, and is not full.
+    const bool informed = next.any_passed && snapshot_->size() == snapshot_->capacity();
+    const ThresholdSource source =
+        next.certified || informed ? ThresholdSource::kLive : ThresholdSource::kNone;
+    samples = snapshot_->size();
+    changed = ApplyPolicyLocked(next.policy, source, next.upper_bound);
+    if (changed) {
+      ++recalibrations_;
+      description = next.policy.Describe(parts_.taps);
+    }
+  }
+  if (!changed) return;
+  spdlog::info("recalibration: {} (on the last {} sampled requests)", description, samples);
+  RestartLive();
+}
+
+void EngineImpl::Withdraw() {
+  MutexLock lock(&recal_mutex_);
+  window_->Clear();
+  since_recalibration_ = 0;
+  ++recalibration_generation_;
+  ReadMonitorOffLocked();
+  FillPolicy(plan_thresholds_, monitor_off_, num_slots(), 0, &candidate_);
+  ApplyPolicyLocked(candidate_, ThresholdSource::kNone, 1);
+}
+
+void EngineImpl::RecordExit(const InferResult& result) {
+  if (!drift_ || result.exact_hit || !plan_in_force_.load(std::memory_order_relaxed)) return;
+  for (int s = 0; s < num_slots(); ++s) {
+    if (disabled_[s].load(std::memory_order_relaxed)) return;
+  }
+  int exit = num_slots();
+  for (int s = 0; s < num_slots(); ++s) {
+    if (result.cache_hit && parts_.taps[s] == result.exit_tap) exit = s;
+  }
+  bool alarm = false;
+  double z = 0;
+  int at = -1;
+  {
+    MutexLock lock(&drift_mutex_);
+    alarm = drift_->Record(exit);
+    drifting_.store(drift_->drifting(), std::memory_order_relaxed);
+    z = drift_->last_z();
+    at = drift_->last_exit();
+  }
+  if (alarm) {
+    spdlog::info("drift: answers no longer exit where the plan predicted ({} z = {:.1f}); "
+                 "feedback raised until the live bound certifies the bound",
+                 at >= 0 && at < num_slots() ? absl::StrCat("tap ", parts_.taps[at])
+                                             : std::string("base model"),
+                 z);
+  }
+}
+
+void EngineImpl::RestartLive() {
+  MutexLock lock(&live_mutex_);
+  RestartLiveLocked();
+}
+
 absl::StatusOr<InferResult> EngineImpl::InferBase(const float* input, int64_t count) {
   const double start = NowUs();
   absl::Status valid = CheckInput(input, count);
@@ -835,6 +1199,10 @@ void EngineImpl::ResetCounters() {
   for (int s = 0; s < num_slots(); ++s) {
     lookups_[s] = 0;
     hits_[s] = 0;
+  }
+  {
+    MutexLock lock(&recal_mutex_);
+    ResetRecalibrationLocked(*Current());
   }
   MutexLock lock(&live_mutex_);
   RestartLiveLocked();
@@ -910,8 +1278,8 @@ void EngineImpl::ChooseMode() {
   auto run = [&](int candidate, const float* x) -> absl::StatusOr<double> {
     const double start = NowUs();
     absl::StatusOr<InferResult> result =
-        candidate == 0   ? RunInline(x, false, false)
-        : candidate == 1 ? RunQueued(x, false, false, start)
+        candidate == 0   ? RunInline(x, false, 0.0)
+        : candidate == 1 ? RunQueued(x, false, 0.0, start)
                          : RunWholeModel(x, false, false);
     if (!result.ok()) return result.status();
     return NowUs() - start;
@@ -989,6 +1357,12 @@ void EngineImpl::Install(
     }
   }
   if (!updates.empty()) {  // Answers from here on come from another policy.
+    {
+      // The update was validated at its own thresholds; the window's
+      // scores are of the caches it replaced.
+      MutexLock recal_lock(&recal_mutex_);
+      ResetRecalibrationLocked(*Current());
+    }
     MutexLock live_lock(&live_mutex_);
     RestartLiveLocked();
   }
@@ -1021,8 +1395,13 @@ EngineStats EngineImpl::Stats() const {
   }
   stats.feedback_requests = feedback_requests_;
   stats.feedback_boosted_requests = boosted_feedback_;
-  stats.feedback_in_doubt =
-      in_doubt_ && options_.feedback_rate_in_doubt > options_.feedback_rate;
+  stats.feedback_in_doubt = (in_doubt_ || (drifting_ && !live_certified_)) &&
+                            options_.feedback_rate_in_doubt > options_.feedback_rate;
+  stats.exit_drift = drifting_;
+  if (drift_) {
+    MutexLock lock(&drift_mutex_);
+    stats.exit_drift_alarms = drift_->alarms();
+  }
   stats.feedback_bytes = feedback_->bytes();
   stats.feedback_capacity_bytes = feedback_->capacity_bytes();
   std::shared_ptr<const CacheSet> set = Current();
@@ -1039,12 +1418,23 @@ EngineStats EngineImpl::Stats() const {
     stats.live_disagreement_lower = live_->lower();
     stats.live_disagreement_upper = live_->upper();
     stats.live_tightenings = live_tightenings_;
+    stats.live_disagreement_weighted =
+        live_weight_ > 0 ? live_weight_disagreed_ / live_weight_ : 0;
+  }
+  {
+    MutexLock lock(&recal_mutex_);
+    stats.threshold_source = SourceName(source_);
+    stats.threshold_policy = policy_.Describe(parts_.taps);
+    stats.recalibration_samples = window_->size();
+    stats.recalibration_upper = policy_upper_;
+    stats.recalibrations = recalibrations_;
   }
   for (int s = 0; s < num_slots(); ++s) {
     TapStats tap;
     tap.tap = parts_.taps[s];
     tap.variant = set->caches[s]->weights().variant.name;
-    tap.threshold = set->caches[s]->weights().threshold;
+    tap.threshold = threshold_[s].load();
+    tap.plan_threshold = set->caches[s]->weights().threshold;
     tap.epsilon = epsilons_[s];
     tap.lookups = lookups_[s];
     tap.hits = hits_[s];
@@ -1078,6 +1468,9 @@ absl::Status ValidateEngineOptions(const EngineOptions& o) {
   if (!(o.feedback_rate_in_doubt >= 0 && o.feedback_rate_in_doubt <= 1)) {
     return bad("feedback_rate_in_doubt must be in [0, 1]");
   }
+  if (!(o.feedback_rate_withdrawn >= 0 && o.feedback_rate_withdrawn <= 1)) {
+    return bad("feedback_rate_withdrawn must be in [0, 1]");
+  }
   if (o.feedback_memory_bytes < 0) return bad("feedback_memory_bytes must be >= 0");
   if (o.feedback_rows_per_tap < 0) return bad("feedback_rows_per_tap must be >= 0");
   if (o.monitor_window < 1) return bad("monitor_window must be >= 1");
@@ -1089,6 +1482,12 @@ absl::Status ValidateEngineOptions(const EngineOptions& o) {
   }
   if (!(o.answer_epsilon >= 0 && o.answer_epsilon < 1)) {
     return bad("answer_epsilon must be in [0, 1)");
+  }
+  if (o.recalibration_window < 1 || o.recalibration_window > (int64_t{1} << 22)) {
+    return bad("recalibration_window must be in 1..4194304");
+  }
+  if (o.recalibration_every < 1 || o.recalibration_every > o.recalibration_window) {
+    return bad("recalibration_every must be in 1..recalibration_window");
   }
   if (!(o.monitor_confidence > 0 && o.monitor_confidence < 1)) {
     return bad("monitor_confidence must be in (0, 1)");

@@ -57,6 +57,18 @@ struct EngineParts {
   // The plan's bound on the disagreement over all answers (the live
   // bound's target when EngineOptions::answer_epsilon is 0).
   double answer_epsilon = 0.01;
+  // Per planned tap, what an answer there saves against the base model
+  // (ms; recalibration prefers the policy that saves most). Empty = the
+  // share of taps after it, a stand-in proportional to depth.
+  std::vector<double> exit_saving_ms;
+  // Per planned tap, a lookup's cost (ms; empty = 0), and the cut model's
+  // miss path beyond the whole model (ms).
+  std::vector<double> lookup_ms;
+  double miss_overhead_ms = 0;
+  // The plan's predicted share of answers per planned tap, then the base
+  // model, and the planning samples it comes from (empty: no drift check).
+  std::vector<double> exit_share;
+  int64_t exit_share_samples = 0;
 };
 
 // InvalidArgument naming the first bad field of `options`.

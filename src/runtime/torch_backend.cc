@@ -237,9 +237,36 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& bundle
                             LearnedCache::Create(std::move(weights)));
       parts.taps.push_back(planned.tap);
       parts.caches.push_back(std::move(served));
+      for (const CacheEntry& entry : manifest.caches) {
+        if (entry.tap == planned.tap && entry.variant == planned.variant) {
+          parts.lookup_ms.push_back(entry.metrics.lookup_us / 1000);
+        }
+      }
     }
   }
   if (!parts.taps.empty()) parts.tap_epsilon = PlannedTapBounds(*bundle, parts.bundle_confidence);
+  if (parts.lookup_ms.size() != parts.taps.size()) parts.lookup_ms.clear();
+  if (manifest.has_plan) {
+    parts.miss_overhead_ms = std::max(0.0, manifest.plan.miss_ms - manifest.plan.base_ms);
+  }
+  if (manifest.has_plan && manifest.plan.exit_share.size() == parts.taps.size() + 1) {
+    parts.exit_share = manifest.plan.exit_share;
+    parts.exit_share_samples = manifest.planning_samples;
+  }
+  // What an answer at each planned tap saves: the whole model's profiled
+  // time times the share of the stages after the cut (stages timed alone
+  // add up to more than the fused whole).
+  if (!parts.taps.empty() && manifest.whole_p50_ms > 0 &&
+      static_cast<int>(manifest.stage_p50_ms.size()) > parts.taps.back()) {
+    double total = 0;
+    for (double ms : manifest.stage_p50_ms) total += ms;
+    for (int tap : parts.taps) {
+      double before = 0;
+      for (int stage = 0; stage <= tap; ++stage) before += manifest.stage_p50_ms[stage];
+      parts.exit_saving_ms.push_back(
+          std::max(manifest.whole_p50_ms * (1 - before / std::max(total, 1e-9)), 1e-3));
+    }
+  }
   GATI_ASSIGN_OR_RETURN(std::unique_ptr<SegmentedModel> segments, model->Segment(parts.taps));
   GATI_ASSIGN_OR_RETURN(std::unique_ptr<SegmentedModel> whole, model->Segment({}));
   parts.runner = std::make_unique<TorchSegmentRunner>(std::move(model), std::move(segments),

@@ -201,9 +201,22 @@ std::string RenderPrometheus(const ServerMetricsView& server,
             "Feedback-sampled answers in the live confidence sequence (since it last started).",
             [](const ModelMetricsView& m) { return static_cast<double>(m.stats.live_checked); });
   per_model("gati_live_tightenings_total", "counter",
-            "Times the live bound switched taps off because the disagreement over all "
-            "answers was above epsilon.",
+            "Times the live bound acted (thresholds withdrawn, or a tap off) because the "
+            "disagreement over all answers was above epsilon.",
             [](const ModelMetricsView& m) { return static_cast<double>(m.stats.live_tightenings); });
+  per_model("gati_live_disagreement_weighted", "gauge",
+            "Disagreement of the feedback-sampled answers weighted by the inverse of the rate "
+            "each was sampled at (since the sequence last started).",
+            [](const ModelMetricsView& m) { return m.stats.live_disagreement_weighted; });
+  per_model("gati_thresholds_withdrawn", "gauge",
+            "1 while every tap is off because the live bound was breached and recent feedback "
+            "has not certified new thresholds yet.",
+            [](const ModelMetricsView& m) {
+              return m.stats.threshold_source == "none" ? 1.0 : 0.0;
+            });
+  per_model("gati_recalibrations_total", "counter",
+            "Times recalibration on recent feedback changed the thresholds in force.",
+            [](const ModelMetricsView& m) { return static_cast<double>(m.stats.recalibrations); });
   per_model("gati_learner_rounds_total", "counter", "Online learner rounds run.",
             [](const ModelMetricsView& m) { return static_cast<double>(m.stats.learner_rounds); });
 

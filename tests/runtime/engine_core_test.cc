@@ -195,16 +195,17 @@ TEST(EngineCoreTest, MonitorSwitchesOffATapFedWithFalseHits) {
   }
 }
 
-// The live bound on all answers: a tap that starts answering wrongly (a
-// shift the caches were not calibrated for) is switched off within a few
-// sampled answers, long before the per-tap monitor's 50 checks; then the
-// bound certifies the remaining policy.
+// The live bound on all answers, without recalibration: a tap that starts
+// answering wrongly (a shift the caches were not calibrated for) is
+// switched off within a few sampled answers, long before the per-tap
+// monitor's 50 checks; then the bound certifies the remaining policy.
 TEST(EngineCoreTest, LiveBoundSwitchesOffTheTapThatBreaksIt) {
   for (LookupMode mode : {LookupMode::kSequential, LookupMode::kParallel}) {
     EngineOptions options;
     options.mode = mode;
     options.feedback_rate = 1.0;
     options.answer_epsilon = 0.01;
+    options.recalibration = false;
     auto engine = MakeEngine(
         {FakeCacheWeights(2, 1, kAlwaysHit), FakeCacheWeights(6, 0, kAlwaysHit)}, options);
     int wrong = 0;
@@ -236,6 +237,7 @@ TEST(EngineCoreTest, LiveBoundDropsChecksOfAnswersBeforeARestart) {
   options.mode = LookupMode::kParallel;
   options.feedback_rate = 1.0;
   options.answer_epsilon = 0.01;
+  options.recalibration = false;
   auto engine = MakeEngine(
       {FakeCacheWeights(2, 1, kAlwaysHit), FakeCacheWeights(6, 0, kAlwaysHit)}, options);
   std::vector<std::thread> callers;
@@ -261,6 +263,7 @@ TEST(EngineCoreTest, FeedbackRisesWhileTheLiveBoundIsInDoubt) {
   options.feedback_rate = 0.05;
   options.feedback_rate_in_doubt = 0.5;
   options.answer_epsilon = 0.01;
+  options.recalibration = false;
   auto engine = MakeEngine(
       {FakeCacheWeights(2, 1, kAlwaysHit), FakeCacheWeights(6, 0, kAlwaysHit)}, options);
   bool doubted = false;
@@ -286,6 +289,7 @@ TEST(EngineCoreTest, AValidatedUpdateStartsTheLiveBoundOver) {
   options.mode = LookupMode::kSequential;
   options.feedback_rate = 1.0;
   options.answer_epsilon = 0.01;
+  options.recalibration = false;
   options.epsilon = 0.05;
   options.learner.enabled = true;
   options.learner.min_rows = 100;
@@ -309,6 +313,160 @@ TEST(EngineCoreTest, AValidatedUpdateStartsTheLiveBoundOver) {
   EXPECT_EQ(after.live_disagreement_upper, 1.0);
   EXPECT_TRUE(after.taps[0].disabled);
   EXPECT_EQ(after.taps[1].updates_accepted, 1);
+}
+
+// With recalibration (the default), a breach withdraws every threshold:
+// the whole model answers while sampled requests, cut on a worker, fill the
+// window; once it certifies a policy (the wrong tap off, the right one on)
+// the caches answer again.
+TEST(EngineCoreTest, LiveBoundWithdrawsThresholdsUntilTheWindowCertifiesNewOnes) {
+  for (LookupMode mode : {LookupMode::kSequential, LookupMode::kParallel}) {
+    EngineOptions options;
+    options.mode = mode;
+    options.feedback_rate = 1.0;
+    options.answer_epsilon = 0.01;
+    auto engine = MakeEngine(
+        {FakeCacheWeights(2, 1, kAlwaysHit), FakeCacheWeights(6, 0, kAlwaysHit)}, options);
+    int wrong = 0;
+    int base_answers_withdrawn = 0;
+    int withdrawn_requests = 0;
+    std::vector<int> exits;
+    for (const auto& input : FakeInputs(1200, 8)) {
+      InferResult result = MustInfer(*engine, input);
+      wrong += result.label != FakeBaseClass(input);
+      exits.push_back(result.exit_tap);
+      engine->WaitForFeedback();
+      if (engine->Stats().threshold_source == "none") {
+        ++withdrawn_requests;
+        base_answers_withdrawn += result.exit_tap == kBaseExit;
+      }
+    }
+    EngineStats stats = engine->Stats();
+    EXPECT_EQ(stats.live_tightenings, 1);
+    EXPECT_LE(wrong, 3) << "wrong answers before the bound acted";
+    // Two chains at 0.95 / 2 each: 368 clean samples certify the first;
+    // recalibration runs every 50.
+    EXPECT_GE(withdrawn_requests, 368);
+    EXPECT_LE(withdrawn_requests, 450);
+    EXPECT_GE(base_answers_withdrawn, withdrawn_requests - 1);
+    EXPECT_EQ(stats.threshold_source, "live");
+    EXPECT_GT(stats.taps[0].threshold, 1.0f) << "the wrong tap stays off";
+    EXPECT_LE(stats.taps[1].threshold, 1.0f);
+    EXPECT_FALSE(stats.taps[0].disabled) << "recalibration, not the per-tap monitor";
+    EXPECT_LT(stats.recalibration_upper, 0.01);
+    EXPECT_GE(stats.recalibrations, 1);
+    // The right tap answers every request from the certification on.
+    for (size_t i = exits.size() - 500; i < exits.size(); ++i) EXPECT_EQ(exits[i], 6);
+  }
+}
+
+// While thresholds are withdrawn, feedback_rate_withdrawn of the requests
+// run cut on a worker: the answers come from the whole model.
+TEST(EngineCoreTest, WithdrawnThresholdsSampleAtTheirOwnRate) {
+  EngineOptions options;
+  options.mode = LookupMode::kSequential;
+  options.feedback_rate = 0.2;
+  options.feedback_rate_in_doubt = 1.0;  // A quick breach.
+  options.feedback_rate_withdrawn = 0.5;
+  options.answer_epsilon = 0.01;
+  auto engine = MakeEngine(
+      {FakeCacheWeights(2, 1, kAlwaysHit), FakeCacheWeights(6, 0, kAlwaysHit)}, options);
+  auto inputs = FakeInputs(1000, 31);
+  size_t i = 0;
+  for (; i < inputs.size() && engine->Stats().threshold_source != "none"; ++i) {
+    MustInfer(*engine, inputs[i]);
+    engine->WaitForFeedback();
+  }
+  ASSERT_LT(i, 100u) << "no breach";
+  const EngineStats before = engine->Stats();
+  for (int k = 0; k < 400; ++k, ++i) {
+    InferResult result = MustInfer(*engine, inputs[i]);
+    EXPECT_EQ(result.exit_tap, kBaseExit);
+    EXPECT_EQ(result.label, FakeBaseClass(inputs[i]));
+    engine->WaitForFeedback();
+  }
+  const EngineStats after = engine->Stats();
+  ASSERT_EQ(after.threshold_source, "none") << "400 at 0.5 cannot certify yet";
+  const int64_t sampled = after.feedback_requests - before.feedback_requests;
+  EXPECT_GT(sampled, 150);
+  EXPECT_LT(sampled, 250);
+  EXPECT_EQ(after.feedback_boosted_requests - before.feedback_boosted_requests, sampled);
+  EXPECT_EQ(after.recalibration_samples, before.recalibration_samples + sampled);
+}
+
+// Thresholds stricter than the stream needs: once the window certifies a
+// looser policy that saves more, it replaces the plan's.
+TEST(EngineCoreTest, RecalibrationLoosensWhenTheWindowCertifiesIt) {
+  EngineOptions options;
+  options.mode = LookupMode::kSequential;
+  options.feedback_rate = 1.0;
+  options.answer_epsilon = 0.01;
+  // Always right; hits only when the margin is above 0.5 at threshold 0.5.
+  auto engine = MakeEngine({FakeCacheWeights(2, 0, 0.5f, 8.0f)}, options);
+  auto inputs = FakeInputs(1000, 41);
+  int early_hits = 0;
+  int late_hits = 0;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    InferResult result = MustInfer(*engine, inputs[i]);
+    EXPECT_EQ(result.label, FakeBaseClass(inputs[i]));
+    if (i < 250) early_hits += result.cache_hit;
+    if (i >= 750) late_hits += result.cache_hit;
+    engine->WaitForFeedback();
+  }
+  EngineStats stats = engine->Stats();
+  EXPECT_EQ(stats.threshold_source, "live");
+  EXPECT_EQ(stats.live_tightenings, 0);
+  EXPECT_LT(stats.taps[0].threshold, stats.taps[0].plan_threshold);
+  EXPECT_EQ(stats.taps[0].plan_threshold, 0.5f);
+  EXPECT_GT(late_hits, early_hits + 25) << "the looser threshold answers more";
+}
+
+// Label-free drift: exits far from the plan's shares raise the feedback
+// rate before any sampled answer disagrees.
+TEST(EngineCoreTest, ExitSharesUnlikeThePlansRaiseFeedback) {
+  EngineOptions options;
+  options.mode = LookupMode::kSequential;
+  options.feedback_rate = 0.05;
+  options.feedback_rate_in_doubt = 0.5;
+  runtime::EngineParts parts = FakeParts({FakeCacheWeights(2, 0, kNeverHit)});
+  parts.exit_share = {0.7, 0.3};  // The plan expected 70% answers at tap 2.
+  parts.exit_share_samples = 3000;
+  auto made = runtime::CreateEngine(std::move(parts), options);
+  ASSERT_TRUE(made.ok()) << made.status();
+  Engine& engine = **made;
+  bool drift_at_100 = false;
+  int i = 0;
+  for (const auto& input : FakeInputs(600, 51)) {
+    MustInfer(engine, input);
+    engine.WaitForFeedback();
+    if (++i == 100) drift_at_100 = engine.Stats().exit_drift;
+  }
+  EngineStats stats = engine.Stats();
+  EXPECT_TRUE(drift_at_100) << "judged after the first 100 answers";
+  EXPECT_EQ(stats.exit_drift_alarms, 1);
+  EXPECT_TRUE(stats.feedback_in_doubt);
+  EXPECT_GT(stats.feedback_boosted_requests, 150) << "about half of the last 500";
+  EXPECT_EQ(stats.live_disagreements, 0);
+}
+
+// The same shares as the plan's: no alarm.
+TEST(EngineCoreTest, ExitSharesLikeThePlansRaiseNothing) {
+  EngineOptions options;
+  options.mode = LookupMode::kSequential;
+  options.feedback_rate = 0.05;
+  runtime::EngineParts parts = FakeParts({FakeCacheWeights(2, 0, 0.0f)});
+  // Random inputs: the margin p1 - p2 of a confident predictor's softmax is
+  // above 0 for every input, so tap 2 answers all of them.
+  parts.exit_share = {1.0, 0.0};
+  parts.exit_share_samples = 3000;
+  auto made = runtime::CreateEngine(std::move(parts), options);
+  ASSERT_TRUE(made.ok()) << made.status();
+  for (const auto& input : FakeInputs(1000, 52)) MustInfer(**made, input);
+  (*made)->WaitForFeedback();
+  EngineStats stats = (*made)->Stats();
+  EXPECT_EQ(stats.cache_hits, 1000);
+  EXPECT_EQ(stats.exit_drift_alarms, 0);
+  EXPECT_EQ(stats.feedback_boosted_requests, 0);
 }
 
 TEST(EngineCoreTest, LiveBoundLeavesRightCachesAlone) {
