@@ -224,10 +224,15 @@ struct EngineStats {
   int64_t exact_bytes = 0;
   int64_t feedback_requests = 0;  // Requests whose base answer was learned.
   // Requests drawn for feedback at a rate above feedback_rate:
-  // feedback_rate_in_doubt, or every request while every tap is off
-  // (counted when drawn; their checks may still be running).
+  // feedback_rate_in_doubt, or feedback_rate_withdrawn while thresholds
+  // are withdrawn (counted when drawn; their checks may still be running).
   int64_t feedback_boosted_requests = 0;
   bool feedback_in_doubt = false;  // The higher rate is in force now.
+  // What feedback costs: worker time after the answers (remaining
+  // segments, or the cut re-run while thresholds are withdrawn; checks;
+  // rows; the window's lookups), and the recalibration thread's time.
+  double feedback_busy_seconds = 0;
+  double recalibration_busy_seconds = 0;
   // Label-free drift (src/runtime/exit_drift.h): the exit shares of recent
   // answers differ from the plan's now; alarms raised so far.
   bool exit_drift = false;
@@ -254,10 +259,11 @@ struct EngineStats {
   // since the sequence last started.
   double live_disagreement_weighted = 0;
   // Recalibration: where the thresholds in force come from ("plan",
-  // "live": certified on the window, "none": withdrawn, every tap off),
-  // the policy ("plan thresholds +1.0 logits, taps 2 off"), its replay on
-  // the window (samples, upper confidence bound of its disagreement; 1 for
-  // the plan's), how often a recalibration changed the thresholds.
+  // "live": chosen on the window, "none": withdrawn, every tap off), the
+  // policy ("plan thresholds +1.0 logits, taps 2 off"), the window samples
+  // it was chosen on and the upper confidence bound of its disagreement
+  // there (1 for the plan's, and for every tap off), how often a
+  // recalibration changed the thresholds.
   std::string threshold_source = "plan";
   std::string threshold_policy = "plan thresholds";
   int64_t recalibration_samples = 0;

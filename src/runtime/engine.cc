@@ -239,29 +239,36 @@ class EngineImpl final : public Engine {
   void RecordLive(int hit_slot, bool disagreed, uint64_t epoch, double rate);
   // Threshold recalibration. A tap is off when the monitor switched it off
   // or the policy in force has it off.
-  bool TapOff(int slot) const {
-    return disabled_[slot].load(std::memory_order_relaxed) ||
-           threshold_[slot].load(std::memory_order_relaxed) > 1.0f;
+  bool TapOff(const CacheSet& set, int slot) const {
+    return disabled_[slot].load(std::memory_order_relaxed) || set.thresholds[slot] > 1.0f;
   }
-  bool Hits(int slot, const LookupResult& lookup) const {
-    return lookup.score >= threshold_[slot].load(std::memory_order_relaxed);
+  static bool Hits(const CacheSet& set, int slot, const LookupResult& lookup) {
+    return lookup.score >= set.thresholds[slot];
   }
   // The thresholds of `set` as planned (kThresholdOff for a disabled cache).
   static std::vector<float> PlanThresholds(const CacheSet& set);
   // Which taps the monitor switched off, into monitor_off_.
   void ReadMonitorOffLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(recal_mutex_);
-  // Puts `policy` in force; true when a threshold changed.
-  bool ApplyPolicyLocked(const ThresholdPolicy& policy, ThresholdSource source, double upper)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(recal_mutex_);
+  // Puts `policy` in force: publishes a cache set with its thresholds
+  // (`caches`, or the current ones when null, at `version`); true when a
+  // threshold changed.
+  bool ApplyPolicyLocked(const ThresholdPolicy& policy, ThresholdSource source, double upper,
+                         const CacheSet* caches = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(install_mutex_, recal_mutex_);
+  // An empty window (its samples are of `set`'s caches, or of caches no
+  // longer in force).
+  void ClearWindowLocked(const CacheSet& set) ABSL_EXCLUSIVE_LOCKS_REQUIRED(recal_mutex_);
   // Back to the plan's thresholds of `set`, with an empty window.
-  void ResetRecalibrationLocked(const CacheSet& set) ABSL_EXCLUSIVE_LOCKS_REQUIRED(recal_mutex_);
+  void ResetRecalibrationLocked(const CacheSet& set)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(install_mutex_, recal_mutex_);
   // One sampled request into the window, as every tap saw it; recalibrates
   // every recalibration_every samples.
   void RecordWindow(Request& request, int base_label);
   void RecalibrationLoop();
   // The recalibration thread's result, unless `generation` is stale.
   void ApplyRecalibration(uint64_t generation, const PolicyEvaluation& in_force);
-  // After a breach: every tap off, an empty window, every request sampled.
+  // After a breach: every tap off, an empty window, feedback at
+  // feedback_rate_withdrawn; then the live sequence starts over.
   void Withdraw();
   // Starts the live sequence over from outside live_mutex_.
   void RestartLive();
@@ -307,15 +314,19 @@ class EngineImpl final : public Engine {
   // Incremented by every restart of the live sequence.
   std::atomic<uint64_t> live_epoch_{0};
   std::atomic<int64_t> boosted_feedback_{0};
+  // Worker time spent on feedback after answers, and the recalibration
+  // thread's time (µs).
+  std::atomic<int64_t> feedback_busy_us_{0};
+  std::atomic<int64_t> recalibration_busy_us_{0};
   // Inverse-rate weights of the sampled answers since the last restart,
   // and of those that disagreed.
   double live_weight_ ABSL_GUARDED_BY(live_mutex_) = 0;
   double live_weight_disagreed_ ABSL_GUARDED_BY(live_mutex_) = 0;
 
-  // Recalibration. Lock order: recal_mutex_ before live_mutex_.
-  std::unique_ptr<std::atomic<float>[]> threshold_;  // Per slot, in force.
+  // Recalibration. Lock order: install_mutex_, recal_mutex_, then
+  // live_mutex_, drift_mutex_ or inflight_mutex_. The thresholds in force
+  // live in the published CacheSet.
   PolicyCosts costs_;
-  std::atomic<bool> every_tap_off_{false};
   std::atomic<bool> withdrawn_{false};  // source_ == kNone.
   std::atomic<bool> plan_in_force_{true};
   // The live sequence certifies the bound now.
@@ -323,6 +334,10 @@ class EngineImpl final : public Engine {
   // Label-free drift of the exit shares from the plan's (exit_drift.h).
   mutable Mutex drift_mutex_;
   std::unique_ptr<ExitDrift> drift_ ABSL_PT_GUARDED_BY(drift_mutex_);
+  std::vector<int64_t> drift_block_ ABSL_GUARDED_BY(drift_mutex_);
+  static constexpr int kDriftBlock = 50;
+  std::unique_ptr<std::atomic<int64_t>[]> exit_counts_;  // Per exit, this block.
+  std::atomic<int64_t> exit_total_{0};
   std::atomic<bool> drifting_{false};
   mutable Mutex recal_mutex_;
   std::unique_ptr<RecalibrationWindow> window_ ABSL_PT_GUARDED_BY(recal_mutex_);
@@ -331,6 +346,7 @@ class EngineImpl final : public Engine {
   ThresholdPolicy policy_ ABSL_GUARDED_BY(recal_mutex_);
   ThresholdSource source_ ABSL_GUARDED_BY(recal_mutex_) = ThresholdSource::kPlan;
   double policy_upper_ ABSL_GUARDED_BY(recal_mutex_) = 1;
+  int64_t policy_samples_ ABSL_GUARDED_BY(recal_mutex_) = 0;  // It was chosen on.
   int64_t recalibrations_ ABSL_GUARDED_BY(recal_mutex_) = 0;
   int64_t since_recalibration_ ABSL_GUARDED_BY(recal_mutex_) = 0;
   std::vector<bool> monitor_off_ ABSL_GUARDED_BY(recal_mutex_);
@@ -414,7 +430,6 @@ EngineImpl::EngineImpl(EngineParts parts, const EngineOptions& options)
     live_hits_.assign(slots, 0);
     live_false_.assign(slots, 0);
   }
-  threshold_ = std::make_unique<std::atomic<float>[]>(std::max(1, slots));
   for (int s = 0; s < slots; ++s) {
     const double saving =
         s < static_cast<int>(parts_.exit_saving_ms.size())
@@ -426,8 +441,10 @@ EngineImpl::EngineImpl(EngineParts parts, const EngineOptions& options)
   }
   costs_.miss_overhead = parts_.miss_overhead_ms;
   {
+    MutexLock install(&install_mutex_);
     MutexLock lock(&recal_mutex_);
-    window_ = std::make_unique<RecalibrationWindow>(slots, options.recalibration_window);
+    window_ = std::make_unique<RecalibrationWindow>(
+        slots, options.recalibration ? options.recalibration_window : 1);
     ResetRecalibrationLocked(*set);
   }
   if (options.recalibration && slots > 0) {
@@ -437,7 +454,11 @@ EngineImpl::EngineImpl(EngineParts parts, const EngineOptions& options)
   if (parts_.exit_share.size() == static_cast<size_t>(slots) + 1 && slots > 0 &&
       parts_.exit_share_samples > 0) {
     MutexLock lock(&drift_mutex_);
-    drift_ = std::make_unique<ExitDrift>(parts_.exit_share, parts_.exit_share_samples);
+    drift_ = std::make_unique<ExitDrift>(parts_.exit_share, parts_.exit_share_samples,
+                                         kDriftBlock);
+    drift_block_.assign(slots + 1, 0);
+    exit_counts_ = std::make_unique<std::atomic<int64_t>[]>(slots + 1);
+    for (int e = 0; e <= slots; ++e) exit_counts_[e] = 0;
   }
   if (options.exact_cache_bytes > 0) {
     exact_ = std::make_unique<ExactCache>(options.exact_cache_bytes);
@@ -510,8 +531,7 @@ absl::StatusOr<InferResult> EngineImpl::Infer(const float* input, int64_t count,
   const bool want_scores = infer_options.want_scores;
   absl::StatusOr<InferResult> result =
       serve_base_ ? RunWholeModel(input, want_scores, /*count_answer=*/true)
-      : every_tap_off_.load(std::memory_order_relaxed)
-          ? RunEveryTapOff(input, want_scores, SampleFeedback())
+      : Current()->every_off ? RunEveryTapOff(input, want_scores, SampleFeedback())
       // Without taps there is no lookup to overlap: no handoff either.
       : mode_ == LookupMode::kSequential || num_slots() == 0
           ? RunInline(input, want_scores, SampleFeedback())
@@ -534,6 +554,7 @@ double EngineImpl::SampleFeedback() {
   const bool doubt = !every &&
                      (in_doubt_.load(std::memory_order_relaxed) ||
                       (drifting_.load(std::memory_order_relaxed) &&
+                       plan_in_force_.load(std::memory_order_relaxed) &&
                        !live_certified_.load(std::memory_order_relaxed))) &&
                      options_.feedback_rate_in_doubt > options_.feedback_rate;
   const double rate = every  ? std::max(options_.feedback_rate_withdrawn, options_.feedback_rate)
@@ -577,13 +598,13 @@ absl::StatusOr<InferResult> EngineImpl::RunInline(const float* input, bool want_
     current = std::move(*next);
     if (segment == slots) break;
     if (sampled) sampled->activations[segment] = current;
-    if (TapOff(segment)) continue;
+    if (TapOff(*caches, segment)) continue;
     const LearnedCache& cache = *caches->caches[segment];
     if (want_scores) result.scores.resize(cache.num_classes());
     const LookupResult lookup =
         cache.Lookup(current.data, want_scores ? result.scores.data() : nullptr);
     ++lookups_[segment];
-    if (!Hits(segment, lookup)) continue;
+    if (!Hits(*caches, segment, lookup)) continue;
     ++hits_[segment];
     ++cache_hits_;
     result.label = lookup.label;
@@ -708,6 +729,8 @@ absl::StatusOr<InferResult> EngineImpl::RunWholeModel(const float* input, bool w
 
 absl::StatusOr<InferResult> EngineImpl::RunEveryTapOff(const float* input, bool want_scores,
                                                        double feedback) {
+  // The epoch of the policy that answers, read before it answers.
+  const uint64_t epoch = live_epoch_.load(std::memory_order_acquire);
   absl::StatusOr<InferResult> result = RunWholeModel(input, want_scores, /*count_answer=*/true);
   if (!result.ok() || feedback <= 0) return result;
   absl::StatusOr<Activation> made = parts_.runner->MakeInput(input, 1);  // A copy.
@@ -715,7 +738,7 @@ absl::StatusOr<InferResult> EngineImpl::RunEveryTapOff(const float* input, bool 
   Request* sampled = Acquire(Current());
   sampled->feedback = true;
   sampled->feedback_rate = feedback;
-  sampled->live_epoch = live_epoch_.load(std::memory_order_acquire);
+  sampled->live_epoch = epoch;
   StartFeedback(sampled, 0, std::move(*made), -1, -1);
   return result;
 }
@@ -736,6 +759,15 @@ void EngineImpl::StartFeedback(Request* request, int next_segment, Activation cu
 
 void EngineImpl::FinishFeedback(Request& request, int next_segment, Activation current,
                                 int hit_slot, int hit_label) {
+  const double start_us = NowUs();
+  struct Busy {
+    EngineImpl* engine;
+    double start_us;
+    ~Busy() {
+      engine->feedback_busy_us_.fetch_add(static_cast<int64_t>(engine->NowUs() - start_us),
+                                          std::memory_order_relaxed);
+    }
+  } busy{this, start_us};
   const int slots = num_slots();
   for (int segment = next_segment; segment <= slots; ++segment) {
     auto next = parts_.runner->RunSegment(segment, current);
@@ -901,7 +933,7 @@ void EngineImpl::Lookup(Request& request, int slot, const Activation& activation
     if (request.want_scores) out.probabilities.resize(cache.num_classes());
     out.result = cache.Lookup(activation.data,
                               request.want_scores ? out.probabilities.data() : nullptr);
-    out.result.hit = Hits(slot, out.result);
+    out.result.hit = Hits(*request.caches, slot, out.result);
     ++lookups_[slot];
   }
   RecordLookup(request, slot, std::move(out), queued);
@@ -930,7 +962,8 @@ void EngineImpl::Run(Request& request) {
     if (segment == slots) break;
     const int slot = segment;
     request.activations[slot] = current;
-    const bool skip = request.answered_flag.load(std::memory_order_acquire) || TapOff(slot);
+    const bool skip =
+        request.answered_flag.load(std::memory_order_acquire) || TapOff(*request.caches, slot);
     if (skip) {
       RecordLookup(request, slot, {}, /*queued=*/false);
       continue;
@@ -1013,13 +1046,19 @@ void EngineImpl::ReadMonitorOffLocked() {
 }
 
 bool EngineImpl::ApplyPolicyLocked(const ThresholdPolicy& policy, ThresholdSource source,
-                                   double upper) {
-  bool changed = false;
-  for (int s = 0; s < num_slots(); ++s) {
-    changed = changed || threshold_[s].load() != policy.thresholds[s];
-    threshold_[s].store(policy.thresholds[s], std::memory_order_relaxed);
+                                   double upper, const CacheSet* caches) {
+  std::shared_ptr<const CacheSet> old = Current();
+  if (caches == nullptr) caches = old.get();
+  const bool changed = caches != old.get() || old->thresholds != policy.thresholds;
+  if (changed) {
+    auto next = std::make_shared<CacheSet>();
+    next->version = caches->version;
+    next->caches = caches->caches;
+    next->thresholds = policy.thresholds;
+    next->every_off = num_slots() > 0 && !policy.any_on();
+    std::atomic_store(&current_, std::shared_ptr<const CacheSet>(std::move(next)));
   }
-  every_tap_off_.store(num_slots() > 0 && !policy.any_on(), std::memory_order_relaxed);
+  if (source != ThresholdSource::kPlan) drifting_.store(false, std::memory_order_relaxed);
   withdrawn_.store(source == ThresholdSource::kNone, std::memory_order_relaxed);
   plan_in_force_.store(source == ThresholdSource::kPlan, std::memory_order_relaxed);
   policy_.thresholds.assign(policy.thresholds.begin(), policy.thresholds.end());
@@ -1030,21 +1069,26 @@ bool EngineImpl::ApplyPolicyLocked(const ThresholdPolicy& policy, ThresholdSourc
   return changed;
 }
 
-void EngineImpl::ResetRecalibrationLocked(const CacheSet& set) {
-  plan_thresholds_ = PlanThresholds(set);
+void EngineImpl::ClearWindowLocked(const CacheSet& set) {
   window_->Clear();
   window_version_ = set.version;
   since_recalibration_ = 0;
   ++recalibration_generation_;
+}
+
+void EngineImpl::ResetRecalibrationLocked(const CacheSet& set) {
+  plan_thresholds_ = PlanThresholds(set);
+  ClearWindowLocked(set);
   if (drift_) {
     MutexLock lock(&drift_mutex_);
     drift_->Reset();
+    for (int e = 0; e <= num_slots(); ++e) exit_counts_[e] = 0;
     drifting_ = false;
   }
   candidate_.thresholds = plan_thresholds_;
   candidate_.taps_off = 0;
   candidate_.offset = 0;
-  ApplyPolicyLocked(candidate_, ThresholdSource::kPlan, 1);
+  ApplyPolicyLocked(candidate_, ThresholdSource::kPlan, 1, &set);
 }
 
 void EngineImpl::RecordWindow(Request& request, int base_label) {
@@ -1086,14 +1130,18 @@ void EngineImpl::RecalibrationLoop() {
       // A copy to work on without the lock (the workers keep adding).
       *snapshot_ = *window_;
       snapshot_plan_ = plan_thresholds_;
-      snapshot_policy_ = policy_;
       ReadMonitorOffLocked();
       snapshot_off_ = monitor_off_;
+      // The plan's policy as it serves: without the taps the monitor has off.
+      FillPolicy(snapshot_plan_, snapshot_off_, 0, 0, &snapshot_policy_);
       generation = recalibration_generation_;
     }
+    const double start_us = NowUs();
     Recalibrate(*snapshot_, snapshot_plan_, snapshot_off_, costs_, answer_epsilon_,
                 options_.live_confidence, &next_, &next_scratch_);
     const PolicyEvaluation in_force = Evaluate(*snapshot_, snapshot_policy_, costs_);
+    recalibration_busy_us_.fetch_add(static_cast<int64_t>(NowUs() - start_us),
+                                     std::memory_order_relaxed);
     ApplyRecalibration(generation, in_force);
     FinishRequest();
   }
@@ -1105,6 +1153,7 @@ void EngineImpl::ApplyRecalibration(uint64_t generation, const PolicyEvaluation&
   std::string description;
   int64_t samples = 0;
   {
+    MutexLock install(&install_mutex_);
     MutexLock lock(&recal_mutex_);
     // A withdrawal, an update or a reset came in between: the snapshot is
     // of another window.
@@ -1114,19 +1163,22 @@ void EngineImpl::ApplyRecalibration(uint64_t generation, const PolicyEvaluation&
       // replaces them with a certified policy that saves more; or, once the
       // exit shares have drifted from the plan's and the plan's policy
       // disagrees more than epsilon on the window, with what it certifies.
+      // Either way the replacement is a certified policy that saves: from
+      // the plan, only a breach of the live bound withdraws thresholds.
       const PolicyEvaluation& plan = in_force;
       const bool better = next.certified && next.evaluation.saving > plan.saving;
-      const bool worse = drifting_.load() && next.any_passed &&
+      const bool worse = drifting_.load() && next.certified &&
                          plan.disagreements > answer_epsilon_ * plan.samples;
       if (!better && !worse) return;
     }
     // Certified; or every tap off, as the full window's informed choice
-    // (nothing certified saves anything); kNone while the window certifies
-    // nothing that saves, and is not full.
-    const bool informed = next.any_passed && snapshot_->size() == snapshot_->capacity();
+    // (nothing that saves is certified on it); kNone while the window
+    // certifies nothing that saves and is not full.
+    const bool informed = snapshot_->size() == snapshot_->capacity();
     const ThresholdSource source =
         next.certified || informed ? ThresholdSource::kLive : ThresholdSource::kNone;
     samples = snapshot_->size();
+    policy_samples_ = samples;
     changed = ApplyPolicyLocked(next.policy, source, next.upper_bound);
     if (changed) {
       ++recalibrations_;
@@ -1139,13 +1191,15 @@ void EngineImpl::ApplyRecalibration(uint64_t generation, const PolicyEvaluation&
 }
 
 void EngineImpl::Withdraw() {
+  MutexLock install(&install_mutex_);
   MutexLock lock(&recal_mutex_);
-  window_->Clear();
-  since_recalibration_ = 0;
-  ++recalibration_generation_;
+  ClearWindowLocked(*Current());
   ReadMonitorOffLocked();
   FillPolicy(plan_thresholds_, monitor_off_, num_slots(), 0, &candidate_);
   ApplyPolicyLocked(candidate_, ThresholdSource::kNone, 1);
+  // Answers between the breach and now came from the breached thresholds.
+  MutexLock live(&live_mutex_);
+  RestartLiveLocked();
 }
 
 void EngineImpl::RecordExit(const InferResult& result) {
@@ -1157,12 +1211,18 @@ void EngineImpl::RecordExit(const InferResult& result) {
   for (int s = 0; s < num_slots(); ++s) {
     if (result.cache_hit && parts_.taps[s] == result.exit_tap) exit = s;
   }
+  // Counted with atomics; the request that completes a block judges it.
+  exit_counts_[exit].fetch_add(1, std::memory_order_relaxed);
+  if ((exit_total_.fetch_add(1, std::memory_order_relaxed) + 1) % kDriftBlock != 0) return;
   bool alarm = false;
   double z = 0;
   int at = -1;
   {
     MutexLock lock(&drift_mutex_);
-    alarm = drift_->Record(exit);
+    for (int e = 0; e <= num_slots(); ++e) {
+      drift_block_[e] = exit_counts_[e].exchange(0, std::memory_order_relaxed);
+    }
+    alarm = drift_->RecordBlock(drift_block_);
     drifting_.store(drift_->drifting(), std::memory_order_relaxed);
     z = drift_->last_z();
     at = drift_->last_exit();
@@ -1201,6 +1261,7 @@ void EngineImpl::ResetCounters() {
     hits_[s] = 0;
   }
   {
+    MutexLock install(&install_mutex_);
     MutexLock lock(&recal_mutex_);
     ResetRecalibrationLocked(*Current());
   }
@@ -1344,11 +1405,39 @@ void EngineImpl::ChooseMode() {
 void EngineImpl::Install(
     std::vector<std::pair<int, std::shared_ptr<const LearnedCache>>> updates) {
   MutexLock lock(&install_mutex_);
+  if (updates.empty()) return;
   std::shared_ptr<const CacheSet> old = Current();
-  auto next = std::make_shared<CacheSet>(*old);
-  next->version = old->version + 1;
-  for (auto& [slot, cache] : updates) next->caches[slot] = std::move(cache);
-  std::atomic_store(&current_, std::shared_ptr<const CacheSet>(std::move(next)));
+  CacheSet next;
+  next.version = old->version + 1;
+  next.caches = old->caches;
+  std::vector<int> updated;
+  for (auto& [slot, cache] : updates) {
+    next.caches[slot] = std::move(cache);
+    updated.push_back(slot);
+  }
+  {
+    // Published with the thresholds it serves at. The update was validated
+    // at its own threshold; the window's scores are of the caches it
+    // replaced. From the plan's thresholds, the plan's for the new caches;
+    // otherwise the policy in force stays (withdrawn stays withdrawn; a
+    // recalibrated offset and the taps it has off stay).
+    MutexLock recal_lock(&recal_mutex_);
+    if (source_ == ThresholdSource::kPlan) {
+      ResetRecalibrationLocked(next);
+    } else {
+      plan_thresholds_ = PlanThresholds(next);
+      ClearWindowLocked(next);
+      ReadMonitorOffLocked();
+      for (int slot : updated) monitor_off_[slot] = false;  // Back on below.
+      FillPolicy(plan_thresholds_, monitor_off_,
+                 source_ == ThresholdSource::kNone ? num_slots() : policy_.taps_off,
+                 policy_.offset, &candidate_);
+      for (int s = 0; s < num_slots(); ++s) {
+        if (policy_.thresholds[s] > 1.0f) candidate_.thresholds[s] = kThresholdOff;
+      }
+      ApplyPolicyLocked(candidate_, source_, policy_upper_, &next);
+    }
+  }
   for (const auto& update : updates) {
     monitor_->Reset(update.first);
     if (disabled_[update.first].exchange(false)) {
@@ -1356,16 +1445,9 @@ void EngineImpl::Install(
                    parts_.taps[update.first]);
     }
   }
-  if (!updates.empty()) {  // Answers from here on come from another policy.
-    {
-      // The update was validated at its own thresholds; the window's
-      // scores are of the caches it replaced.
-      MutexLock recal_lock(&recal_mutex_);
-      ResetRecalibrationLocked(*Current());
-    }
-    MutexLock live_lock(&live_mutex_);
-    RestartLiveLocked();
-  }
+  // Answers from here on come from another policy.
+  MutexLock live_lock(&live_mutex_);
+  RestartLiveLocked();
 }
 
 absl::StatusOr<int> EngineImpl::UpdateNow() {
@@ -1395,8 +1477,12 @@ EngineStats EngineImpl::Stats() const {
   }
   stats.feedback_requests = feedback_requests_;
   stats.feedback_boosted_requests = boosted_feedback_;
-  stats.feedback_in_doubt = (in_doubt_ || (drifting_ && !live_certified_)) &&
-                            options_.feedback_rate_in_doubt > options_.feedback_rate;
+  stats.feedback_busy_seconds = feedback_busy_us_.load() * 1e-6;
+  stats.recalibration_busy_seconds = recalibration_busy_us_.load() * 1e-6;
+  stats.feedback_in_doubt =
+      (withdrawn_ && options_.feedback_rate_withdrawn > options_.feedback_rate) ||
+      ((in_doubt_ || (drifting_ && plan_in_force_ && !live_certified_)) &&
+       options_.feedback_rate_in_doubt > options_.feedback_rate);
   stats.exit_drift = drifting_;
   if (drift_) {
     MutexLock lock(&drift_mutex_);
@@ -1425,7 +1511,7 @@ EngineStats EngineImpl::Stats() const {
     MutexLock lock(&recal_mutex_);
     stats.threshold_source = SourceName(source_);
     stats.threshold_policy = policy_.Describe(parts_.taps);
-    stats.recalibration_samples = window_->size();
+    stats.recalibration_samples = policy_samples_;
     stats.recalibration_upper = policy_upper_;
     stats.recalibrations = recalibrations_;
   }
@@ -1433,7 +1519,7 @@ EngineStats EngineImpl::Stats() const {
     TapStats tap;
     tap.tap = parts_.taps[s];
     tap.variant = set->caches[s]->weights().variant.name;
-    tap.threshold = threshold_[s].load();
+    tap.threshold = set->thresholds[s];
     tap.plan_threshold = set->caches[s]->weights().threshold;
     tap.epsilon = epsilons_[s];
     tap.lookups = lookups_[s];
@@ -1483,8 +1569,8 @@ absl::Status ValidateEngineOptions(const EngineOptions& o) {
   if (!(o.answer_epsilon >= 0 && o.answer_epsilon < 1)) {
     return bad("answer_epsilon must be in [0, 1)");
   }
-  if (o.recalibration_window < 1 || o.recalibration_window > (int64_t{1} << 22)) {
-    return bad("recalibration_window must be in 1..4194304");
+  if (o.recalibration_window < 1 || o.recalibration_window > 100000) {
+    return bad("recalibration_window must be in 1..100000");
   }
   if (o.recalibration_every < 1 || o.recalibration_every > o.recalibration_window) {
     return bad("recalibration_every must be in 1..recalibration_window");

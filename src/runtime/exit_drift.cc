@@ -13,24 +13,38 @@ ExitDrift::ExitDrift(std::vector<double> plan_shares, int64_t reference_samples,
       blocks_(blocks),
       min_requests_(min_requests),
       z_(z),
-      counts_(blocks, std::vector<int64_t>(plan_.size(), 0)) {}
+      counts_(blocks, std::vector<int64_t>(plan_.size(), 0)),
+      totals_(blocks, 0),
+      pending_(plan_.size(), 0) {}
 
 bool ExitDrift::Record(int exit) {
   if (exit < 0 || exit >= static_cast<int>(plan_.size())) return false;
-  ++counts_[current_][exit];
+  ++pending_[exit];
   if (++in_block_ < block_) return false;
   in_block_ = 0;
+  const bool alarm = RecordBlock(pending_);
+  std::fill(pending_.begin(), pending_.end(), 0);
+  return alarm;
+}
+
+bool ExitDrift::RecordBlock(const std::vector<int64_t>& counts) {
+  int64_t total = 0;
+  for (size_t e = 0; e < plan_.size(); ++e) {
+    counts_[current_][e] = e < counts.size() ? counts[e] : 0;
+    total += counts_[current_][e];
+  }
+  totals_[current_] = total;
   filled_ = std::min(filled_ + 1, blocks_);
   current_ = (current_ + 1) % blocks_;
   const bool was = drifting_;
   Judge();
-  std::fill(counts_[current_].begin(), counts_[current_].end(), 0);
   if (drifting_ && !was) ++alarms_;
   return drifting_ && !was;
 }
 
 void ExitDrift::Judge() {
-  const int64_t n = static_cast<int64_t>(filled_) * block_;
+  int64_t n = 0;
+  for (int b = 0; b < filled_; ++b) n += totals_[(current_ - 1 - b + 2 * blocks_) % blocks_];
   last_z_ = 0;
   last_exit_ = -1;
   if (n < min_requests_) {
@@ -55,6 +69,8 @@ void ExitDrift::Judge() {
 
 void ExitDrift::Reset() {
   for (auto& block : counts_) std::fill(block.begin(), block.end(), 0);
+  std::fill(totals_.begin(), totals_.end(), 0);
+  std::fill(pending_.begin(), pending_.end(), 0);
   current_ = 0;
   in_block_ = 0;
   filled_ = 0;

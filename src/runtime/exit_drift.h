@@ -30,6 +30,11 @@ class ExitDrift {
   // One answer at `exit` (0..taps-1, taps = the base model). True when this
   // record ended a block whose judgement raised a new alarm.
   bool Record(int exit);
+  // A whole block at once: answers per exit (a caller that counts them
+  // itself, with atomics, about `block` at a time). Same return.
+  bool RecordBlock(const std::vector<int64_t>& counts);
+  int num_exits() const { return static_cast<int>(plan_.size()); }
+  int block() const { return block_; }
   // Forgets the window (the policy behind the shares changed).
   void Reset();
 
@@ -47,8 +52,10 @@ class ExitDrift {
   int blocks_;
   int64_t min_requests_;
   double z_;
-  // Counts per block (ring of blocks_) and exit.
+  // Counts per block (ring of blocks_) and exit, and each block's total.
   std::vector<std::vector<int64_t>> counts_;
+  std::vector<int64_t> totals_;
+  std::vector<int64_t> pending_;  // The block Record is filling.
   int current_ = 0;
   int64_t in_block_ = 0;
   int filled_ = 0;  // Completed blocks in the ring.

@@ -28,8 +28,13 @@ namespace gati::runtime {
 // One cache version: the cache of every planned tap (slot), as requests see
 // them. Immutable once published.
 struct CacheSet {
-  int64_t version = 0;
+  int64_t version = 0;  // Of the caches (thresholds may change within one).
   std::vector<std::shared_ptr<const LearnedCache>> caches;
+  // The engine's thresholds in force, per cache (> 1 = off; recalibration
+  // changes them), published with the caches so that a request sees one
+  // policy; empty outside the engine. every_off: no threshold is on.
+  std::vector<float> thresholds;
+  bool every_off = false;
 };
 
 // Trains a replacement for a cache; the LibTorch implementation is in

@@ -87,7 +87,7 @@ PolicyEvaluation Evaluate(const RecalibrationWindow& window, const ThresholdPoli
     for (int s = 0; s < window.slots(); ++s) {
       if (policy.thresholds[s] > 1.0f) continue;
       spent += costs.lookup[s];
-      if (window.score(i, s) < policy.thresholds[s]) continue;
+      if (!(window.score(i, s) >= policy.thresholds[s])) continue;  // As served.
       ++out.hits;
       out.disagreements += window.label(i, s) != window.base_label(i);
       saving += costs.exit_saving[s] - spent;

@@ -127,7 +127,7 @@ Recalibration Recalibrate(const RecalibrationWindow& window, const std::vector<f
                           const std::vector<bool>& forced_off, const PolicyCosts& costs,
                           double epsilon, double confidence);
 // The same into `out`, reusing its storage and `scratch`'s (no allocation
-// once they have grown: the engine runs it on its request workers).
+// once they have grown).
 void Recalibrate(const RecalibrationWindow& window, const std::vector<float>& base,
                  const std::vector<bool>& forced_off, const PolicyCosts& costs, double epsilon,
                  double confidence, Recalibration* out, ThresholdPolicy* scratch);

@@ -214,6 +214,13 @@ std::string RenderPrometheus(const ServerMetricsView& server,
             [](const ModelMetricsView& m) {
               return m.stats.threshold_source == "none" ? 1.0 : 0.0;
             });
+  per_model("gati_feedback_busy_seconds_total", "counter",
+            "Worker time spent on feedback after the answers (remaining segments, checks, "
+            "feedback rows, the recalibration window's lookups).",
+            [](const ModelMetricsView& m) { return m.stats.feedback_busy_seconds; });
+  per_model("gati_recalibration_busy_seconds_total", "counter",
+            "Time the recalibration thread spent testing threshold policies.",
+            [](const ModelMetricsView& m) { return m.stats.recalibration_busy_seconds; });
   per_model("gati_recalibrations_total", "counter",
             "Times recalibration on recent feedback changed the thresholds in force.",
             [](const ModelMetricsView& m) { return static_cast<double>(m.stats.recalibrations); });

@@ -167,6 +167,7 @@ TEST_F(EngineTest, ParallelAndSequentialAnswerIdentically) {
   // Tap 3 errs often on purpose; the live bound would switch it off at a
   // moment that depends on when each engine's feedback lands.
   parallel.live_tightening = false;
+  parallel.recalibration = false;
   EngineOptions sequential = parallel;
   sequential.mode = LookupMode::kSequential;
   auto a = Make(parallel);
