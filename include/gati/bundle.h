@@ -45,6 +45,13 @@ struct CacheMetrics {
   double lookup_us = 0;
   // LearnedCache::memory_bytes().
   int64_t memory_bytes = 0;
+  // The selector kept ("learned", or "max-softmax" where the trained one did
+  // not beat the predictor's top probability on held-out selector-train
+  // rows), and both AUROCs for "agrees with the base model" on the
+  // calibration split (0 in bundles built before them).
+  std::string selector = "learned";
+  double selector_auroc = 0;
+  double max_softmax_auroc = 0;
 };
 
 struct CacheEntry {

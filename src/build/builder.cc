@@ -152,6 +152,18 @@ absl::StatusOr<std::unique_ptr<LearnedCache>> Provisional(CacheWeights weights) 
   return LearnedCache::Create(std::move(weights));
 }
 
+// The predictor's top softmax probability as the selector: sigmoid(12 p1 - 6)
+// ranks requests exactly as p1 does (the threshold is calibrated on it).
+std::vector<DenseLayer> MaxSoftmaxSelector() {
+  DenseLayer layer;
+  layer.in = kSelectorInputs;
+  layer.out = 1;
+  layer.weight.assign(kSelectorInputs, 0.0f);
+  layer.weight[0] = 12.0f;  // SelectorFeatures: the top probability comes first.
+  layer.bias = {-6.0f};
+  return {layer};
+}
+
 // Predictor logits (plain lookup path) of the selector-train and calibration
 // rows, in split order.
 struct HeldOutLogits {
@@ -186,7 +198,39 @@ absl::StatusOr<Finished> FinishCache(CacheWeights weights,
                      inputs.data() + i * kSelectorInputs);
     selector_agrees[i] = classes(logits.selector, i) == base_labels[splits.selector[i]];
   }
-  weights.selector = TrainSelector(inputs, selector_agrees, options.selector, seed);
+  // Choose the selector by validation: trained on three quarters of the
+  // selector-train rows, it must tell agreeing answers apart better than
+  // the predictor's own top probability on the held-out quarter (AUROC);
+  // then it is trained on all of them. Otherwise the top probability is
+  // the selector.
+  std::vector<float> fit_inputs;
+  std::vector<bool> fit_agrees;
+  std::vector<size_t> held_out;
+  for (size_t i = 0; i < splits.selector.size(); ++i) {
+    if (i % 4 == 3) {
+      held_out.push_back(i);
+      continue;
+    }
+    fit_inputs.insert(fit_inputs.end(), inputs.begin() + i * kSelectorInputs,
+                      inputs.begin() + (i + 1) * kSelectorInputs);
+    fit_agrees.push_back(selector_agrees[i]);
+  }
+  bool learned = false;
+  if (!held_out.empty() && !fit_agrees.empty()) {
+    CacheWeights trial = weights;
+    trial.selector = TrainSelector(fit_inputs, fit_agrees, options.selector, seed);
+    GATI_ASSIGN_OR_RETURN(auto trial_cache, LearnedCache::Create(trial));
+    std::vector<float> trial_scores, top;
+    std::vector<bool> held_agrees;
+    for (size_t i : held_out) {
+      trial_scores.push_back(trial_cache->SelectorScore(logits.selector.data() + i * k));
+      top.push_back(inputs[i * kSelectorInputs]);
+      held_agrees.push_back(selector_agrees[i]);
+    }
+    learned = Auroc(trial_scores, held_agrees) > Auroc(top, held_agrees);
+  }
+  weights.selector = learned ? TrainSelector(inputs, selector_agrees, options.selector, seed)
+                             : MaxSoftmaxSelector();
   GATI_ASSIGN_OR_RETURN(auto cache, LearnedCache::Create(weights));
 
   std::vector<float> reference(splits.selector.size());
@@ -197,9 +241,13 @@ absl::StatusOr<Finished> FinishCache(CacheWeights weights,
   std::vector<float> scores(n);
   std::vector<int32_t> predicted_classes(n);
   std::vector<bool> agrees(n);
+  std::vector<float> top(n);
+  float features[kSelectorInputs];
   int64_t agreeing = 0, correct = 0;
   for (size_t i = 0; i < n; ++i) {
     scores[i] = cache->SelectorScore(logits.calibration.data() + i * k);
+    SelectorFeatures(logits.calibration.data() + i * k, k, features);
+    top[i] = features[0];
     int64_t predicted = classes(logits.calibration, i);
     predicted_classes[i] = static_cast<int32_t>(predicted);
     agrees[i] = predicted == base_labels[splits.calibration[i]];
@@ -223,6 +271,9 @@ absl::StatusOr<Finished> FinishCache(CacheWeights weights,
   m.false_hits = calibration.false_hits;
   m.calibration_count = static_cast<int64_t>(n);
   m.memory_bytes = cache->memory_bytes();
+  m.selector = learned ? "learned" : "max-softmax";
+  m.selector_auroc = Auroc(scores, agrees);
+  m.max_softmax_auroc = Auroc(top, agrees);
   finished.weights = std::move(weights);
   finished.scores = std::move(scores);
   finished.classes = std::move(predicted_classes);

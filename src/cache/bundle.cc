@@ -212,7 +212,10 @@ std::string ManifestToJson(const BundleManifest& manifest) {
            {"false_hits", m.false_hits},
            {"calibration_count", m.calibration_count},
            {"lookup_us", m.lookup_us},
-           {"memory_bytes", m.memory_bytes}}}});
+           {"memory_bytes", m.memory_bytes},
+           {"selector", m.selector},
+           {"selector_auroc", m.selector_auroc},
+           {"max_softmax_auroc", m.max_softmax_auroc}}}});
   }
   json out = {{"format", "gati-bundle"},
               {"format_version", manifest.format_version},
@@ -415,6 +418,14 @@ absl::StatusOr<BundleManifest> ParseManifest(const std::string& json_text,
         reader.Get(metrics, "calibration_count", &m.calibration_count, mw));
     GATI_RETURN_IF_ERROR(reader.Get(metrics, "lookup_us", &m.lookup_us, mw));
     GATI_RETURN_IF_ERROR(reader.Get(metrics, "memory_bytes", &m.memory_bytes, mw));
+    if (metrics.contains("selector")) {  // Bundles built before selector choice lack them.
+      GATI_RETURN_IF_ERROR(reader.Get(metrics, "selector", &m.selector, mw));
+      GATI_RETURN_IF_ERROR(reader.Get(metrics, "selector_auroc", &m.selector_auroc, mw));
+      GATI_RETURN_IF_ERROR(reader.Get(metrics, "max_softmax_auroc", &m.max_softmax_auroc, mw));
+      if (m.selector != "learned" && m.selector != "max-softmax") {
+        return reader.Error(mw + "selector", "must be learned or max-softmax");
+      }
+    }
     manifest.caches.push_back(std::move(entry));
   }
   if (root.contains("planning")) {

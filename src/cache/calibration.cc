@@ -35,6 +35,32 @@ double BinomialCdf(int64_t k, int64_t n, double p) {
 
 }  // namespace
 
+double Auroc(const std::vector<float>& scores, const std::vector<bool>& positives) {
+  const size_t n = scores.size();
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] < scores[b]; });
+  // Mann-Whitney: the positives' rank sum, ties at their average rank.
+  double rank_sum = 0;
+  int64_t positive = 0;
+  for (size_t i = 0; i < n;) {
+    size_t j = i;
+    while (j < n && scores[order[j]] == scores[order[i]]) ++j;
+    const double average_rank = 0.5 * (static_cast<double>(i + 1) + static_cast<double>(j));
+    for (size_t k = i; k < j; ++k) {
+      if (positives[order[k]]) {
+        rank_sum += average_rank;
+        ++positive;
+      }
+    }
+    i = j;
+  }
+  const int64_t negative = static_cast<int64_t>(n) - positive;
+  if (positive == 0 || negative == 0) return 0.5;
+  const double p = static_cast<double>(positive);
+  return (rank_sum - p * (p + 1) / 2) / (p * static_cast<double>(negative));
+}
+
 double ClopperPearsonUpper(int64_t failures, int64_t trials, double confidence) {
   if (trials <= 0 || failures >= trials) return 1;
   const double alpha = 1 - confidence;

@@ -25,6 +25,12 @@ double ClopperPearsonUpper(int64_t failures, int64_t trials, double confidence);
 // 1 - confidence; 0 when failures == 0.
 double ClopperPearsonLower(int64_t failures, int64_t trials, double confidence);
 
+// Area under the ROC curve of `scores` for telling `positives` from the
+// rest (the probability that a random positive outscores a random
+// negative, ties counting half); 0.5 when either class is empty.
+// REQUIRES: scores.size() == positives.size().
+double Auroc(const std::vector<float>& scores, const std::vector<bool>& positives);
+
 // Fewest hits that can certify `epsilon` (with zero false hits).
 int64_t MinimumHitsFor(double epsilon, double confidence);
 

@@ -154,6 +154,21 @@ int RunBuild(BuildFlags& flags) {
                 e.variant.c_str(), e.threshold, m.hit_rate, m.false_hit_rate,
                 m.false_hit_upper_bound, static_cast<long long>(m.hits));
   }
+  int kept = 0;
+  double selector_auroc = 0, top_auroc = 0;
+  for (const CacheEntry& e : manifest.caches) {
+    kept += e.metrics.selector == "learned";
+    selector_auroc += e.metrics.selector_auroc;
+    top_auroc += e.metrics.max_softmax_auroc;
+  }
+  if (!manifest.caches.empty()) {
+    const double n = static_cast<double>(manifest.caches.size());
+    std::printf("\nselectors: the trained one kept at %d of %zu caches (it beat the top softmax "
+                "probability's AUROC on held-out selector-train rows), the top probability at "
+                "the rest; AUROC of \"agrees with the base model\" on the calibration split, "
+                "mean over caches: selector %.4f, top probability %.4f\n",
+                kept, manifest.caches.size(), selector_auroc / n, top_auroc / n);
+  }
   if (manifest.has_plan) std::printf("\n%s", PlanReport(manifest).c_str());
   std::printf("\nsteps:");
   for (const auto& [name, step_seconds] : report->step_seconds) {

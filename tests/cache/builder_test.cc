@@ -58,6 +58,15 @@ TEST_F(BuilderTest, LastTapCacheAgreesWithTheBaseModel) {
   EXPECT_EQ(report->calibration, 600);
   EXPECT_EQ(entry.metrics.calibration_count, 600);
   EXPECT_GT(entry.metrics.lookup_us, 0);
+  // The selector kept, and both AUROCs, are reported; the one kept is the
+  // trained selector only where it beat the top probability held out.
+  EXPECT_TRUE(entry.metrics.selector == "learned" || entry.metrics.selector == "max-softmax");
+  EXPECT_GT(entry.metrics.max_softmax_auroc, 0.5);
+  EXPECT_GT(entry.metrics.selector_auroc, 0.5);
+  if (entry.metrics.selector == "max-softmax") {
+    EXPECT_NEAR(entry.metrics.selector_auroc, entry.metrics.max_softmax_auroc, 1e-9)
+        << "the same ranking";
+  }
   EXPECT_EQ(report->manifest.stage_p50_ms.size(), 11u);
   // The bundle on disk is what the report describes.
   auto bundle = Bundle::Load(dir_.File("b"));

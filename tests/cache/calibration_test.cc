@@ -156,5 +156,20 @@ TEST(CalibrationTest, ThresholdsKeepTheFalseHitRateInMostRuns) {
   EXPECT_GE(point_estimate_broke, runs / 5) << point_estimate_broke << " of " << runs;
 }
 
+TEST(AurocTest, CountsPairsAndTies) {
+  EXPECT_DOUBLE_EQ(Auroc({0.1f, 0.2f, 0.8f, 0.9f}, {false, false, true, true}), 1.0);
+  EXPECT_DOUBLE_EQ(Auroc({0.1f, 0.2f, 0.8f, 0.9f}, {true, true, false, false}), 0.0);
+  // One positive above one of two negatives: 1 of 2 pairs.
+  EXPECT_DOUBLE_EQ(Auroc({0.3f, 0.5f, 0.7f}, {false, true, false}), 0.5);
+  // Ties count half: every pair tied.
+  EXPECT_DOUBLE_EQ(Auroc({0.5f, 0.5f, 0.5f}, {true, false, false}), 0.5);
+  // 3 positives, 2 negatives; pairs won: 0.9 beats both, 0.6 beats 0.4 and
+  // ties 0.6, 0.2 beats none: 2 + 1.5 + 0 = 3.5 of 6.
+  EXPECT_DOUBLE_EQ(Auroc({0.9f, 0.6f, 0.2f, 0.6f, 0.4f}, {true, true, true, false, false}),
+                   3.5 / 6);
+  EXPECT_DOUBLE_EQ(Auroc({0.1f, 0.2f}, {true, true}), 0.5) << "one class only";
+  EXPECT_DOUBLE_EQ(Auroc({}, {}), 0.5);
+}
+
 }  // namespace
 }  // namespace gati
