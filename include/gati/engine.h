@@ -113,6 +113,11 @@ struct EngineOptions {
   // of requests also runs cut on a worker, for the feedback that certifies
   // new thresholds: CPU, not latency.
   double feedback_rate_withdrawn = 0.5;
+  // A checked false hit switches every tap off for the next this many
+  // requests (0 = never): streams with temporal locality send bursts of
+  // near-duplicates, a cache wrong on one frame is wrong on the rest, and
+  // so, often, are the later caches. Only fewer hits; counted in Stats().
+  int64_t false_hit_cooldown_requests = 100;
   // Cap on the feedback ring buffers, all taps together, and on rows per tap.
   int64_t feedback_memory_bytes = 64ll << 20;
   int64_t feedback_rows_per_tap = 4096;
@@ -228,6 +233,7 @@ struct EngineStats {
   // are withdrawn (counted when drawn; their checks may still be running).
   int64_t feedback_boosted_requests = 0;
   bool feedback_in_doubt = false;  // The higher rate is in force now.
+  int64_t false_hit_cooldowns = 0;  // Taps switched off for a while by a false hit.
   // What feedback costs: worker time after the answers (remaining
   // segments, or the cut re-run while thresholds are withdrawn; checks;
   // rows; the window's lookups), and the recalibration thread's time.

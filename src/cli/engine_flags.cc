@@ -46,7 +46,10 @@ void AddEngineFlags(CLI::App* command, EngineFlags* flags) {
       ->check(CLI::IsMember({"on", "off"}));
   command->add_option("--recalibration-window", flags->recalibration_window,
                       "feedback-sampled requests the recalibration certifies thresholds on")
-      ->check(CLI::Range(int64_t{100}, int64_t{1} << 22));
+      ->check(CLI::Range(int64_t{100}, int64_t{100000}));
+  command->add_option("--false-hit-cooldown", flags->false_hit_cooldown,
+                      "requests the whole model answers after a checked false hit (0: none)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
   command->add_option("--answer-epsilon", flags->answer_epsilon,
                       "bound on the disagreement over all answers for the live bound "
                       "(0: the plan's epsilon)")
@@ -84,6 +87,7 @@ absl::StatusOr<EngineOptions> MakeEngineOptions(const EngineFlags& flags) {
   options.answer_epsilon = flags.answer_epsilon;
   options.recalibration = flags.recalibrate == "on";
   options.recalibration_window = flags.recalibration_window;
+  options.false_hit_cooldown_requests = flags.false_hit_cooldown;
   options.recalibration_every =
       std::min(options.recalibration_every, options.recalibration_window);
   options.learner.trigger_rows = flags.trigger_rows;

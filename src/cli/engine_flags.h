@@ -29,6 +29,7 @@ struct EngineFlags {
   std::string live_bound = "on";
   std::string recalibrate = "on";
   int64_t recalibration_window = EngineOptions{}.recalibration_window;
+  int64_t false_hit_cooldown = EngineOptions{}.false_hit_cooldown_requests;
   double answer_epsilon = 0;
   int64_t trigger_rows = 1024;
   double learner_share = 0.25;
@@ -37,7 +38,8 @@ struct EngineFlags {
 
 // Registers --threads --workers --spin-us --mode --feedback-rate --exact-cache
 // --epsilon --no-cache --online --live-bound --answer-epsilon --recalibrate
-// --recalibration-window --trigger-rows --learner-share --device.
+// --recalibration-window --false-hit-cooldown --trigger-rows --learner-share
+// --device.
 void AddEngineFlags(CLI::App* command, EngineFlags* flags);
 
 // The engine options the flags give; InvalidArgument naming the bad flag.

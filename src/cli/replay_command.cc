@@ -450,8 +450,10 @@ int RunReplay(const ReplayFlags& flags) {
               static_cast<long long>(stats.recalibrations));
   std::printf("exit-share drift from the plan: %lld alarms, drifting now: %s\n",
               static_cast<long long>(stats.exit_drift_alarms), stats.exit_drift ? "yes" : "no");
-  std::printf("feedback CPU: %.2f s on workers after the answers, %.3f s recalibrating\n",
-              stats.feedback_busy_seconds, stats.recalibration_busy_seconds);
+  std::printf("feedback CPU: %.2f s on workers after the answers, %.3f s recalibrating; "
+              "%lld false-hit cool-downs\n",
+              stats.feedback_busy_seconds, stats.recalibration_busy_seconds,
+              static_cast<long long>(stats.false_hit_cooldowns));
   std::printf("feedback: %lld requests checked, %lld of them at a raised rate\n",
               static_cast<long long>(stats.feedback_requests),
               static_cast<long long>(stats.feedback_boosted_requests));

@@ -55,6 +55,9 @@ struct Request {
   bool want_scores = false;
   bool feedback = false;  // Run every segment to learn the base answer.
   double feedback_rate = 0;  // The rate it was sampled at (feedback only).
+  // Answered by the whole model during a false-hit cool-down: its check
+  // says nothing about the policy the live sequence tests.
+  bool cooled = false;
   // The live sequence this sampled request's answer belongs to: its check
   // counts only if no restart came between the answer and the check.
   uint64_t live_epoch = 0;
@@ -95,6 +98,7 @@ struct Request {
     input = nullptr;
     want_scores = feedback = false;
     feedback_rate = 0;
+    cooled = false;
     caches = std::move(set);
     submitted_us = queue_us = 0;
     activations.resize(slots);
@@ -187,7 +191,7 @@ class EngineImpl final : public Engine {
   // Every tap off: the whole model answers; a sampled request (`feedback`
   // its rate, 0 for none) runs again, cut, on a worker for its feedback.
   absl::StatusOr<InferResult> RunEveryTapOff(const float* input, bool want_scores,
-                                             double feedback);
+                                             double feedback, bool cooled);
   // The whole model as one segment; `count_answer` counts it as served.
   absl::StatusOr<InferResult> RunWholeModel(const float* input, bool want_scores,
                                             bool count_answer);
@@ -240,7 +244,9 @@ class EngineImpl final : public Engine {
   // Threshold recalibration. A tap is off when the monitor switched it off
   // or the policy in force has it off.
   bool TapOff(const CacheSet& set, int slot) const {
-    return disabled_[slot].load(std::memory_order_relaxed) || set.thresholds[slot] > 1.0f;
+    return disabled_[slot].load(std::memory_order_relaxed) || set.thresholds[slot] > 1.0f ||
+           requests_.load(std::memory_order_relaxed) <
+               cooldown_until_.load(std::memory_order_relaxed);
   }
   static bool Hits(const CacheSet& set, int slot, const LookupResult& lookup) {
     return lookup.score >= set.thresholds[slot];
@@ -295,6 +301,11 @@ class EngineImpl final : public Engine {
   std::unique_ptr<std::atomic<bool>[]> disabled_;
   std::unique_ptr<std::atomic<int64_t>[]> lookups_;
   std::unique_ptr<std::atomic<int64_t>[]> hits_;
+  // A checked false hit switches every tap off until this request count
+  // (false_hit_cooldown_requests): near-duplicates follow one another, and
+  // where one cache is wrong on them the later ones often are too.
+  std::atomic<int64_t> cooldown_until_{0};
+  std::atomic<int64_t> cooldowns_{0};
 
   std::unique_ptr<FeedbackStore> feedback_;
   std::unique_ptr<TapMonitor> monitor_;
@@ -531,7 +542,11 @@ absl::StatusOr<InferResult> EngineImpl::Infer(const float* input, int64_t count,
   const bool want_scores = infer_options.want_scores;
   absl::StatusOr<InferResult> result =
       serve_base_ ? RunWholeModel(input, want_scores, /*count_answer=*/true)
-      : Current()->every_off ? RunEveryTapOff(input, want_scores, SampleFeedback())
+      // Every tap off, or cooling down after a false hit: the whole model.
+      : Current()->every_off ? RunEveryTapOff(input, want_scores, SampleFeedback(), false)
+      : requests_.load(std::memory_order_relaxed) <
+              cooldown_until_.load(std::memory_order_relaxed)
+          ? RunEveryTapOff(input, want_scores, SampleFeedback(), /*cooled=*/true)
       // Without taps there is no lookup to overlap: no handoff either.
       : mode_ == LookupMode::kSequential || num_slots() == 0
           ? RunInline(input, want_scores, SampleFeedback())
@@ -728,7 +743,7 @@ absl::StatusOr<InferResult> EngineImpl::RunWholeModel(const float* input, bool w
 }
 
 absl::StatusOr<InferResult> EngineImpl::RunEveryTapOff(const float* input, bool want_scores,
-                                                       double feedback) {
+                                                       double feedback, bool cooled) {
   // The epoch of the policy that answers, read before it answers.
   const uint64_t epoch = live_epoch_.load(std::memory_order_acquire);
   absl::StatusOr<InferResult> result = RunWholeModel(input, want_scores, /*count_answer=*/true);
@@ -738,6 +753,7 @@ absl::StatusOr<InferResult> EngineImpl::RunEveryTapOff(const float* input, bool 
   Request* sampled = Acquire(Current());
   sampled->feedback = true;
   sampled->feedback_rate = feedback;
+  sampled->cooled = cooled;
   sampled->live_epoch = epoch;
   StartFeedback(sampled, 0, std::move(*made), -1, -1);
   return result;
@@ -780,8 +796,18 @@ void EngineImpl::FinishFeedback(Request& request, int next_segment, Activation c
     if (segment < slots) request.activations[segment] = current;
   }
   const int base_label = cache_internal::ArgMax(current.data, num_classes_);
-  RecordLive(hit_slot, hit_slot >= 0 && hit_label != base_label, request.live_epoch,
-             request.feedback_rate);
+  // The live sequence tests the policy's own answers: a cool-down's agree
+  // by construction, so the disagreement over all answers is at most what
+  // it shows.
+  if (!request.cooled) {
+    RecordLive(hit_slot, hit_slot >= 0 && hit_label != base_label, request.live_epoch,
+               request.feedback_rate);
+  }
+  if (hit_slot >= 0 && hit_label != base_label && options_.false_hit_cooldown_requests > 0) {
+    cooldown_until_.store(requests_.load() + options_.false_hit_cooldown_requests + 1,
+                          std::memory_order_relaxed);
+    ++cooldowns_;
+  }
   if (hit_slot >= 0 && monitor_->Record(hit_slot, hit_label != base_label)) {
     disabled_[hit_slot] = true;
     spdlog::warn("live monitor: tap {} switched off: false-hit rate lower bound {:.4f} > {}",
@@ -1260,6 +1286,7 @@ void EngineImpl::ResetCounters() {
     lookups_[s] = 0;
     hits_[s] = 0;
   }
+  cooldown_until_ = 0;
   {
     MutexLock install(&install_mutex_);
     MutexLock lock(&recal_mutex_);
@@ -1477,6 +1504,7 @@ EngineStats EngineImpl::Stats() const {
   }
   stats.feedback_requests = feedback_requests_;
   stats.feedback_boosted_requests = boosted_feedback_;
+  stats.false_hit_cooldowns = cooldowns_;
   stats.feedback_busy_seconds = feedback_busy_us_.load() * 1e-6;
   stats.recalibration_busy_seconds = recalibration_busy_us_.load() * 1e-6;
   stats.feedback_in_doubt =
@@ -1554,6 +1582,7 @@ absl::Status ValidateEngineOptions(const EngineOptions& o) {
   if (!(o.feedback_rate_in_doubt >= 0 && o.feedback_rate_in_doubt <= 1)) {
     return bad("feedback_rate_in_doubt must be in [0, 1]");
   }
+  if (o.false_hit_cooldown_requests < 0) return bad("false_hit_cooldown_requests must be >= 0");
   if (!(o.feedback_rate_withdrawn >= 0 && o.feedback_rate_withdrawn <= 1)) {
     return bad("feedback_rate_withdrawn must be in [0, 1]");
   }

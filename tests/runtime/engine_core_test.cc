@@ -32,6 +32,7 @@ EngineOptions MonitorOff() {
   options.epsilon = 0.999;
   options.live_tightening = false;
   options.recalibration = false;
+  options.false_hit_cooldown_requests = 0;
   return options;
 }
 
@@ -175,6 +176,7 @@ TEST(EngineCoreTest, MonitorSwitchesOffATapFedWithFalseHits) {
   options.feedback_rate = 1.0;
   options.epsilon = 0.01;
   options.live_tightening = false;  // The per-tap monitor alone.
+  options.false_hit_cooldown_requests = 0;
   auto engine = MakeEngine({FakeCacheWeights(2, 1, kAlwaysHit), FakeCacheWeights(6, 0, kAlwaysHit)},
                            options);
   auto inputs = FakeInputs(80, 6);
@@ -197,6 +199,31 @@ TEST(EngineCoreTest, MonitorSwitchesOffATapFedWithFalseHits) {
   }
 }
 
+// A checked false hit sends the next false_hit_cooldown_requests requests
+// to the whole model: with every answer checked before the next request, a
+// tap that is always wrong answers once per cool-down.
+TEST(EngineCoreTest, AFalseHitCoolsEveryTapDown) {
+  EngineOptions options = MonitorOff();
+  options.mode = LookupMode::kSequential;
+  options.feedback_rate = 1.0;
+  options.false_hit_cooldown_requests = 100;
+  auto engine = MakeEngine(
+      {FakeCacheWeights(2, 1, kAlwaysHit), FakeCacheWeights(6, 0, kAlwaysHit)}, options);
+  int wrong = 0;
+  int base = 0;
+  for (const auto& input : FakeInputs(505, 15)) {
+    InferResult result = MustInfer(*engine, input);
+    wrong += result.label != FakeBaseClass(input);
+    base += result.exit_tap == kBaseExit;
+    engine->WaitForFeedback();
+  }
+  // Requests 1, 102, 203, 304, 405 hit tap 2 wrongly; the 100 after each
+  // go to the whole model.
+  EXPECT_EQ(wrong, 5);
+  EXPECT_EQ(base, 500);
+  EXPECT_EQ(engine->Stats().false_hit_cooldowns, 5);
+}
+
 // The live bound on all answers, without recalibration: a tap that starts
 // answering wrongly (a shift the caches were not calibrated for) is
 // switched off within a few sampled answers, long before the per-tap
@@ -208,6 +235,7 @@ TEST(EngineCoreTest, LiveBoundSwitchesOffTheTapThatBreaksIt) {
     options.feedback_rate = 1.0;
     options.answer_epsilon = 0.01;
     options.recalibration = false;
+    options.false_hit_cooldown_requests = 0;  // The live bound's own mechanics.
     auto engine = MakeEngine(
         {FakeCacheWeights(2, 1, kAlwaysHit), FakeCacheWeights(6, 0, kAlwaysHit)}, options);
     int wrong = 0;
@@ -293,6 +321,7 @@ TEST(EngineCoreTest, AValidatedUpdateStartsTheLiveBoundOver) {
   options.answer_epsilon = 0.01;
   options.recalibration = false;
   options.epsilon = 0.05;
+  options.false_hit_cooldown_requests = 0;
   options.learner.enabled = true;
   options.learner.min_rows = 100;
   options.learner.trigger_rows = int64_t{1} << 40;  // Rounds only on UpdateNow.
