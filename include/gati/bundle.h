@@ -48,8 +48,9 @@ struct CacheMetrics {
   // The selector kept ("learned", or "max-softmax" where the trained one did
   // not beat the predictor's top probability on held-out selector-train
   // rows), and both AUROCs for "agrees with the base model" on the
-  // calibration split (0 in bundles built before them).
-  std::string selector = "learned";
+  // calibration split. Empty and 0 in bundles built before them (and then
+  // not written back).
+  std::string selector;
   double selector_auroc = 0;
   double max_softmax_auroc = 0;
 };

@@ -152,15 +152,16 @@ absl::StatusOr<std::unique_ptr<LearnedCache>> Provisional(CacheWeights weights) 
   return LearnedCache::Create(std::move(weights));
 }
 
-// The predictor's top softmax probability as the selector: sigmoid(12 p1 - 6)
-// ranks requests exactly as p1 does (the threshold is calibrated on it).
+// The predictor's top softmax probability as the selector: sigmoid(8 p1 - 8)
+// keeps p1's order (8 p1 and 8 p1 - 8 are exact in float, and the sigmoid
+// near 0.5 still separates neighbouring float values of p1 near 1).
 std::vector<DenseLayer> MaxSoftmaxSelector() {
   DenseLayer layer;
   layer.in = kSelectorInputs;
   layer.out = 1;
   layer.weight.assign(kSelectorInputs, 0.0f);
-  layer.weight[0] = 12.0f;  // SelectorFeatures: the top probability comes first.
-  layer.bias = {-6.0f};
+  layer.weight[0] = 8.0f;  // SelectorFeatures: the top probability comes first.
+  layer.bias = {-8.0f};
   return {layer};
 }
 
@@ -220,11 +221,15 @@ absl::StatusOr<Finished> FinishCache(CacheWeights weights,
     CacheWeights trial = weights;
     trial.selector = TrainSelector(fit_inputs, fit_agrees, options.selector, seed);
     GATI_ASSIGN_OR_RETURN(auto trial_cache, LearnedCache::Create(trial));
+    // Against the top-probability selector as it would ship.
+    CacheWeights plain = weights;
+    plain.selector = MaxSoftmaxSelector();
+    GATI_ASSIGN_OR_RETURN(auto plain_cache, LearnedCache::Create(plain));
     std::vector<float> trial_scores, top;
     std::vector<bool> held_agrees;
     for (size_t i : held_out) {
       trial_scores.push_back(trial_cache->SelectorScore(logits.selector.data() + i * k));
-      top.push_back(inputs[i * kSelectorInputs]);
+      top.push_back(plain_cache->SelectorScore(logits.selector.data() + i * k));
       held_agrees.push_back(selector_agrees[i]);
     }
     learned = Auroc(trial_scores, held_agrees) > Auroc(top, held_agrees);

@@ -212,10 +212,13 @@ std::string ManifestToJson(const BundleManifest& manifest) {
            {"false_hits", m.false_hits},
            {"calibration_count", m.calibration_count},
            {"lookup_us", m.lookup_us},
-           {"memory_bytes", m.memory_bytes},
-           {"selector", m.selector},
-           {"selector_auroc", m.selector_auroc},
-           {"max_softmax_auroc", m.max_softmax_auroc}}}});
+           {"memory_bytes", m.memory_bytes}}}});
+    if (!m.selector.empty()) {  // Measured (bundles built before lack them).
+      json& metrics = caches.back()["metrics"];
+      metrics["selector"] = m.selector;
+      metrics["selector_auroc"] = m.selector_auroc;
+      metrics["max_softmax_auroc"] = m.max_softmax_auroc;
+    }
   }
   json out = {{"format", "gati-bundle"},
               {"format_version", manifest.format_version},

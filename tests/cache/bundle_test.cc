@@ -109,6 +109,20 @@ TEST_F(BundleTest, ManifestRoundTrips) {
   auto parsed = ParseManifest(ManifestToJson(manifest_), "m.json");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(ManifestToJson(*parsed), ManifestToJson(manifest_));
+  // The selector choice and its AUROCs, where measured; a manifest without
+  // them (built before) parses and is written back without them.
+  EXPECT_EQ(ManifestToJson(manifest_).find("selector_auroc"), std::string::npos);
+  manifest_.caches[0].metrics.selector = "max-softmax";
+  manifest_.caches[0].metrics.selector_auroc = 0.875;
+  manifest_.caches[0].metrics.max_softmax_auroc = 0.875;
+  parsed = ParseManifest(ManifestToJson(manifest_), "m.json");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->caches[0].metrics.selector, "max-softmax");
+  EXPECT_EQ(parsed->caches[0].metrics.selector_auroc, 0.875);
+  EXPECT_EQ(parsed->caches[1].metrics.selector, "");
+  manifest_.caches[0].metrics.selector = "magic";
+  EXPECT_ERROR(ParseManifest(ManifestToJson(manifest_), "m.json").status(),
+               absl::StatusCode::kInvalidArgument, "learned or max-softmax");
 }
 
 TEST_F(BundleTest, TypedBuildSettingsRoundTripAndAreChecked) {

@@ -169,6 +169,9 @@ TEST(AurocTest, CountsPairsAndTies) {
                    3.5 / 6);
   EXPECT_DOUBLE_EQ(Auroc({0.1f, 0.2f}, {true, true}), 0.5) << "one class only";
   EXPECT_DOUBLE_EQ(Auroc({}, {}), 0.5);
+  // A NaN score misses, as in serving: the lowest of all (and no hang).
+  EXPECT_DOUBLE_EQ(Auroc({std::nanf(""), 0.2f, 0.9f}, {false, false, true}), 1.0);
+  EXPECT_DOUBLE_EQ(Auroc({std::nanf(""), 0.2f, 0.9f}, {true, false, false}), 0.0);
 }
 
 }  // namespace

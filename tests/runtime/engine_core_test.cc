@@ -203,25 +203,32 @@ TEST(EngineCoreTest, MonitorSwitchesOffATapFedWithFalseHits) {
 // to the whole model: with every answer checked before the next request, a
 // tap that is always wrong answers once per cool-down.
 TEST(EngineCoreTest, AFalseHitCoolsEveryTapDown) {
-  EngineOptions options = MonitorOff();
-  options.mode = LookupMode::kSequential;
-  options.feedback_rate = 1.0;
-  options.false_hit_cooldown_requests = 100;
-  auto engine = MakeEngine(
-      {FakeCacheWeights(2, 1, kAlwaysHit), FakeCacheWeights(6, 0, kAlwaysHit)}, options);
-  int wrong = 0;
-  int base = 0;
-  for (const auto& input : FakeInputs(505, 15)) {
-    InferResult result = MustInfer(*engine, input);
-    wrong += result.label != FakeBaseClass(input);
-    base += result.exit_tap == kBaseExit;
-    engine->WaitForFeedback();
+  for (LookupMode mode : {LookupMode::kSequential, LookupMode::kParallel}) {
+    EngineOptions options = MonitorOff();
+    options.mode = mode;
+    options.feedback_rate = 1.0;
+    options.false_hit_cooldown_requests = 100;
+    auto engine = MakeEngine(
+        {FakeCacheWeights(2, 1, kAlwaysHit), FakeCacheWeights(6, 0, kAlwaysHit)}, options);
+    int wrong = 0;
+    int base = 0;
+    for (const auto& input : FakeInputs(505, 15)) {
+      InferResult result = MustInfer(*engine, input);
+      wrong += result.label != FakeBaseClass(input);
+      base += result.exit_tap == kBaseExit;
+      engine->WaitForFeedback();
+    }
+    // Requests 1, 102, 203, 304, 405 hit tap 2 wrongly; the 100 after each
+    // go to the whole model.
+    EngineStats stats = engine->Stats();
+    EXPECT_EQ(wrong, 5);
+    EXPECT_EQ(base, 500);
+    EXPECT_EQ(stats.false_hit_cooldowns, 5);
+    // The live sequence tests the policy's own answers: the cool-downs'
+    // are left out.
+    EXPECT_EQ(stats.live_checked, 5);
+    EXPECT_EQ(stats.live_disagreements, 5);
   }
-  // Requests 1, 102, 203, 304, 405 hit tap 2 wrongly; the 100 after each
-  // go to the whole model.
-  EXPECT_EQ(wrong, 5);
-  EXPECT_EQ(base, 500);
-  EXPECT_EQ(engine->Stats().false_hit_cooldowns, 5);
 }
 
 // The live bound on all answers, without recalibration: a tap that starts
