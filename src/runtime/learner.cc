@@ -112,21 +112,6 @@ GateDecision ValidateUpdate(const LearnedCache& current, bool current_disabled,
                                       decision.current_hit_rate);
     return decision;
   }
-  // The tap's share of the disagreement over all answers: its false hits
-  // per request (hit rate times the false-hit bound) must stay within what
-  // the plan allowed it (the current hit rate times epsilon). A tap held to
-  // a loose bound would otherwise turn more hits into more disagreement.
-  const double budget = std::max(decision.current_hit_rate, 1.0 / holdout.count) * epsilon;
-  const double spent =
-      decision.candidate.hit_rate * decision.candidate.false_hit_upper_bound;
-  if (!current_disabled && spent > budget) {
-    decision.reason = absl::StrFormat(
-        "false hits per request up to %.4f (hit rate %.3f x bound %.4f), above the %.4f the "
-        "plan allows this tap (hit rate %.3f x %.4f)",
-        spent, decision.candidate.hit_rate, decision.candidate.false_hit_upper_bound, budget,
-        decision.current_hit_rate, epsilon);
-    return decision;
-  }
   candidate.enabled = true;
   candidate.threshold = decision.candidate.threshold;
   auto accepted = LearnedCache::Create(std::move(candidate));

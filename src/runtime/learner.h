@@ -65,10 +65,7 @@ struct GateDecision {
 // `reference`, rows it was not calibrated on) and accepts it only when a
 // threshold keeps the Clopper-Pearson bound of the false-hit rate <=
 // epsilon on `holdout` and, unless the current cache is switched off, its
-// hit rate there is not lower than `current`'s at its own threshold and its
-// false hits per request (hit rate x the bound) stay within `current`'s
-// budget (its hit rate x epsilon): the tap's share of the disagreement
-// over all answers does not grow.
+// hit rate there is not lower than `current`'s at its own threshold.
 GateDecision ValidateUpdate(const LearnedCache& current, bool current_disabled,
                             CacheWeights candidate, const TrainingRows& reference,
                             const TrainingRows& holdout, double epsilon,

@@ -69,23 +69,6 @@ TEST(ValidateUpdateTest, RejectsAnUpdateThatHitsLess) {
   EXPECT_LT(revive.candidate.hit_rate, 1.0);
 }
 
-// A tap held to a loose bound must not turn more hits into more
-// disagreement: the candidate answers everything at a false-hit rate its
-// bound allows, but its false hits per request exceed what the current
-// cache's hit rate times the bound allowed the tap.
-TEST(ValidateUpdateTest, RejectsAnUpdateThatSpendsMoreOfTheBound) {
-  auto current = MakeCache(FakeCacheWeights(0, 0, 0.6f));
-  CacheWeights biased = FakeCacheWeights(0, 0, kAlwaysHit);
-  biased.predictor.back().bias[0] = 1.5f;
-  GateDecision decision = ValidateUpdate(*current, false, biased, FakeRows(300, 1),
-                                         FakeRows(600, 2), 0.3, 0.95);
-  EXPECT_FALSE(decision.accepted);
-  EXPECT_GT(decision.candidate.hit_rate, decision.current_hit_rate);
-  EXPECT_LE(decision.candidate.false_hit_upper_bound, 0.3);
-  EXPECT_NE(decision.reason.find("the plan allows this tap"), std::string::npos)
-      << decision.reason;
-}
-
 TEST(FeedbackStoreTest, RingKeepsTheNewestRowsUnderTheCap) {
   // Rows of tap 0: (3 + 2) floats = 20 bytes; 2 taps share 400 bytes.
   FeedbackStore store({3, 8}, /*num_classes=*/2, /*memory_bytes=*/400, /*rows_per_tap=*/100);
