@@ -164,10 +164,12 @@ TEST_F(EngineTest, ParallelAndSequentialAnswerIdentically) {
   EngineOptions parallel;
   parallel.mode = LookupMode::kParallel;
   parallel.feedback_rate = 0.2;
-  // Tap 3 errs often on purpose; the live bound would switch it off at a
-  // moment that depends on when each engine's feedback lands.
+  // Tap 3 errs often on purpose; the live bound, recalibration and the
+  // false-hit cool-down would each act at a moment that depends on when
+  // each engine's feedback lands.
   parallel.live_tightening = false;
   parallel.recalibration = false;
+  parallel.false_hit_cooldown_requests = 0;  // Starts when a check lands, too.
   EngineOptions sequential = parallel;
   sequential.mode = LookupMode::kSequential;
   auto a = Make(parallel);
