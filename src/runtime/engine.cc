@@ -183,14 +183,18 @@ class EngineImpl final : public Engine {
   double SampleFeedback();
   // Sequential mode: the whole request on the caller's thread; a sampled
   // request's remaining work goes to a worker after the answer.
-  absl::StatusOr<InferResult> RunInline(const float* input, bool want_scores, double feedback);
+  // `caches`: the set (and thresholds) the request uses, read once.
+  absl::StatusOr<InferResult> RunInline(std::shared_ptr<const CacheSet> caches,
+                                        const float* input, bool want_scores, double feedback);
   // Parallel mode: the request on a worker, lookups on the lookup executor;
   // the caller waits for the answer.
-  absl::StatusOr<InferResult> RunQueued(const float* input, bool want_scores, double feedback,
+  absl::StatusOr<InferResult> RunQueued(std::shared_ptr<const CacheSet> caches,
+                                        const float* input, bool want_scores, double feedback,
                                         double start_us);
   // Every tap off: the whole model answers; a sampled request (`feedback`
   // its rate, 0 for none) runs again, cut, on a worker for its feedback.
-  absl::StatusOr<InferResult> RunEveryTapOff(const float* input, bool want_scores,
+  absl::StatusOr<InferResult> RunEveryTapOff(std::shared_ptr<const CacheSet> caches,
+                                             const float* input, bool want_scores,
                                              double feedback, bool cooled);
   // The whole model as one segment; `count_answer` counts it as served.
   absl::StatusOr<InferResult> RunWholeModel(const float* input, bool want_scores,
@@ -542,15 +546,16 @@ absl::StatusOr<InferResult> EngineImpl::Infer(const float* input, int64_t count,
   const bool want_scores = infer_options.want_scores;
   const bool cooled = requests_.load(std::memory_order_relaxed) <
                       cooldown_until_.load(std::memory_order_relaxed);
+  std::shared_ptr<const CacheSet> caches = serve_base_ ? nullptr : Current();
   absl::StatusOr<InferResult> result =
       serve_base_ ? RunWholeModel(input, want_scores, /*count_answer=*/true)
       // Every tap off, or cooling down after a false hit: the whole model.
-      : Current()->every_off ? RunEveryTapOff(input, want_scores, SampleFeedback(), false)
-      : cooled ? RunEveryTapOff(input, want_scores, SampleFeedback(), /*cooled=*/true)
+      : caches->every_off || cooled
+          ? RunEveryTapOff(std::move(caches), input, want_scores, SampleFeedback(), cooled)
       // Without taps there is no lookup to overlap: no handoff either.
       : mode_ == LookupMode::kSequential || num_slots() == 0
-          ? RunInline(input, want_scores, SampleFeedback())
-          : RunQueued(input, want_scores, SampleFeedback(), start);
+          ? RunInline(std::move(caches), input, want_scores, SampleFeedback())
+          : RunQueued(std::move(caches), input, want_scores, SampleFeedback(), start);
   if (!result.ok()) {
     ++errors_;
     return result;
@@ -586,7 +591,8 @@ double EngineImpl::SampleFeedback() {
   return sampled ? rate : 0;
 }
 
-absl::StatusOr<InferResult> EngineImpl::RunInline(const float* input, bool want_scores,
+absl::StatusOr<InferResult> EngineImpl::RunInline(std::shared_ptr<const CacheSet> caches,
+                                                  const float* input, bool want_scores,
                                                   double feedback) {
   const int slots = num_slots();
   auto failed = [](const absl::Status& status) {
@@ -595,7 +601,6 @@ absl::StatusOr<InferResult> EngineImpl::RunInline(const float* input, bool want_
   absl::StatusOr<Activation> made = parts_.runner->MakeInput(input, 1);
   if (!made.ok()) return failed(made.status());
   Activation current = std::move(*made);
-  std::shared_ptr<const CacheSet> caches = Current();
   // Only a sampled request keeps its activations (for its feedback rows).
   Request* sampled = nullptr;
   if (feedback > 0) {
@@ -640,9 +645,10 @@ absl::StatusOr<InferResult> EngineImpl::RunInline(const float* input, bool want_
   return result;
 }
 
-absl::StatusOr<InferResult> EngineImpl::RunQueued(const float* input, bool want_scores,
+absl::StatusOr<InferResult> EngineImpl::RunQueued(std::shared_ptr<const CacheSet> caches,
+                                                  const float* input, bool want_scores,
                                                   double feedback, double start_us) {
-  Request* request = Acquire(Current());
+  Request* request = Acquire(std::move(caches));
   request->input = input;
   request->want_scores = want_scores;
   request->feedback = feedback > 0;
@@ -744,7 +750,8 @@ absl::StatusOr<InferResult> EngineImpl::RunWholeModel(const float* input, bool w
   return result;
 }
 
-absl::StatusOr<InferResult> EngineImpl::RunEveryTapOff(const float* input, bool want_scores,
+absl::StatusOr<InferResult> EngineImpl::RunEveryTapOff(std::shared_ptr<const CacheSet> caches,
+                                                       const float* input, bool want_scores,
                                                        double feedback, bool cooled) {
   // The epoch of the policy that answers, read before it answers.
   const uint64_t epoch = live_epoch_.load(std::memory_order_acquire);
@@ -752,7 +759,7 @@ absl::StatusOr<InferResult> EngineImpl::RunEveryTapOff(const float* input, bool 
   if (!result.ok() || feedback <= 0) return result;
   absl::StatusOr<Activation> made = parts_.runner->MakeInput(input, 1);  // A copy.
   if (!made.ok()) return result;
-  Request* sampled = Acquire(Current());
+  Request* sampled = Acquire(std::move(caches));
   sampled->feedback = true;
   sampled->feedback_rate = feedback;
   sampled->cooled = cooled;
@@ -1371,8 +1378,8 @@ void EngineImpl::ChooseMode() {
   auto run = [&](int candidate, const float* x) -> absl::StatusOr<double> {
     const double start = NowUs();
     absl::StatusOr<InferResult> result =
-        candidate == 0   ? RunInline(x, false, 0.0)
-        : candidate == 1 ? RunQueued(x, false, 0.0, start)
+        candidate == 0   ? RunInline(Current(), x, false, 0.0)
+        : candidate == 1 ? RunQueued(Current(), x, false, 0.0, start)
                          : RunWholeModel(x, false, false);
     if (!result.ok()) return result.status();
     return NowUs() - start;

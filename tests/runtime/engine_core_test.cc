@@ -50,6 +50,20 @@ InferResult MustInfer(Engine& engine, const std::vector<float>& input,
   return result.ok() ? *result : InferResult{};
 }
 
+// Tap 2 always hits and is always wrong (a shift the caches were not
+// calibrated for); tap 6 always hits and is right.
+std::vector<CacheWeights> WrongTapThenRightTap() {
+  return {FakeCacheWeights(2, 1, kAlwaysHit), FakeCacheWeights(6, 0, kAlwaysHit)};
+}
+
+// The learner on, with rounds only on UpdateNow.
+void LearnOnlyOnUpdateNow(EngineOptions* options) {
+  options->learner.enabled = true;
+  options->learner.min_rows = 100;
+  options->learner.trigger_rows = int64_t{1} << 40;
+  options->learner.trigger_seconds = 1e9;
+}
+
 TEST(EngineCoreTest, HitAnswersWithThePredictorsClass) {
   // Tap 3's predictor is deliberately off by one class and always hits.
   auto engine = MakeEngine({FakeCacheWeights(3, /*shift=*/1, kAlwaysHit)}, MonitorOff());
@@ -177,8 +191,7 @@ TEST(EngineCoreTest, MonitorSwitchesOffATapFedWithFalseHits) {
   options.epsilon = 0.01;
   options.live_tightening = false;  // The per-tap monitor alone.
   options.false_hit_cooldown_requests = 0;
-  auto engine = MakeEngine({FakeCacheWeights(2, 1, kAlwaysHit), FakeCacheWeights(6, 0, kAlwaysHit)},
-                           options);
+  auto engine = MakeEngine(WrongTapThenRightTap(), options);
   auto inputs = FakeInputs(80, 6);
   for (const auto& input : inputs) MustInfer(*engine, input);
   engine->WaitForFeedback();
@@ -208,8 +221,7 @@ TEST(EngineCoreTest, AFalseHitCoolsEveryTapDown) {
     options.mode = mode;
     options.feedback_rate = 1.0;
     options.false_hit_cooldown_requests = 100;
-    auto engine = MakeEngine(
-        {FakeCacheWeights(2, 1, kAlwaysHit), FakeCacheWeights(6, 0, kAlwaysHit)}, options);
+    auto engine = MakeEngine(WrongTapThenRightTap(), options);
     int wrong = 0;
     int base = 0;
     for (const auto& input : FakeInputs(505, 15)) {
@@ -243,8 +255,7 @@ TEST(EngineCoreTest, LiveBoundSwitchesOffTheTapThatBreaksIt) {
     options.answer_epsilon = 0.01;
     options.recalibration = false;
     options.false_hit_cooldown_requests = 0;  // The live bound's own mechanics.
-    auto engine = MakeEngine(
-        {FakeCacheWeights(2, 1, kAlwaysHit), FakeCacheWeights(6, 0, kAlwaysHit)}, options);
+    auto engine = MakeEngine(WrongTapThenRightTap(), options);
     int wrong = 0;
     for (const auto& input : FakeInputs(700, 8)) {
       InferResult result = MustInfer(*engine, input);
@@ -275,8 +286,7 @@ TEST(EngineCoreTest, LiveBoundDropsChecksOfAnswersBeforeARestart) {
   options.feedback_rate = 1.0;
   options.answer_epsilon = 0.01;
   options.recalibration = false;
-  auto engine = MakeEngine(
-      {FakeCacheWeights(2, 1, kAlwaysHit), FakeCacheWeights(6, 0, kAlwaysHit)}, options);
+  auto engine = MakeEngine(WrongTapThenRightTap(), options);
   std::vector<std::thread> callers;
   for (int c = 0; c < 3; ++c) {
     callers.emplace_back([&, c] {
@@ -301,8 +311,7 @@ TEST(EngineCoreTest, FeedbackRisesWhileTheLiveBoundIsInDoubt) {
   options.feedback_rate_in_doubt = 0.5;
   options.answer_epsilon = 0.01;
   options.recalibration = false;
-  auto engine = MakeEngine(
-      {FakeCacheWeights(2, 1, kAlwaysHit), FakeCacheWeights(6, 0, kAlwaysHit)}, options);
+  auto engine = MakeEngine(WrongTapThenRightTap(), options);
   bool doubted = false;
   for (const auto& input : FakeInputs(3000, 13)) {
     MustInfer(*engine, input);
@@ -329,12 +338,8 @@ TEST(EngineCoreTest, AValidatedUpdateStartsTheLiveBoundOver) {
   options.recalibration = false;
   options.epsilon = 0.05;
   options.false_hit_cooldown_requests = 0;
-  options.learner.enabled = true;
-  options.learner.min_rows = 100;
-  options.learner.trigger_rows = int64_t{1} << 40;  // Rounds only on UpdateNow.
-  options.learner.trigger_seconds = 1e9;
-  auto engine = MakeEngine(
-      {FakeCacheWeights(2, 1, kAlwaysHit), FakeCacheWeights(6, 0, kAlwaysHit)}, options);
+  LearnOnlyOnUpdateNow(&options);
+  auto engine = MakeEngine(WrongTapThenRightTap(), options);
   for (const auto& input : FakeInputs(300, 12)) {
     MustInfer(*engine, input);
     engine->WaitForFeedback();
@@ -363,8 +368,7 @@ TEST(EngineCoreTest, LiveBoundWithdrawsThresholdsUntilTheWindowCertifiesNewOnes)
     options.mode = mode;
     options.feedback_rate = 1.0;
     options.answer_epsilon = 0.01;
-    auto engine = MakeEngine(
-        {FakeCacheWeights(2, 1, kAlwaysHit), FakeCacheWeights(6, 0, kAlwaysHit)}, options);
+    auto engine = MakeEngine(WrongTapThenRightTap(), options);
     int wrong = 0;
     int base_answers_withdrawn = 0;
     int withdrawn_requests = 0;
@@ -407,8 +411,7 @@ TEST(EngineCoreTest, WithdrawnThresholdsSampleAtTheirOwnRate) {
   options.feedback_rate_in_doubt = 1.0;  // A quick breach.
   options.feedback_rate_withdrawn = 0.5;
   options.answer_epsilon = 0.01;
-  auto engine = MakeEngine(
-      {FakeCacheWeights(2, 1, kAlwaysHit), FakeCacheWeights(6, 0, kAlwaysHit)}, options);
+  auto engine = MakeEngine(WrongTapThenRightTap(), options);
   auto inputs = FakeInputs(1000, 31);
   size_t i = 0;
   for (; i < inputs.size() && engine->Stats().threshold_source != "none"; ++i) {
@@ -514,12 +517,8 @@ TEST(EngineCoreTest, AnUpdateWhileWithdrawnKeepsTheThresholdsWithdrawn) {
   options.feedback_rate = 1.0;
   options.answer_epsilon = 0.01;
   options.epsilon = 0.05;
-  options.learner.enabled = true;
-  options.learner.min_rows = 100;
-  options.learner.trigger_rows = int64_t{1} << 40;  // Rounds only on UpdateNow.
-  options.learner.trigger_seconds = 1e9;
-  auto engine = MakeEngine(
-      {FakeCacheWeights(2, 1, kAlwaysHit), FakeCacheWeights(6, 0, kAlwaysHit)}, options);
+  LearnOnlyOnUpdateNow(&options);
+  auto engine = MakeEngine(WrongTapThenRightTap(), options);
   auto inputs = FakeInputs(1000, 14);
   for (int i = 0; i < 300; ++i) {
     MustInfer(*engine, inputs[i]);
@@ -625,10 +624,7 @@ void InferWhileTheLearnerSwapsCaches(LookupMode mode) {
   options.workers = 3;
   options.lookup_threads = 2;
   options.inline_lookup_us = 0;  // Parallel: every lookup on the executor.
-  options.learner.enabled = true;
-  options.learner.min_rows = 100;
-  options.learner.trigger_rows = int64_t{1} << 40;  // Rounds only on UpdateNow.
-  options.learner.trigger_seconds = 1e9;
+  LearnOnlyOnUpdateNow(&options);
   auto engine = MakeEngine({FakeCacheWeights(0, 0, 0.3f), FakeCacheWeights(4, 0, kAlwaysHit)},
                            options);
   auto inputs = FakeInputs(200, 11);
