@@ -3,8 +3,13 @@
 // requests in flight before the process exits 0.
 #include <CLI/CLI.hpp>
 
+#include <malloc.h>
+#include <sys/resource.h>
+
+#include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +19,7 @@
 #include "cli/engine_flags.h"
 #include "gati/engine.h"
 #include "gati/plan.h"
+#include "serve/access.h"
 #include "serve/grpc_server.h"
 #include "serve/http_server.h"
 #include "serve/inference_service.h"
@@ -32,8 +38,13 @@ struct ServeFlags {
   int grpc_port = 8001;
   int metrics_port = 8002;
   int http_threads = 96;
+  int max_connections = 4096;
   int max_queue = 64;
   std::string max_body = "64MB";
+  std::string max_header = "64KB";
+  double idle_timeout_seconds = 60;
+  double request_timeout_seconds = 30;
+  std::vector<std::string> restricted_api;  // API[,API...]:KEY=VALUE
   double drain_seconds = 30;
   std::string record;  // Directory; empty = no recording.
   double record_rate = 0.01;
@@ -55,6 +66,17 @@ int RunServe(const ServeFlags& flags) {
   if (!max_body.ok() || *max_body < 1024) {
     return Fail(absl::InvalidArgumentError(absl::StrCat(
         "--max-body: ", max_body.ok() ? "must be at least 1KB" : max_body.status().message())));
+  }
+  auto max_header = ParseByteSize(flags.max_header);
+  if (!max_header.ok() || *max_header < 1024 || *max_header > (int64_t{1} << 30)) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        "--max-header: ", max_header.ok() ? "must lie in [1KB, 1GB]"
+                                          : max_header.status().message())));
+  }
+  serve::AccessPolicy access;
+  for (const std::string& spec : flags.restricted_api) {
+    absl::Status added = access.Add(spec);
+    if (!added.ok()) return Fail(added);
   }
   auto engine_options = MakeEngineOptions(flags.engine);
   if (!engine_options.ok()) return Fail(engine_options.status());
@@ -84,6 +106,16 @@ int RunServe(const ServeFlags& flags) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
+  // Every engine runs threads of its own, and glibc gives threads arenas
+  // that keep freed memory; a few arenas keep reloads from growing memory
+  // (MALLOC_ARENA_MAX in the environment still wins).
+  if (std::getenv("MALLOC_ARENA_MAX") == nullptr) mallopt(M_ARENA_MAX, 4);
+  // One descriptor per connection: take the hard limit.
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
 
   serve::ModelRepository repository(
       [options](const std::string& bundle_dir) { return Engine::Create(bundle_dir, options); });
@@ -102,6 +134,12 @@ int RunServe(const ServeFlags& flags) {
   }
   absl::Status loaded = repository.LoadAll();
   if (!loaded.ok()) return Fail(loaded);
+  for (const serve::ModelState& state : repository.States()) {
+    if (!state.ready) {
+      std::printf("model '%s' from %s is not served: %s\n", state.name.c_str(),
+                  state.bundle_dir.c_str(), state.reason.c_str());
+    }
+  }
 
   serve::ServiceOptions service_options;
   service_options.max_queue = flags.max_queue;
@@ -114,6 +152,13 @@ int RunServe(const ServeFlags& flags) {
   http_options.port = flags.http_port;
   http_options.threads = flags.http_threads;
   http_options.max_body_bytes = *max_body;
+  http_options.max_header_bytes = *max_header;
+  http_options.max_connections = flags.max_connections;
+  http_options.idle_timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(flags.idle_timeout_seconds * 1000));
+  http_options.request_timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(flags.request_timeout_seconds * 1000));
+  http_options.access = &access;
   auto http = serve::HttpServer::Start(&service, serve::HttpServer::Routes::kInference,
                                        http_options);
   if (!http.ok()) return Fail(http.status());
@@ -128,6 +173,7 @@ int RunServe(const ServeFlags& flags) {
   grpc_options.port = flags.grpc_port;
   grpc_options.max_receive_bytes = *max_body;
   grpc_options.max_threads = std::max(2, flags.http_threads);
+  grpc_options.access = &access;
   auto grpc = serve::GrpcServer::Start(&service, grpc_options);
   if (!grpc.ok()) return Fail(grpc.status());
 
@@ -146,20 +192,35 @@ int RunServe(const ServeFlags& flags) {
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
-  std::printf("gati serve: %s; draining %lld requests in flight\n",
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point deadline =
+      Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(flags.drain_seconds * 1000));
+  auto left = [&deadline] {
+    return std::max(std::chrono::milliseconds(0),
+                    std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
+  };
+  std::printf("gati serve: %s; draining %lld requests in flight (at most %.1f s)\n",
               signal_number == SIGTERM ? "SIGTERM" : "SIGINT",
-              static_cast<long long>(service.in_flight()));
+              static_cast<long long>(service.in_flight()), flags.drain_seconds);
   std::fflush(stdout);
+  // New inference requests get 503 from here on; those admitted finish,
+  // and their responses are written, until the deadline.
   service.BeginDrain();
-  const bool drained = service.WaitIdle(
-      std::chrono::milliseconds(static_cast<int64_t>(flags.drain_seconds * 1000)));
-  (*grpc)->Stop();
-  (*http)->Stop();
+  service.WaitIdle(left());
+  (*grpc)->Stop(left());
+  const int64_t cut_http = (*http)->Stop(left());
   (*metrics)->Stop();
-  if (!drained) {
-    std::fprintf(stderr, "gati serve: %lld requests still running after %.0f s; exiting\n",
-                 static_cast<long long>(service.in_flight()), flags.drain_seconds);
-    return kExitError;
+  const int64_t running = service.in_flight();
+  if (running > 0 || cut_http > 0) {
+    std::fprintf(stderr,
+                 "gati serve: the %.1f s drain deadline passed with %lld inference requests "
+                 "still running and %lld HTTP responses unwritten; exiting without them\n",
+                 flags.drain_seconds, static_cast<long long>(running),
+                 static_cast<long long>(cut_http));
+    std::fflush(stdout);
+    std::fflush(stderr);
+    // Their threads are not waited for: the deadline bounds the exit.
+    std::_Exit(kExitError);
   }
   if (recorder) {
     recorder.reset();  // Writes the last, partial shards.
@@ -189,8 +250,25 @@ std::function<int()> RegisterServeCommand(CLI::App& app) {
                       "Prometheus /metrics port (0: any free port)")
       ->check(CLI::Range(0, 65535));
   command->add_option("--http-threads", flags->http_threads,
-                      "threads serving HTTP connections (and most gRPC threads)")
+                      "threads running HTTP inference and repository requests (and most gRPC "
+                      "threads); when all are busy, inference gets 503 at once")
       ->check(CLI::Range(2, 4096));
+  command->add_option("--max-connections", flags->max_connections,
+                      "most open HTTP connections; more are closed on accept")
+      ->check(CLI::Range(1, 1 << 20));
+  command->add_option("--max-header", flags->max_header,
+                      "largest HTTP request line and headers, e.g. 64KB; larger get 431");
+  command->add_option("--idle-timeout", flags->idle_timeout_seconds,
+                      "seconds an idle keep-alive HTTP connection stays open")
+      ->check(CLI::Range(0.001, 86400.0));
+  command->add_option("--request-timeout", flags->request_timeout_seconds,
+                      "seconds an HTTP request may take to arrive whole once its headers are in (else the connection is closed)")
+      ->check(CLI::Range(0.001, 86400.0));
+  command->add_option("--restricted-api", flags->restricted_api,
+                      "API[,API...]:KEY=VALUE (repeatable): those endpoint groups (health, "
+                      "metadata, inference, model-config, model-repository, statistics) answer "
+                      "only requests with header / gRPC metadata KEY set to VALUE (as Triton's "
+                      "--http-restricted-api)");
   command->add_option("--max-queue", flags->max_queue,
                       "most inference requests queued or running at once; more get 503")
       ->check(CLI::Range(1, 1 << 20));

@@ -4,9 +4,12 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/resource_quota.h>
 
+#include <algorithm>
 #include <cstring>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "grpc_predict_v2.grpc.pb.h"
 
 namespace gati::serve {
@@ -45,6 +48,11 @@ absl::StatusOr<DecodedRequest> Decode(const inference::ModelInferRequest& reques
     } else {
       const auto& contents = input.contents();
       const bool uint8 = input.datatype() == "UINT8";
+      if (!uint8 && input.datatype() != "FP32") {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "input '", input.name(), "': datatype ", input.datatype().empty() ? "(none)" :
+            input.datatype(), " is not supported; the model takes FP32 (or UINT8 images)"));
+      }
       if (contents.int_contents_size() || contents.int64_contents_size() ||
           (!uint8 && contents.uint_contents_size()) || contents.uint64_contents_size() ||
           contents.bool_contents_size() || contents.fp64_contents_size() ||
@@ -91,40 +99,52 @@ void SetParameter(const ParameterValue& value, inference::InferParameter* out) {
   }
 }
 
-class InferenceServiceImpl final : public inference::GRPCInferenceService::Service {
- public:
-  explicit InferenceServiceImpl(InferenceService* service) : service_(service) {}
+// ModelInfer reads its request itself (a streamed unary method), so that a
+// request that is not a valid protobuf gets INVALID_ARGUMENT with a reason
+// rather than gRPC's bare INTERNAL.
+using ServiceBase = inference::GRPCInferenceService::WithStreamedUnaryMethod_ModelInfer<
+    inference::GRPCInferenceService::Service>;
 
-  grpc::Status ServerLive(grpc::ServerContext*, const inference::ServerLiveRequest*,
+class InferenceServiceImpl final : public ServiceBase {
+ public:
+  InferenceServiceImpl(InferenceService* service, const AccessPolicy* access)
+      : service_(service), access_(access) {}
+
+  grpc::Status ServerLive(grpc::ServerContext* context, const inference::ServerLiveRequest*,
                           inference::ServerLiveResponse* response) override {
+    if (grpc::Status denied = Check(context, Api::kHealth); !denied.ok()) return denied;
     response->set_live(true);
     return grpc::Status::OK;
   }
 
-  grpc::Status ServerReady(grpc::ServerContext*, const inference::ServerReadyRequest*,
+  grpc::Status ServerReady(grpc::ServerContext* context, const inference::ServerReadyRequest*,
                            inference::ServerReadyResponse* response) override {
+    if (grpc::Status denied = Check(context, Api::kHealth); !denied.ok()) return denied;
     response->set_ready(service_->Ready());
     return grpc::Status::OK;
   }
 
-  grpc::Status ModelReady(grpc::ServerContext*, const inference::ModelReadyRequest* request,
+  grpc::Status ModelReady(grpc::ServerContext* context, const inference::ModelReadyRequest* request,
                           inference::ModelReadyResponse* response) override {
+    if (grpc::Status denied = Check(context, Api::kHealth); !denied.ok()) return denied;
     absl::StatusOr<bool> ready = service_->ModelReady(request->name(), request->version());
     if (!ready.ok()) return ToGrpc(ready.status());
     response->set_ready(*ready);
     return grpc::Status::OK;
   }
 
-  grpc::Status ServerMetadata(grpc::ServerContext*, const inference::ServerMetadataRequest*,
+  grpc::Status ServerMetadata(grpc::ServerContext* context, const inference::ServerMetadataRequest*,
                               inference::ServerMetadataResponse* response) override {
+    if (grpc::Status denied = Check(context, Api::kMetadata); !denied.ok()) return denied;
     response->set_name(kServerName);
     response->set_version(kServerVersion);
     for (const std::string& extension : ServerExtensions()) response->add_extensions(extension);
     return grpc::Status::OK;
   }
 
-  grpc::Status ModelMetadata(grpc::ServerContext*, const inference::ModelMetadataRequest* request,
+  grpc::Status ModelMetadata(grpc::ServerContext* context, const inference::ModelMetadataRequest* request,
                              inference::ModelMetadataResponse* response) override {
+    if (grpc::Status denied = Check(context, Api::kMetadata); !denied.ok()) return denied;
     absl::StatusOr<ModelDescription> description =
         service_->Describe(request->name(), request->version());
     if (!description.ok()) return ToGrpc(description.status());
@@ -141,12 +161,149 @@ class InferenceServiceImpl final : public inference::GRPCInferenceService::Servi
     return grpc::Status::OK;
   }
 
-  grpc::Status ModelInfer(grpc::ServerContext*, const inference::ModelInferRequest* request,
-                          inference::ModelInferResponse* response) override {
+  grpc::Status StreamedModelInfer(
+      grpc::ServerContext* context,
+      grpc::ServerUnaryStreamer<inference::ModelInferRequest, inference::ModelInferResponse>*
+          streamer) override {
+    if (grpc::Status denied = Check(context, Api::kInference); !denied.ok()) return denied;
+    inference::ModelInferRequest request;
+    if (!streamer->Read(&request)) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "the request is not a valid inference.ModelInferRequest message");
+    }
+    inference::ModelInferResponse response;
+    grpc::Status status = RunInfer(request, &response);
+    if (!status.ok()) return status;
+    streamer->Write(response);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ModelStreamInfer(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<inference::ModelStreamInferResponse, inference::ModelInferRequest>*
+          stream) override {
+    if (grpc::Status denied = Check(context, Api::kInference); !denied.ok()) return denied;
+    inference::ModelInferRequest request;
+    while (stream->Read(&request)) {
+      inference::ModelStreamInferResponse response;
+      const grpc::Status status = RunInfer(request, response.mutable_infer_response());
+      if (!status.ok()) {
+        response.clear_infer_response();
+        response.set_error_message(status.error_message());
+      }
+      if (!stream->Write(response)) break;
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ModelConfig(grpc::ServerContext* context,
+                           const inference::ModelConfigRequest* request,
+                           inference::ModelConfigResponse* response) override {
+    if (grpc::Status denied = Check(context, Api::kModelConfig); !denied.ok()) return denied;
+    auto served = service_->repository()->Get(request->name(), request->version());
+    if (!served.ok()) return ToGrpc(served.status());
+    const ServedModel& model = **served;
+    const ModelDescription description = DescribeModel(model);
+    inference::ModelConfig* config = response->mutable_config();
+    config->set_name(model.name);
+    config->set_platform(kPlatform);
+    config->set_backend("gati");
+    config->set_max_batch_size(0);
+    for (const TensorDescription& t : description.inputs) {
+      auto* input = config->add_input();
+      input->set_name(t.name);
+      input->set_data_type(DataTypeOf(t.datatype));
+      for (int64_t d : t.shape) input->add_dims(d);
+    }
+    for (const TensorDescription& t : description.outputs) {
+      auto* output = config->add_output();
+      output->set_name(t.name);
+      output->set_data_type(DataTypeOf(t.datatype));
+      for (int64_t d : t.shape) output->add_dims(d);
+    }
+    auto& parameters = *config->mutable_parameters();
+    parameters["gati_version"].set_string_value(model.version_string());
+    parameters["gati_bundle"].set_string_value(
+        std::filesystem::path(model.bundle_dir).filename().string());
+    parameters["gati_base_model"].set_string_value(model.engine->metadata().name);
+    parameters["gati_planned_taps"].set_string_value(
+        absl::StrJoin(model.engine->planned_taps(), ","));
+    parameters["gati_predicted_mean_ms"].set_string_value(
+        absl::StrCat(model.engine->predicted_mean_ms()));
+    parameters["gati_predicted_base_ms"].set_string_value(
+        absl::StrCat(model.engine->predicted_base_ms()));
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ModelStatistics(grpc::ServerContext* context,
+                               const inference::ModelStatisticsRequest* request,
+                               inference::ModelStatisticsResponse* response) override {
+    if (grpc::Status denied = Check(context, Api::kStatistics); !denied.ok()) return denied;
+    std::vector<std::shared_ptr<const ServedModel>> models;
+    if (request->name().empty()) {
+      models = service_->repository()->Loaded();
+    } else {
+      auto served = service_->repository()->Get(request->name(), request->version());
+      if (!served.ok()) return ToGrpc(served.status());
+      models.push_back(*served);
+    }
+    auto duration = [](const DurationStat& from, inference::StatisticDuration* to) {
+      to->set_count(static_cast<uint64_t>(from.count));
+      to->set_ns(static_cast<uint64_t>(from.seconds * 1e9));
+    };
+    for (const auto& model : models) {
+      const serve::ModelStatistics stats = StatisticsOf(*model);
+      auto* out = response->add_model_stats();
+      out->set_name(model->name);
+      out->set_version(model->version_string());
+      out->set_last_inference(static_cast<uint64_t>(stats.last_inference_ms));
+      out->set_inference_count(static_cast<uint64_t>(stats.inference_count));
+      out->set_execution_count(static_cast<uint64_t>(stats.execution_count));
+      auto* infer = out->mutable_inference_stats();
+      duration(stats.success, infer->mutable_success());
+      duration(stats.fail, infer->mutable_fail());
+      duration(stats.queue, infer->mutable_queue());
+      duration(stats.compute, infer->mutable_compute_infer());
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status RepositoryIndex(grpc::ServerContext* context,
+                               const inference::RepositoryIndexRequest* request,
+                               inference::RepositoryIndexResponse* response) override {
+    if (grpc::Status denied = Check(context, Api::kModelRepository); !denied.ok()) return denied;
+    for (const ModelState& state : service_->repository()->States()) {
+      if (request->ready() && !state.ready) continue;
+      auto* entry = response->add_models();
+      entry->set_name(state.name);
+      if (state.version > 0) entry->set_version(std::to_string(state.version));
+      entry->set_state(StateName(state));
+      entry->set_reason(state.reason);
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status RepositoryModelLoad(grpc::ServerContext* context,
+                                   const inference::RepositoryModelLoadRequest* request,
+                                   inference::RepositoryModelLoadResponse*) override {
+    if (grpc::Status denied = Check(context, Api::kModelRepository); !denied.ok()) return denied;
+    return ToGrpc(service_->Load(request->model_name(), Names(request->parameters())).status());
+  }
+
+  grpc::Status RepositoryModelUnload(grpc::ServerContext* context,
+                                     const inference::RepositoryModelUnloadRequest* request,
+                                     inference::RepositoryModelUnloadResponse*) override {
+    if (grpc::Status denied = Check(context, Api::kModelRepository); !denied.ok()) return denied;
+    return ToGrpc(service_->Unload(request->model_name(), Names(request->parameters())));
+  }
+
+ private:
+  grpc::Status RunInfer(const inference::ModelInferRequest& request,
+                        inference::ModelInferResponse* response) {
     const double received = service_->NowMicros();
     absl::StatusOr<InferReply> reply =
-        service_->Infer(request->model_name(), request->model_version(),
-                        Decode(*request, service_->options().limits), received);
+        service_->Infer(request.model_name(), request.model_version(),
+                        Decode(request, service_->options().limits), received);
     if (!reply.ok()) return ToGrpc(reply.status());
     response->set_model_name(reply->model->name);
     response->set_model_version(reply->model->version_string());
@@ -172,8 +329,36 @@ class InferenceServiceImpl final : public inference::GRPCInferenceService::Servi
     return grpc::Status::OK;
   }
 
- private:
+  template <typename Map>
+  static std::vector<std::string> Names(const Map& parameters) {
+    std::vector<std::string> names;
+    for (const auto& [name, value] : parameters) names.push_back(name);
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+
+  static inference::DataType DataTypeOf(const std::string& datatype) {
+    if (datatype == "FP32") return inference::TYPE_FP32;
+    if (datatype == "INT64") return inference::TYPE_INT64;
+    if (datatype == "UINT8") return inference::TYPE_UINT8;
+    return inference::TYPE_INVALID;
+  }
+
+  // PERMISSION_DENIED when `api` is restricted and the call's metadata
+  // lacks the key's value.
+  grpc::Status Check(grpc::ServerContext* context, Api api) const {
+    if (access_ == nullptr || !access_->restricted(api)) return grpc::Status::OK;
+    const auto& metadata = context->client_metadata();
+    return ToGrpc(access_->Check(api, [&metadata](const std::string& key)
+                                          -> std::optional<std::string> {
+      auto found = metadata.find(key);
+      if (found == metadata.end()) return std::nullopt;
+      return std::string(found->second.data(), found->second.size());
+    }));
+  }
+
   InferenceService* const service_;
+  const AccessPolicy* const access_;
 };
 
 }  // namespace
@@ -195,7 +380,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(InferenceService* 
         "gRPC receive limit must lie in [1, 2 GiB) and threads must be at least 2");
   }
   auto impl = std::make_unique<Impl>();
-  impl->service = std::make_unique<InferenceServiceImpl>(service);
+  impl->service = std::make_unique<InferenceServiceImpl>(service, options.access);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(absl::StrCat(options.host, ":", options.port),
                            grpc::InsecureServerCredentials(), &impl->port);

@@ -1,10 +1,12 @@
 // The gRPC front end of `gati serve`: inference.GRPCInferenceService
 // (proto/grpc_predict_v2.proto) with ServerLive, ServerReady, ModelReady,
-// ServerMetadata, ModelMetadata and ModelInfer. Inputs come as
-// raw_input_contents or fp32_contents; outputs go back as
-// raw_output_contents, as Triton's clients expect. Errors carry the gRPC
-// code matching the HTTP status (INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE,
-// INTERNAL) and the same message.
+// ServerMetadata, ModelMetadata, ModelInfer and ModelStreamInfer, and
+// Triton's extensions ModelConfig, ModelStatistics, RepositoryIndex,
+// RepositoryModelLoad and RepositoryModelUnload. Inputs come as
+// raw_input_contents, fp32_contents or (UINT8) uint_contents; outputs go
+// back as raw_output_contents, as Triton's clients expect. Errors carry the
+// gRPC code matching the HTTP status (INVALID_ARGUMENT, NOT_FOUND,
+// UNAVAILABLE, PERMISSION_DENIED, INTERNAL) and the same message.
 #ifndef GATI_SERVE_GRPC_SERVER_H_
 #define GATI_SERVE_GRPC_SERVER_H_
 
@@ -14,6 +16,7 @@
 #include <string>
 
 #include "gati/status.h"
+#include "serve/access.h"
 #include "serve/inference_service.h"
 
 namespace gati::serve {
@@ -25,6 +28,9 @@ struct GrpcOptions {
   int64_t max_receive_bytes = int64_t{64} << 20;
   // Most threads the synchronous server may use for calls.
   int max_threads = 96;
+  // Who may call what (gati serve --restricted-api); not owned, may be
+  // null; must outlive the server.
+  const AccessPolicy* access = nullptr;
 };
 
 class GrpcServer {

@@ -1,309 +1,540 @@
 #include "serve/http_server.h"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <map>
+#include <mutex>
 
-#include <cerrno>
-#include <cstring>
+#include "absl/synchronization/mutex.h"
 #include <optional>
+#include <thread>
+#include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "httplib.h"
-#include "nlohmann/json.hpp"
+#include "absl/strings/str_split.h"
 #include "spdlog/spdlog.h"
+#include "zlib.h"
 
 namespace gati::serve {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+using tcp = asio::ip::tcp;
+
 namespace {
 
-using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+using Parser = bhttp::request_parser<bhttp::string_body>;
+using Response = bhttp::response<bhttp::string_body>;
 
-constexpr char kJson[] = "application/json";
-constexpr char kHeaderLength[] = "Inference-Header-Content-Length";
-// Model routes: name, optional version, optional action.
-constexpr char kModelRoute[] = R"(/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/config|/stats)?)";
-constexpr char kInferRoute[] = R"(/v2/models/([^/]+)(?:/versions/([^/]+))?/infer)";
-constexpr char kLoadRoute[] = R"(/v2/repository/models/([^/]+)/load)";
+// Responses smaller than this go uncompressed whatever the client accepts.
+constexpr size_t kCompressAtLeast = 1024;
 
-void SendJson(httplib::Response& res, int status, const json& body) {
-  res.status = status;
-  res.set_content(body.dump(), kJson);
+absl::string_view Absl(std::string_view text) { return {text.data(), text.size()}; }
+
+bool AllDigits(std::string_view text) {
+  return !text.empty() &&
+         std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
-void SendError(httplib::Response& res, const absl::Status& status) {
-  res.status = HttpStatusOf(status);
-  if (res.status == 503) res.set_header("Retry-After", "1");
-  res.set_content(ErrorBody(std::string(status.message())), kJson);
+// Which coding of "gzip" / "deflate" the Accept-Encoding value allows
+// (q > 0), gzip first; empty for neither.
+std::string AcceptedCoding(absl::string_view accept) {
+  bool gzip = false, deflate = false;
+  for (absl::string_view item : absl::StrSplit(accept, ',')) {
+    std::vector<absl::string_view> parts = absl::StrSplit(item, ';');
+    const std::string coding = absl::AsciiStrToLower(absl::StripAsciiWhitespace(parts[0]));
+    bool allowed = true;
+    for (size_t i = 1; i < parts.size(); ++i) {
+      absl::string_view param = absl::StripAsciiWhitespace(parts[i]);
+      if (absl::StartsWith(param, "q=") || absl::StartsWith(param, "Q=")) {
+        double q = 1;
+        allowed = absl::SimpleAtod(param.substr(2), &q) && q > 0;
+      }
+    }
+    if (!allowed) continue;
+    if (coding == "gzip" || coding == "x-gzip" || coding == "*") gzip = true;
+    if (coding == "deflate") deflate = true;
+  }
+  return gzip ? "gzip" : deflate ? "deflate" : "";
 }
 
-json TensorsJson(const std::vector<TensorDescription>& tensors) {
-  json out = json::array();
-  for (const TensorDescription& t : tensors) {
-    out.push_back({{"name", t.name}, {"datatype", t.datatype}, {"shape", t.shape}});
+// `body` compressed as gzip or zlib ("deflate"); nullopt on a zlib failure.
+std::optional<std::string> Compress(std::string_view body, const std::string& coding) {
+  z_stream z{};
+  if (deflateInit2(&z, Z_BEST_SPEED, Z_DEFLATED, coding == "gzip" ? 15 + 16 : 15, 8,
+                   Z_DEFAULT_STRATEGY) != Z_OK) {
+    return std::nullopt;
+  }
+  std::string out(deflateBound(&z, body.size()), '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(body.data()));
+  z.avail_in = static_cast<uInt>(body.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  const int result = deflate(&z, Z_FINISH);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  if (result != Z_STREAM_END) return std::nullopt;
+  return out;
+}
+
+// Inflates a gzip or zlib body (raw deflate too, as some clients send for
+// "deflate"), at most `limit` bytes. InvalidArgument for a corrupt body,
+// ResourceExhausted past the limit.
+absl::StatusOr<std::string> Inflate(const std::string& body, int64_t limit, bool raw) {
+  z_stream z{};
+  if (inflateInit2(&z, raw ? -15 : 15 + 32) != Z_OK) {
+    return absl::InternalError("zlib: inflateInit2 failed");
+  }
+  std::string out;
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(body.data()));
+  z.avail_in = static_cast<uInt>(body.size());
+  char chunk[1 << 16];
+  int result = Z_OK;
+  while (result != Z_STREAM_END) {
+    z.next_out = reinterpret_cast<Bytef*>(chunk);
+    z.avail_out = sizeof(chunk);
+    result = inflate(&z, Z_NO_FLUSH);
+    if (result != Z_OK && result != Z_STREAM_END) break;
+    out.append(chunk, sizeof(chunk) - z.avail_out);
+    if (static_cast<int64_t>(out.size()) > limit) {
+      inflateEnd(&z);
+      return absl::ResourceExhaustedError(
+          absl::StrCat("the decompressed request body exceeds ", limit, " bytes"));
+    }
+    if (result == Z_OK && z.avail_in == 0 && z.avail_out != 0) break;  // Truncated.
+  }
+  inflateEnd(&z);
+  if (result != Z_STREAM_END) {
+    if (!raw && result == Z_DATA_ERROR) return Inflate(body, limit, /*raw=*/true);
+    return absl::InvalidArgumentError("the request body is not valid compressed data "
+                                      "for its Content-Encoding");
   }
   return out;
 }
 
-json ConfigJson(const ServedModel& model, const ModelDescription& description) {
-  json inputs = json::array(), outputs = json::array();
-  for (const TensorDescription& t : description.inputs) {
-    inputs.push_back({{"name", t.name}, {"data_type", "TYPE_" + t.datatype}, {"dims", t.shape}});
-  }
-  for (const TensorDescription& t : description.outputs) {
-    outputs.push_back({{"name", t.name}, {"data_type", "TYPE_" + t.datatype}, {"dims", t.shape}});
-  }
-  const ModelMetadata& metadata = model.engine->metadata();
-  return {{"name", model.name},
-          {"platform", kPlatform},
-          {"backend", "gati"},
-          {"max_batch_size", 0},
-          {"input", inputs},
-          {"output", outputs},
-          {"gati",
-           {{"version", model.version},
-            {"bundle", model.bundle_dir},
-            {"base_model", metadata.name},
-            {"normalization", {{"mean", metadata.mean}, {"std", metadata.std}}},
-            {"class_names", metadata.class_names},
-            {"planned_taps", model.engine->planned_taps()},
-            {"predicted_mean_ms", model.engine->predicted_mean_ms()},
-            {"predicted_base_ms", model.engine->predicted_base_ms()}}}};
-}
-
-json DurationJson(int64_t count, double seconds) {
-  return {{"count", count}, {"ns", static_cast<int64_t>(seconds * 1e9)}};
-}
-
-// One model's entry in the statistics extension's format, plus gati's own.
-json StatsJson(const ServedModel& model) {
-  const ModelMetrics& m = *model.metrics;
-  int64_t failures = 0;
-  for (const auto& count : m.failures) failures += count.load();
-  const auto request = m.request.Read(), queue = m.queue.Read(), compute = m.compute.Read();
-  const EngineStats stats = model.engine->Stats();
-  json taps = json::array();
-  for (const TapStats& tap : stats.taps) {
-    taps.push_back({{"tap", tap.tap},
-                    {"variant", tap.variant},
-                    {"threshold", tap.threshold},
-                    {"epsilon", tap.epsilon},
-                    {"lookups", tap.lookups},
-                    {"hits", tap.hits},
-                    {"feedback_checked_hits", tap.feedback_hits},
-                    {"false_hits", tap.feedback_false_hits},
-                    {"disabled", tap.disabled},
-                    {"updates_accepted", tap.updates_accepted},
-                    {"updates_rejected", tap.updates_rejected}});
-  }
-  return {{"name", model.name},
-          {"version", model.version_string()},
-          {"last_inference", m.last_inference_ms.load()},
-          {"inference_count", m.inferences.load()},
-          {"execution_count", m.successes.load()},
-          {"inference_stats",
-           {{"success", DurationJson(request.count, request.sum_seconds)},
-            {"fail", DurationJson(failures, 0)},
-            {"queue", DurationJson(queue.count, queue.sum_seconds)},
-            {"compute_infer", DurationJson(compute.count, compute.sum_seconds)}}},
-          {"gati",
-           {{"cache_version", stats.cache_version},
-            {"base_answers", stats.base_answers},
-            {"cache_hits", stats.cache_hits},
-            {"exact_hits", stats.exact_hits},
-            {"feedback_bytes", stats.feedback_bytes},
-            {"updates_accepted", stats.updates_accepted},
-            {"updates_rejected", stats.updates_rejected},
-            {"taps", taps}}}};
-}
-
-std::string Match(const httplib::Request& req, size_t index) {
-  return index < req.matches.size() ? req.matches[index].str() : std::string();
-}
-
-// Decodes an infer request body, with the binary extension's header.
-absl::StatusOr<DecodedRequest> DecodeHttpRequest(const httplib::Request& req,
-                                                 const DecodeLimits& limits) {
-  std::optional<int64_t> header_length;
-  if (req.has_header(kHeaderLength)) {
-    int64_t value = 0;
-    if (!absl::SimpleAtoi(req.get_header_value(kHeaderLength), &value)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          kHeaderLength, " must be an integer, not '", req.get_header_value(kHeaderLength), "'"));
-    }
-    header_length = value;
-  }
-  return DecodeInferRequest(req.body, header_length, limits);
-}
-
-void HandleInfer(InferenceService* service, const httplib::Request& req,
-                 httplib::Response& res) {
-  const double received = service->NowMicros();
-  const std::string model = Match(req, 1), version = Match(req, 2);
-  absl::StatusOr<InferReply> reply = service->Infer(
-      model, version, DecodeHttpRequest(req, service->options().limits), received);
-  if (!reply.ok()) return SendError(res, reply.status());
-  EncodedResponse encoded =
-      EncodeInferResponse(reply->model->name, reply->model->version_string(), reply->id,
-                          reply->parameters, reply->outputs);
-  res.status = 200;
-  if (encoded.header_length) {
-    res.set_header(kHeaderLength, std::to_string(*encoded.header_length));
-    res.set_content(std::move(encoded.body), "application/octet-stream");
-  } else {
-    res.set_content(std::move(encoded.body), kJson);
-  }
-  service->RecordLatency(*reply, received);
-}
-
-void InstallInferenceRoutes(httplib::Server& server, InferenceService* service) {
-  ModelRepository* repository = service->repository();
-  server.Get("/v2/health/live", [](const httplib::Request&, httplib::Response& res) {
-    SendJson(res, 200, {{"live", true}});
-  });
-  server.Get("/v2/health/ready", [service](const httplib::Request&, httplib::Response& res) {
-    const bool ready = service->Ready();
-    SendJson(res, ready ? 200 : 400, {{"ready", ready}});
-  });
-  server.Get("/v2", [](const httplib::Request&, httplib::Response& res) {
-    SendJson(res, 200,
-             {{"name", kServerName}, {"version", kServerVersion}, {"extensions", ServerExtensions()}});
-  });
-  server.Get("/v2/models/stats", [repository](const httplib::Request&, httplib::Response& res) {
-    json stats = json::array();
-    for (const auto& model : repository->Loaded()) stats.push_back(StatsJson(*model));
-    SendJson(res, 200, {{"model_stats", stats}});
-  });
-  server.Get(kModelRoute, [service, repository](const httplib::Request& req,
-                                                httplib::Response& res) {
-    const std::string model = Match(req, 1), version = Match(req, 2), action = Match(req, 3);
-    if (action == "/ready") {
-      absl::StatusOr<bool> ready = service->ModelReady(model, version);
-      if (!ready.ok()) return SendError(res, ready.status());
-      return SendJson(res, *ready ? 200 : 400, {{"name", model}, {"ready", *ready}});
-    }
-    auto served = repository->Get(model, version);
-    if (!served.ok()) return SendError(res, served.status());
-    const ModelDescription description = DescribeModel(**served);
-    if (action == "/config") return SendJson(res, 200, ConfigJson(**served, description));
-    if (action == "/stats") return SendJson(res, 200, {{"model_stats", {StatsJson(**served)}}});
-    SendJson(res, 200,
-             {{"name", description.name},
-              {"versions", description.versions},
-              {"platform", description.platform},
-              {"inputs", TensorsJson(description.inputs)},
-              {"outputs", TensorsJson(description.outputs)}});
-  });
-  server.Post(kInferRoute, [service](const httplib::Request& req, httplib::Response& res) {
-    HandleInfer(service, req, res);
-  });
-  server.Post("/v2/repository/index", [repository](const httplib::Request&,
-                                                   httplib::Response& res) {
-    json index = json::array();
-    for (const ModelState& state : repository->States()) {
-      json entry = {{"name", state.name}, {"state", state.ready ? "READY" : "UNAVAILABLE"}};
-      if (state.version > 0) entry["version"] = std::to_string(state.version);
-      if (!state.reason.empty()) entry["reason"] = state.reason;
-      index.push_back(entry);
-    }
-    SendJson(res, 200, index);
-  });
-  server.Post(kLoadRoute, [repository](const httplib::Request& req, httplib::Response& res) {
-    const std::string model = Match(req, 1);
-    if (repository->MetricsOf(model) == nullptr) {
-      return SendError(res, absl::NotFoundError(absl::StrCat("unknown model '", model, "'")));
-    }
-    absl::Status loaded = repository->Load(model);
-    if (!loaded.ok()) {
-      // The old version (if any) keeps serving; the load itself was bad.
-      return SendError(res, absl::InvalidArgumentError(std::string(loaded.message())));
-    }
-    auto served = repository->Get(model);
-    SendJson(res, 200,
-             {{"name", model}, {"version", served.ok() ? (*served)->version_string() : ""}});
-  });
-}
-
 }  // namespace
+
+// What the server's threads share.
+struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
+  class Session;
+
+  Impl(InferenceService* service_in, Routes routes_in, const HttpOptions& options_in)
+      : service(service_in),
+        routes(routes_in),
+        options(options_in),
+        acceptor(io),
+        retry_timer(io),
+        pool(static_cast<size_t>(options_in.threads)) {}
+
+  void Accept();
+  void OnAccept(beast::error_code error, tcp::socket socket);
+  void Register(const std::shared_ptr<Session>& session);
+  void Unregister(Session* session);
+  int64_t Stop(std::chrono::milliseconds grace);
+
+  InferenceService* const service;
+  const Routes routes;
+  const HttpOptions options;
+  asio::io_context io;
+  tcp::acceptor acceptor;
+  asio::steady_timer retry_timer;
+  asio::thread_pool pool;  // Runs requests that may block.
+  std::vector<std::thread> io_threads;
+  int port = 0;
+
+  std::atomic<bool> stopping{false};
+  std::atomic<int64_t> active{0};   // Requests read and not yet written.
+  std::atomic<int64_t> working{0};  // Requests on the pool.
+  absl::Mutex sessions_mu;
+  std::map<Session*, std::weak_ptr<Session>> sessions ABSL_GUARDED_BY(sessions_mu);
+  std::once_flag stopped;
+};
+
+// One connection: read a request, answer it, again while it is kept alive.
+// Every handler runs on the connection's strand.
+class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, std::shared_ptr<Impl> server)
+      : stream_(std::move(socket)), server_(std::move(server)) {}
+  ~Session() { server_->Unregister(this); }
+
+  void Start() {
+    asio::dispatch(stream_.get_executor(),
+                   beast::bind_front_handler(&Session::ReadHeader, shared_from_this()));
+  }
+
+  // On stop: closes the connection unless a request is being handled.
+  void CloseIfIdle() {
+    asio::post(stream_.get_executor(), [self = shared_from_this()] {
+      if (self->idle_) self->Close();
+    });
+  }
+  void Close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.close();
+  }
+
+ private:
+  void ReadHeader() {
+    idle_ = true;
+    if (server_->stopping.load()) return Close();
+    parser_.emplace();
+    parser_->header_limit(static_cast<uint32_t>(server_->options.max_header_bytes));
+    parser_->body_limit(static_cast<uint64_t>(server_->options.max_body_bytes));
+    stream_.expires_after(server_->options.idle_timeout);
+    bhttp::async_read_header(stream_, buffer_, *parser_,
+                             beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
+  }
+
+  void OnHeader(beast::error_code error, size_t) {
+    if (error) return OnReadError(error);
+    idle_ = false;
+    stream_.expires_after(server_->options.request_timeout);
+    const auto& request = parser_->get();
+    if (std::optional<Reply> refused = CheckFraming(request)) {
+      return WriteReply(std::move(*refused), /*close=*/true);
+    }
+    if (parser_->is_done()) return OnBody({}, 0);
+    const auto expect = request.find(bhttp::field::expect);
+    if (expect != request.end()) {
+      if (!beast::iequals(expect->value(), "100-continue")) {
+        return WriteReply(ErrorReply(417, absl::StrCat("unsupported Expect: ",
+                                                       std::string(expect->value()))),
+                          /*close=*/true);
+      }
+      auto self = shared_from_this();
+      static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      return asio::async_write(stream_, asio::buffer(kContinue),
+                               [self](beast::error_code write_error, size_t) {
+                                 if (write_error) return self->Close();
+                                 self->ReadBody();
+                               });
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
+    bhttp::async_read(stream_, buffer_, *parser_,
+                      beast::bind_front_handler(&Session::OnBody, shared_from_this()));
+  }
+
+  // RFC 9112 section 6: one way to frame the body, stated once.
+  std::optional<Reply> CheckFraming(const bhttp::request<bhttp::string_body>& request) {
+    const size_t lengths = request.count(bhttp::field::content_length);
+    const size_t codings = request.count(bhttp::field::transfer_encoding);
+    if (lengths > 1) return ErrorReply(400, "more than one Content-Length header");
+    if (lengths == 1 && codings > 0) {
+      return ErrorReply(400, "both Content-Length and Transfer-Encoding are given");
+    }
+    if (codings > 1) return ErrorReply(400, "more than one Transfer-Encoding header");
+    if (codings == 1 &&
+        !absl::EqualsIgnoreCase(
+            absl::StripAsciiWhitespace(Absl(request[bhttp::field::transfer_encoding])),
+            "chunked")) {
+      return ErrorReply(501, absl::StrCat("unsupported Transfer-Encoding '",
+                                          std::string(request[bhttp::field::transfer_encoding]),
+                                          "' (only chunked)"));
+    }
+    if (lengths == 1) {
+      const auto value = request[bhttp::field::content_length];
+      if (!AllDigits(std::string_view(value.data(), value.size()))) {
+        return ErrorReply(400, absl::StrCat("malformed Content-Length '", std::string(value),
+                                            "'"));
+      }
+    }
+    if (request.version() >= 11 && request.count(bhttp::field::host) != 1) {
+      return ErrorReply(400, "an HTTP/1.1 request needs exactly one Host header");
+    }
+    if (lengths == 1) {
+      const boost::optional<uint64_t> length = parser_->content_length();
+      if (length && *length > static_cast<uint64_t>(server_->options.max_body_bytes)) {
+        return ErrorReply(413, absl::StrCat("the request body exceeds ",
+                                            server_->options.max_body_bytes, " bytes"));
+      }
+    }
+    return std::nullopt;
+  }
+
+  void OnReadError(beast::error_code error) {
+    if (error == bhttp::error::end_of_stream || error == asio::error::operation_aborted ||
+        error == asio::error::eof || error == asio::error::connection_reset ||
+        error == asio::error::broken_pipe || error == beast::error::timeout) {
+      // The client left, idled out, or was too slow; a timed-out stream is
+      // closed already, so there is no answering it.
+      return Close();
+    }
+    if (error == bhttp::error::header_limit) {
+      return WriteReply(ErrorReply(431, absl::StrCat("the request line and headers exceed ",
+                                                     server_->options.max_header_bytes,
+                                                     " bytes")),
+                        true);
+    }
+    if (error == bhttp::error::body_limit) {
+      return WriteReply(ErrorReply(413, absl::StrCat("the request body exceeds ",
+                                                     server_->options.max_body_bytes, " bytes")),
+                        true);
+    }
+    WriteReply(ErrorReply(400, absl::StrCat("malformed HTTP request: ", error.message())), true);
+  }
+
+  void OnBody(beast::error_code error, size_t) {
+    if (error) return OnReadError(error);
+    stream_.expires_never();
+    ++served_;
+    server_->active.fetch_add(1);
+    counted_ = true;
+    auto request = std::make_shared<bhttp::request<bhttp::string_body>>(parser_->release());
+    parser_.reset();
+    keep_alive_ = request->keep_alive() && served_ < server_->options.keep_alive_requests;
+    accept_coding_ = AcceptedCoding(Absl((*request)[bhttp::field::accept_encoding]));
+
+    if (std::optional<Reply> refused = Decompress(*request)) {
+      return WriteReply(std::move(*refused), /*close=*/true);
+    }
+    const HttpRequest view = View(*request);
+    const Route route = ParseRoute(view.method, view.path, server_->routes);
+    if (!route.blocking) return WriteReply(Handle(*server_->service, server_->options.access, route, view));
+    // Requests that may block go to the pool; when every worker is taken,
+    // the answer is 503 now rather than a wait.
+    if (server_->working.fetch_add(1) >= server_->options.threads) {
+      server_->working.fetch_sub(1);
+      return WriteReply(
+          Overloaded(absl::StrCat("overloaded: all ", server_->options.threads,
+                                  " HTTP workers are busy (--http-threads); retry later")));
+    }
+    asio::post(server_->pool, [self = shared_from_this(), request, route] {
+      Reply reply = Handle(*self->server_->service, self->server_->options.access, route,
+                           self->View(*request));
+      self->server_->working.fetch_sub(1);
+      asio::post(self->stream_.get_executor(), [self, reply = std::move(reply)]() mutable {
+        self->WriteReply(std::move(reply));
+      });
+    });
+  }
+
+  HttpRequest View(const bhttp::request<bhttp::string_body>& request) const {
+    HttpRequest view;
+    view.method = std::string(request.method_string());
+    const std::string_view target(request.target().data(), request.target().size());
+    view.path = target.substr(0, target.find('?'));
+    view.body = &request.body();
+    view.header = [&request](const std::string& name) -> std::optional<std::string> {
+      const auto found = request.find(name);
+      if (found == request.end()) return std::nullopt;
+      return std::string(found->value());
+    };
+    return view;
+  }
+
+  // Inflates a compressed body in place; the refusal otherwise.
+  std::optional<Reply> Decompress(bhttp::request<bhttp::string_body>& request) {
+    const auto found = request.find(bhttp::field::content_encoding);
+    if (found == request.end()) return std::nullopt;
+    const std::string coding =
+        absl::AsciiStrToLower(absl::StripAsciiWhitespace(std::string(found->value())));
+    if (coding == "identity") return std::nullopt;
+    if (coding != "gzip" && coding != "x-gzip" && coding != "deflate") {
+      return ErrorReply(415, absl::StrCat("unsupported Content-Encoding '", coding,
+                                          "' (gzip, deflate or identity)"));
+    }
+    absl::StatusOr<std::string> inflated =
+        Inflate(request.body(), server_->options.max_body_bytes, /*raw=*/false);
+    if (!inflated.ok()) {
+      return ErrorReply(absl::IsResourceExhausted(inflated.status()) ? 413 : 400,
+                        inflated.status().message());
+    }
+    request.body() = std::move(inflated).value();
+    request.erase(bhttp::field::content_encoding);
+    return std::nullopt;
+  }
+
+  void WriteReply(Reply reply, bool close = false) {
+    if (close || server_->stopping.load()) keep_alive_ = false;
+    response_.emplace();
+    Response& response = *response_;
+    response.version(11);
+    response.result(static_cast<unsigned>(reply.status));
+    response.set(bhttp::field::server, kServerName);
+    response.set(bhttp::field::content_type, reply.content_type);
+    for (const auto& [name, value] : reply.headers) response.set(name, value);
+    if (reply.compressible && !accept_coding_.empty() && reply.body.size() >= kCompressAtLeast) {
+      if (std::optional<std::string> packed = Compress(reply.body, accept_coding_)) {
+        reply.body = std::move(*packed);
+        response.set(bhttp::field::content_encoding, accept_coding_);
+        response.set(bhttp::field::vary, "Accept-Encoding");
+      }
+    }
+    response.body() = std::move(reply.body);
+    response.keep_alive(keep_alive_);
+    response.prepare_payload();
+    stream_.expires_after(server_->options.request_timeout);
+    bhttp::async_write(stream_, response,
+                       beast::bind_front_handler(&Session::OnWrite, shared_from_this()));
+  }
+
+  void OnWrite(beast::error_code error, size_t) {
+    if (counted_) {
+      server_->active.fetch_sub(1);
+      counted_ = false;
+    }
+    response_.reset();
+    if (error || !keep_alive_) return Close();
+    ReadHeader();
+  }
+
+  beast::tcp_stream stream_;
+  std::shared_ptr<Impl> server_;
+  beast::flat_buffer buffer_;
+  std::optional<Parser> parser_;
+  std::optional<Response> response_;
+  std::string accept_coding_;
+  int served_ = 0;
+  bool keep_alive_ = true;
+  bool counted_ = false;  // This connection's request is in `active`.
+  bool idle_ = true;      // Waiting for a request (nothing to lose on close).
+};
+
+void HttpServer::Impl::Accept() {
+  acceptor.async_accept(asio::make_strand(io),
+                        beast::bind_front_handler(&Impl::OnAccept, shared_from_this()));
+}
+
+void HttpServer::Impl::OnAccept(beast::error_code error, tcp::socket socket) {
+  if (stopping.load() || error == asio::error::operation_aborted) return;
+  if (error) {
+    // Out of descriptors (or another transient error): back off, go on.
+    spdlog::warn("HTTP accept on port {}: {}", port, error.message());
+    retry_timer.expires_after(std::chrono::milliseconds(50));
+    retry_timer.async_wait([self = shared_from_this()](beast::error_code wait_error) {
+      if (!wait_error) self->Accept();
+    });
+    return;
+  }
+  beast::error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);
+  bool full = false;
+  {
+    absl::MutexLock lock(&sessions_mu);
+    full = static_cast<int>(sessions.size()) >= options.max_connections;
+  }
+  if (full) {
+    socket.close(ignored);
+  } else {
+    auto session = std::make_shared<Session>(std::move(socket), shared_from_this());
+    Register(session);
+    session->Start();
+  }
+  Accept();
+}
+
+void HttpServer::Impl::Register(const std::shared_ptr<Session>& session) {
+  absl::MutexLock lock(&sessions_mu);
+  sessions[session.get()] = session;
+}
+
+void HttpServer::Impl::Unregister(Session* session) {
+  absl::MutexLock lock(&sessions_mu);
+  sessions.erase(session);
+}
+
+int64_t HttpServer::Impl::Stop(std::chrono::milliseconds grace) {
+  int64_t unfinished = 0;
+  std::call_once(stopped, [&] {
+    stopping.store(true);
+    asio::post(io, [self = shared_from_this()] {
+      beast::error_code ignored;
+      self->acceptor.close(ignored);
+      self->retry_timer.cancel();
+    });
+    std::vector<std::shared_ptr<Session>> live;
+    {
+      absl::MutexLock lock(&sessions_mu);
+      for (auto& [raw, weak] : sessions) {
+        if (auto session = weak.lock()) live.push_back(std::move(session));
+      }
+    }
+    for (auto& session : live) session->CloseIfIdle();
+    const Clock::time_point deadline = Clock::now() + grace;
+    while (active.load() > 0 && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    unfinished = active.load();
+    if (unfinished == 0) {
+      pool.join();
+    } else {
+      // A request still running past the deadline is abandoned: its worker
+      // is not waited for, so the exit stays bounded.
+      pool.stop();
+    }
+    io.stop();
+    for (std::thread& thread : io_threads) {
+      if (thread.joinable()) thread.join();
+    }
+    // No thread runs the loop now: close what is left here, then let the
+    // aborted operations complete, which releases their connections.
+    for (auto& session : live) session->Close();
+    live.clear();
+    io.restart();
+    io.poll();
+  });
+  return unfinished;
+}
+
+HttpServer::HttpServer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(InferenceService* service,
                                                               Routes routes,
                                                               const HttpOptions& options) {
-  if (options.threads < 1 || options.backlog < 1 || options.max_body_bytes < 1) {
-    return absl::InvalidArgumentError("HTTP threads, backlog and body limit must be positive");
+  if (options.threads < 1 || options.io_threads < 1 || options.backlog < 1 ||
+      options.max_body_bytes < 1 || options.max_header_bytes < 256 ||
+      options.max_header_bytes > UINT32_MAX || options.max_connections < 1 ||
+      options.keep_alive_requests < 1 || options.idle_timeout.count() < 1 ||
+      options.request_timeout.count() < 1) {
+    return absl::InvalidArgumentError(
+        "HTTP threads, I/O threads, backlog, body limit, connection limit, keep-alive count "
+        "and timeouts must be positive, and the header limit at least 256 bytes");
   }
-  std::unique_ptr<HttpServer> http(new HttpServer());
-  http->server_ = std::make_unique<httplib::Server>();
-  httplib::Server& server = *http->server_;
-  const int threads = options.threads;
-  server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  server.set_tcp_nodelay(true);
-  server.set_payload_max_length(static_cast<size_t>(options.max_body_bytes));
-  server.set_keep_alive_max_count(static_cast<size_t>(options.keep_alive_requests));
-  // The compiled library listens with a backlog of 5: keep the listening
-  // socket here and listen(2) again with ours once bound (Linux applies the
-  // new backlog). SO_REUSEADDR as the library's default does, but not
-  // SO_REUSEPORT, so a second server on the same port fails to bind.
-  auto listen_fd = std::make_shared<int>(-1);
-  server.set_socket_options([listen_fd](socket_t fd) {
-    int yes = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-    *listen_fd = fd;
-  });
-  const int64_t max_body = options.max_body_bytes;
-  server.set_error_handler([max_body](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return;
-    std::string message;
-    switch (res.status) {
-      case 404: message = absl::StrCat("unknown endpoint: ", req.method, " ", req.path); break;
-      case 413: message = absl::StrCat("the request body exceeds ", max_body, " bytes"); break;
-      case 400: message = "malformed HTTP request"; break;
-      default: message = absl::StrCat("HTTP ", res.status); break;
-    }
-    res.set_content(ErrorBody(message), kJson);
-  });
-  server.set_exception_handler(
-      [](const httplib::Request& req, httplib::Response& res, std::exception_ptr error) {
-        std::string what = "unknown error";
-        try {
-          std::rethrow_exception(error);
-        } catch (const std::exception& e) {
-          what = e.what();
-        } catch (...) {
-        }
-        spdlog::error("{} {}: {}", req.method, req.path, what);
-        res.status = 500;
-        res.set_content(ErrorBody(absl::StrCat("internal error: ", what)), kJson);
-      });
-  if (routes == Routes::kInference) {
-    InstallInferenceRoutes(server, service);
-  } else {
-    server.Get("/metrics", [service](const httplib::Request&, httplib::Response& res) {
-      res.set_content(service->RenderMetrics(), "text/plain; version=0.0.4; charset=utf-8");
+  auto impl = std::make_shared<Impl>(service, routes, options);
+  beast::error_code error;
+  tcp::resolver resolver(impl->io);
+  const auto endpoints =
+      resolver.resolve(options.host, std::to_string(options.port), tcp::resolver::passive, error);
+  auto unavailable = [&](const std::string& why) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options.host, ":", options.port, ": ", why));
+  };
+  if (error || endpoints.empty()) return unavailable(error ? error.message() : "no address");
+  const tcp::endpoint endpoint = endpoints.begin()->endpoint();
+  impl->acceptor.open(endpoint.protocol(), error);
+  if (!error) impl->acceptor.set_option(asio::socket_base::reuse_address(true), error);
+  if (!error) impl->acceptor.bind(endpoint, error);
+  if (!error) impl->acceptor.listen(options.backlog, error);
+  if (error) return unavailable(error.message());
+  impl->port = impl->acceptor.local_endpoint().port();
+  impl->Accept();
+  for (int i = 0; i < options.io_threads; ++i) {
+    impl->io_threads.emplace_back([raw = impl.get()] {
+      auto guard = asio::make_work_guard(raw->io);
+      raw->io.run();
     });
   }
-  if (options.port == 0) {
-    http->port_ = server.bind_to_any_port(options.host);
-  } else {
-    http->port_ = server.bind_to_port(options.host, options.port) ? options.port : -1;
-  }
-  if (http->port_ <= 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.host, ":",
-                                               options.port, " (address in use, or not local)"));
-  }
-  if (*listen_fd >= 0 && ::listen(*listen_fd, options.backlog) != 0) {
-    return absl::UnavailableError(absl::StrCat("listen(", options.backlog,
-                                               ") failed: ", std::strerror(errno)));
-  }
-  httplib::Server* raw = &server;
-  http->thread_ = std::thread([raw] { raw->listen_after_bind(); });
-  return http;
+  return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
 }
 
 HttpServer::~HttpServer() { Stop(); }
 
-void HttpServer::Stop() {
-  if (server_) server_->stop();
-  if (thread_.joinable()) thread_.join();
-}
+int HttpServer::port() const { return impl_->port; }
+
+int64_t HttpServer::active_requests() const { return impl_->active.load(); }
+
+int64_t HttpServer::Stop(std::chrono::milliseconds grace) { return impl_->Stop(grace); }
 
 }  // namespace gati::serve

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "data/preprocess.h"
@@ -33,9 +34,48 @@ class Admission {
 }  // namespace
 
 const std::vector<std::string>& ServerExtensions() {
-  static const std::vector<std::string> extensions = {"binary_tensor_data", "statistics",
-                                                      "model_repository"};
+  static const std::vector<std::string> extensions = {
+      "binary_tensor_data", "statistics", "model_repository",
+      "model_repository(unload_dependents)", "model_configuration"};
   return extensions;
+}
+
+namespace {
+
+absl::Status CheckRepositoryParameters(const std::vector<std::string>& names,
+                                       const std::vector<std::string>& allowed,
+                                       const char* action) {
+  for (const std::string& name : names) {
+    if (name == "config" || absl::StartsWith(name, "file:")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          action, ": parameter '", name, "' is not supported: gati serves bundles as built; "
+          "rebuild or replace the bundle and load it again"));
+    }
+    if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(action, ": unknown parameter '", name, "'"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<LoadResult> InferenceService::Load(const std::string& model,
+                                                  const std::vector<std::string>& parameters) {
+  GATI_RETURN_IF_ERROR(CheckRepositoryParameters(parameters, {}, "load"));
+  if (repository_->MetricsOf(model) == nullptr) {
+    return absl::NotFoundError(absl::StrCat("unknown model '", model, "'"));
+  }
+  absl::StatusOr<LoadResult> loaded = repository_->Load(model);
+  // The old version (if any) keeps serving; the load itself was bad.
+  if (!loaded.ok()) return absl::InvalidArgumentError(loaded.status().message());
+  return loaded;
+}
+
+absl::Status InferenceService::Unload(const std::string& model,
+                                      const std::vector<std::string>& parameters) {
+  GATI_RETURN_IF_ERROR(CheckRepositoryParameters(parameters, {"unload_dependents"}, "unload"));
+  return repository_->Unload(model);
 }
 
 int HttpStatusOf(const absl::Status& status) {
@@ -45,6 +85,7 @@ int HttpStatusOf(const absl::Status& status) {
     case absl::StatusCode::kOutOfRange:
     case absl::StatusCode::kFailedPrecondition: return 400;
     case absl::StatusCode::kNotFound: return 404;
+    case absl::StatusCode::kPermissionDenied: return 403;
     case absl::StatusCode::kUnavailable:
     case absl::StatusCode::kResourceExhausted: return 503;
     default: return 500;
@@ -118,13 +159,13 @@ absl::StatusOr<RequestInput> NormalizeImages(const RequestInput& input,
   }
   const std::vector<int64_t> hwc = {chw[1], chw[2], chw[0]};
   std::vector<int64_t> sample(input.shape);
-  int64_t batch = 1;
+  int64_t batch = 0;
   if (sample.size() == 4) {
     batch = sample[0];
     sample.erase(sample.begin());
   }
   const bool channels_first = sample == chw;
-  if (!channels_first && sample != hwc) {
+  if (input.shape.size() != 4 || (!channels_first && sample != hwc)) {
     return bad(absl::StrCat("UINT8 shape ", ShapeText(input.shape), " does not fit model '",
                             model, "': it takes images ", ShapeText(WithBatch(chw)),
                             " or ", ShapeText(WithBatch(hwc))));
@@ -171,10 +212,9 @@ absl::StatusOr<InferReply> InferenceService::Run(const std::shared_ptr<const Ser
   const RequestInput& input = request.inputs[0];
   const std::vector<int64_t>& sample_shape = engine.input_shape();
   int64_t batch = 0;
-  if (input.shape == sample_shape) {
-    batch = 1;
-  } else if (input.shape.size() == sample_shape.size() + 1 &&
-             std::equal(sample_shape.begin(), sample_shape.end(), input.shape.begin() + 1)) {
+  // The declared shape, batch dimension included: [-1, C, H, W].
+  if (input.shape.size() == sample_shape.size() + 1 &&
+      std::equal(sample_shape.begin(), sample_shape.end(), input.shape.begin() + 1)) {
     batch = input.shape[0];
   } else {
     return absl::InvalidArgumentError(
@@ -187,7 +227,10 @@ absl::StatusOr<InferReply> InferenceService::Run(const std::shared_ptr<const Ser
         absl::StrCat("input '", kInputName, "': the batch holds no sample"));
   }
   std::vector<RequestOutput> wanted = request.outputs;
-  if (wanted.empty()) wanted.push_back({kClassOutput, request.binary_output});
+  if (wanted.empty()) {
+    wanted = {{kClassOutput, request.binary_output},
+              {kProbabilitiesOutput, request.binary_output}};
+  }
   bool want_scores = false;
   for (const RequestOutput& output : wanted) {
     if (output.name == kProbabilitiesOutput) {
@@ -269,6 +312,21 @@ absl::StatusOr<InferReply> InferenceService::Run(const std::shared_ptr<const Ser
   return reply;
 }
 
+ModelStatistics StatisticsOf(const ServedModel& model) {
+  const ModelMetrics& m = *model.metrics;
+  ModelStatistics out;
+  for (const auto& count : m.failures) out.fail.count += count.load();
+  const auto request = m.request.Read(), queue = m.queue.Read(), compute = m.compute.Read();
+  out.last_inference_ms = m.last_inference_ms.load();
+  out.inference_count = m.inferences.load();
+  out.execution_count = m.successes.load();
+  out.success = {request.count, request.sum_seconds};
+  out.queue = {queue.count, queue.sum_seconds};
+  out.compute = {compute.count, compute.sum_seconds};
+  out.engine = model.engine->Stats();
+  return out;
+}
+
 ModelDescription DescribeModel(const ServedModel& model) {
   ModelDescription description;
   description.name = model.name;
@@ -320,7 +378,7 @@ std::string InferenceService::RenderMetrics() const {
   // The copies hold the metrics of unloaded models alive while rendering.
   const std::vector<ModelState> states = repository_->States();
   for (const ModelState& state : states) {
-    if (state.version == 0) server.unloaded.emplace_back(state.name, state.metrics.get());
+    if (!state.ready) server.unloaded.push_back({state.name, state.version, state.metrics.get()});
   }
   return RenderPrometheus(server, models);
 }

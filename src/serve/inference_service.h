@@ -4,10 +4,12 @@
 // gRPC front ends decode and encode; everything in between is here, so both
 // answer the same way.
 //
-// Tensors: one input, "input" (FP32, shape [N, C, H, W] with the model's
-// C, H, W; a shape without the batch dimension means N = 1). Outputs:
-// "class" (INT64 [N]) and, when requested by name, "probabilities"
-// (FP32 [N, classes]). A request without an `outputs` list gets "class".
+// Tensors: one input, "input": FP32 of the shape the metadata declares,
+// [N, C, H, W] with the model's C, H, W and N >= 1 (the batch dimension is
+// required, as the declared -1 says), or raw UINT8 images [N, C, H, W] or
+// [N, H, W, C]. Outputs: "class" (INT64 [N]) and "probabilities"
+// (FP32 [N, classes]); a request without an `outputs` list gets both, as
+// the protocol says.
 #ifndef GATI_SERVE_INFERENCE_SERVICE_H_
 #define GATI_SERVE_INFERENCE_SERVICE_H_
 
@@ -118,6 +120,16 @@ class InferenceService {
   // Every metric in the Prometheus text format.
   std::string RenderMetrics() const;
 
+  // The model repository extension, for both front ends. `parameters`
+  // names the request's parameters: a load takes none, an unload
+  // "unload_dependents"; "config" and "file:..." overrides are refused
+  // (InvalidArgument), never ignored. NotFound for an unknown model;
+  // InvalidArgument for a bundle that does not load (the old version keeps
+  // serving).
+  absl::StatusOr<LoadResult> Load(const std::string& model,
+                                  const std::vector<std::string>& parameters);
+  absl::Status Unload(const std::string& model, const std::vector<std::string>& parameters);
+
   ModelRepository* repository() const { return repository_; }
   const ServiceOptions& options() const { return options_; }
 
@@ -143,6 +155,21 @@ absl::StatusOr<RequestInput> NormalizeImages(const RequestInput& input,
 
 // The metadata endpoints' description of a loaded model.
 ModelDescription DescribeModel(const ServedModel& model);
+
+// A model's statistics, as the statistics extension reports them (HTTP
+// and gRPC), with the engine's own.
+struct DurationStat {
+  int64_t count = 0;
+  double seconds = 0;
+};
+struct ModelStatistics {
+  int64_t last_inference_ms = 0;
+  int64_t inference_count = 0;  // Samples answered.
+  int64_t execution_count = 0;  // Requests answered.
+  DurationStat success, fail, queue, compute;
+  EngineStats engine;
+};
+ModelStatistics StatisticsOf(const ServedModel& model);
 
 // The HTTP status a Status maps to under the protocol (200 for OK).
 int HttpStatusOf(const absl::Status& status);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 
 #include "absl/strings/str_cat.h"
@@ -54,9 +55,18 @@ std::string Escape(const std::string& value) {
   return out;
 }
 
+// The shortest decimal that reads back as `value` (0.00025, not
+// 0.00025000000000000001).
 std::string Number(double value) {
   if (std::isnan(value)) return "NaN";
   if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
+  if (value == std::floor(value) && std::fabs(value) < 1e15) {
+    return absl::StrFormat("%.0f", value);
+  }
+  for (int digits = 1; digits < 17; ++digits) {
+    std::string text = absl::StrFormat("%.*g", digits, value);
+    if (std::strtod(text.c_str(), nullptr) == value) return text;
+  }
   return absl::StrFormat("%.17g", value);
 }
 
@@ -87,54 +97,72 @@ class Writer {
   std::string text_;
 };
 
-std::string ModelLabel(const std::string& model) {
-  return absl::StrCat("model=\"", Escape(model), "\"");
+std::string ModelLabel(const std::string& model, int64_t version) {
+  return absl::StrCat("model=\"", Escape(model), "\",version=\"",
+                      version > 0 ? std::to_string(version) : "", "\"");
 }
 
-std::string TapLabels(const std::string& model, const TapStats& tap) {
-  return absl::StrCat(ModelLabel(model), ",tap=\"", tap.tap, "\"");
+std::string TapLabels(const std::string& model, int64_t version, const TapStats& tap) {
+  return absl::StrCat(ModelLabel(model, version), ",tap=\"", tap.tap, "\"");
 }
+
+constexpr char kUnknownModel[] = "(unknown)";
 
 }  // namespace
 
 std::string RenderPrometheus(const ServerMetricsView& server,
                              const std::vector<ModelMetricsView>& models) {
   Writer out;
-  out.Family("gati_server_ready", "gauge", "1 when every model is loaded and the server is not draining.");
+  out.Family("gati_server_ready", "gauge", "1 when some model serves and the server is not draining.");
   out.Sample("gati_server_ready", "", server.ready ? 1 : 0);
   out.Family("gati_requests_in_flight", "gauge", "Inference requests admitted and not yet answered.");
   out.Sample("gati_requests_in_flight", "", static_cast<double>(server.in_flight));
   out.Family("gati_request_queue_capacity", "gauge",
              "Most inference requests admitted at once; more are answered 503.");
   out.Sample("gati_request_queue_capacity", "", static_cast<double>(server.queue_capacity));
-  out.Family("gati_unknown_model_requests_total", "counter",
-             "Inference requests naming a model the server does not have (404).");
-  out.Sample("gati_unknown_model_requests_total", "",
-             static_cast<double>(server.unknown_model_requests));
 
   // Request outcomes: loaded models, then registered ones not loaded.
-  std::vector<std::pair<std::string, const ModelMetrics*>> all;
-  for (const ModelMetricsView& model : models) all.emplace_back(model.name, model.metrics);
-  all.insert(all.end(), server.unloaded.begin(), server.unloaded.end());
+  struct Counted {
+    std::string name;
+    int64_t version;
+    const ModelMetrics* metrics;
+  };
+  std::vector<Counted> all;
+  for (const ModelMetricsView& model : models) {
+    all.push_back({model.name, model.version, model.metrics});
+  }
+  for (const auto& model : server.unloaded) {
+    all.push_back({model.name, model.version, model.metrics});
+  }
+  auto failures = [](const ModelMetrics& metrics) {
+    int64_t total = 0;
+    for (const auto& count : metrics.failures) total += count.load();
+    return total;
+  };
 
   out.Family("gati_request_success_total", "counter", "Inference requests answered.");
-  for (const auto& [name, metrics] : all) {
-    out.Sample("gati_request_success_total", ModelLabel(name),
-               static_cast<double>(metrics->successes.load()));
+  for (const Counted& model : all) {
+    out.Sample("gati_request_success_total", ModelLabel(model.name, model.version),
+               static_cast<double>(model.metrics->successes.load()));
   }
-  out.Family("gati_request_failure_total", "counter", "Inference requests that failed, by reason.");
-  for (const auto& [name, metrics] : all) {
+  out.Family("gati_request_failure_total", "counter",
+             "Inference requests that failed, by reason; requests naming a model the server "
+             "does not have count under model \"(unknown)\", reason \"not_found\".");
+  for (const Counted& model : all) {
     for (int r = 0; r < kNumFailureReasons; ++r) {
       out.Sample("gati_request_failure_total",
-                 absl::StrCat(ModelLabel(name), ",reason=\"",
+                 absl::StrCat(ModelLabel(model.name, model.version), ",reason=\"",
                               FailureReasonLabel(static_cast<FailureReason>(r)), "\""),
-                 static_cast<double>(metrics->failures[r].load()));
+                 static_cast<double>(model.metrics->failures[r].load()));
     }
   }
+  out.Sample("gati_request_failure_total",
+             absl::StrCat(ModelLabel(kUnknownModel, 0), ",reason=\"not_found\""),
+             static_cast<double>(server.unknown_model_requests));
   out.Family("gati_inferences_total", "counter", "Samples classified (a batch of N counts N).");
-  for (const auto& [name, metrics] : all) {
-    out.Sample("gati_inferences_total", ModelLabel(name),
-               static_cast<double>(metrics->inferences.load()));
+  for (const Counted& model : all) {
+    out.Sample("gati_inferences_total", ModelLabel(model.name, model.version),
+               static_cast<double>(model.metrics->inferences.load()));
   }
   struct HistogramFamily {
     const char* name;
@@ -151,8 +179,41 @@ std::string RenderPrometheus(const ServerMetricsView& server,
   };
   for (const HistogramFamily& family : histograms) {
     out.Family(family.name, "histogram", family.help);
-    for (const auto& [name, metrics] : all) {
-      out.Histogram(family.name, ModelLabel(name), (metrics->*family.member).Read());
+    for (const Counted& model : all) {
+      out.Histogram(family.name, ModelLabel(model.name, model.version),
+                    (model.metrics->*family.member).Read());
+    }
+  }
+
+  // Triton's names for the same counters.
+  struct TritonFamily {
+    const char* name;
+    const char* help;
+    std::function<double(const ModelMetrics&)> value;
+  };
+  auto micros = [](const LatencyHistogram ModelMetrics::*member) {
+    return [member](const ModelMetrics& m) { return std::round((m.*member).Read().sum_seconds * 1e6); };
+  };
+  const TritonFamily triton[] = {
+      {"nv_inference_request_success", "Number of successful inference requests, all batch sizes",
+       [](const ModelMetrics& m) { return static_cast<double>(m.successes.load()); }},
+      {"nv_inference_request_failure", "Number of failed inference requests, all batch sizes",
+       [&](const ModelMetrics& m) { return static_cast<double>(failures(m)); }},
+      {"nv_inference_count", "Number of inferences performed (a batch of N counts N)",
+       [](const ModelMetrics& m) { return static_cast<double>(m.inferences.load()); }},
+      {"nv_inference_exec_count", "Number of model executions performed",
+       [](const ModelMetrics& m) { return static_cast<double>(m.successes.load()); }},
+      {"nv_inference_request_duration_us", "Cumulative inference request duration in microseconds",
+       micros(&ModelMetrics::request)},
+      {"nv_inference_queue_duration_us", "Cumulative inference queuing duration in microseconds",
+       micros(&ModelMetrics::queue)},
+      {"nv_inference_compute_infer_duration_us",
+       "Cumulative compute inference duration in microseconds", micros(&ModelMetrics::compute)},
+  };
+  for (const TritonFamily& family : triton) {
+    out.Family(family.name, "counter", family.help);
+    for (const Counted& model : all) {
+      out.Sample(family.name, ModelLabel(model.name, model.version), family.value(*model.metrics));
     }
   }
 
@@ -160,7 +221,9 @@ std::string RenderPrometheus(const ServerMetricsView& server,
   auto per_model = [&](const char* name, const char* type, const char* help,
                        const std::function<double(const ModelMetricsView&)>& value) {
     out.Family(name, type, help);
-    for (const ModelMetricsView& model : models) out.Sample(name, ModelLabel(model.name), value(model));
+    for (const ModelMetricsView& model : models) {
+      out.Sample(name, ModelLabel(model.name, model.version), value(model));
+    }
   };
   per_model("gati_model_version", "gauge", "The loaded version (1, then +1 per reload).",
             [](const ModelMetricsView& m) { return static_cast<double>(m.version); });
@@ -232,7 +295,7 @@ std::string RenderPrometheus(const ServerMetricsView& server,
     out.Family(name, type, help);
     for (const ModelMetricsView& model : models) {
       for (const TapStats& tap : model.stats.taps) {
-        out.Sample(name, TapLabels(model.name, tap), value(tap));
+        out.Sample(name, TapLabels(model.name, model.version, tap), value(tap));
       }
     }
   };

@@ -79,13 +79,24 @@ struct ServerMetricsView {
   int64_t in_flight = 0;
   int64_t queue_capacity = 0;
   bool ready = false;
+  // Inference requests naming a model the server does not have; rendered
+  // as failures of model "(unknown)" (no real name has parentheses), so the
+  // label set stays bounded whatever names clients send.
   int64_t unknown_model_requests = 0;
-  // Failure counters of models that are registered but not loaded.
-  std::vector<std::pair<std::string, const ModelMetrics*>> unloaded;
+  struct NotLoaded {
+    std::string name;
+    int64_t version = 0;  // The last version served; 0: never loaded.
+    const ModelMetrics* metrics = nullptr;
+  };
+  // Request counters of models that are registered but not loaded now.
+  std::vector<NotLoaded> unloaded;
 };
 
 // Renders everything in the Prometheus text format, one HELP and TYPE line
-// per metric family; `promtool check metrics` accepts the output.
+// per metric family; `promtool check metrics` accepts the output. Every
+// per-model series carries `model` and `version` labels; the request
+// counters also appear under Triton's names (nv_inference_*, durations as
+// cumulative microseconds), so that Triton dashboards work unchanged.
 std::string RenderPrometheus(const ServerMetricsView& server,
                              const std::vector<ModelMetricsView>& models);
 

@@ -1,28 +1,97 @@
 #include "serve/model_repository.h"
 
+#include <malloc.h>
+#include <signal.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <system_error>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "spdlog/spdlog.h"
 
 namespace gati::serve {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+bool ValidName(const std::string& name) {
+  return !name.empty() && name.size() <= 128 &&
+         std::all_of(name.begin(), name.end(),
+                     [](char c) {
+                       return std::isalnum(static_cast<unsigned char>(c)) || c == '.' ||
+                              c == '_' || c == '-';
+                     }) &&
+         name != "." && name != "..";
+}
+
+// A hash of the bundle's manifest (its revision); empty when unreadable.
+std::string Revision(const std::string& bundle_dir) {
+  std::ifstream in(fs::path(bundle_dir) / "manifest.json", std::ios::binary);
+  if (!in) return "";
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  uint64_t hash = 1469598103934665603ull;  // FNV-1a, 64 bits.
+  for (unsigned char c : bytes) hash = (hash ^ c) * 1099511628211ull;
+  return absl::StrCat(bytes.size(), "-", hash);
+}
+
+// Removes files "<anything>.tmp.<pid>" in `bundle_dir` (WriteFileAtomic's)
+// whose writer is no longer running.
+void RemoveStaleTemporaries(const std::string& name, const std::string& bundle_dir) {
+  std::error_code error;
+  for (const fs::directory_entry& entry : fs::directory_iterator(bundle_dir, error)) {
+    const std::string file = entry.path().filename().string();
+    const size_t mark = file.rfind(".tmp.");
+    int pid = 0;
+    if (mark == std::string::npos || !absl::SimpleAtoi(file.substr(mark + 5), &pid) || pid <= 0 ||
+        !entry.is_regular_file(error)) {
+      continue;
+    }
+    if (::kill(pid, 0) == 0 || errno != ESRCH) continue;  // Its writer may still run.
+    std::error_code removed;
+    fs::remove(entry.path(), removed);
+    if (!removed) {
+      spdlog::info("model '{}': removed {}, left by a writer (pid {}) that is gone", name,
+                   file, pid);
+    }
+  }
+}
+
+// Load errors go to clients: bundle paths become the model's name.
+std::string Redact(std::string message, const std::string& name, const std::string& bundle_dir) {
+  std::error_code error;
+  const std::string absolute = fs::absolute(bundle_dir, error).lexically_normal().string();
+  const std::string shown = absl::StrCat("<bundle of '", name, "'>");
+  for (const std::string& path : {absolute, bundle_dir}) {
+    if (!path.empty()) message = absl::StrReplaceAll(message, {{path, shown}});
+  }
+  return message;
+}
+
+// Frees a version; afterwards, returns the memory it held to the system
+// (malloc keeps freed pages of every thread's arena otherwise, and each
+// engine's threads leave theirs behind).
+void Release(ServedModel* model) {
+  delete model;
+  malloc_trim(0);
+}
+
+}  // namespace
+
+const char* StateName(const ModelState& state) { return state.ready ? "READY" : "UNAVAILABLE"; }
+
 ModelRepository::ModelRepository(EngineFactory factory)
     : factory_(std::move(factory)), models_(std::make_shared<const ModelMap>()) {}
 
 absl::Status ModelRepository::Register(const std::string& name, const std::string& bundle_dir) {
-  const bool well_formed =
-      !name.empty() && name.size() <= 128 &&
-      std::all_of(name.begin(), name.end(), [](char c) {
-        return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
-      }) &&
-      name != "." && name != "..";
-  if (!well_formed) {
+  if (!ValidName(name)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "model name '", name, "' must be 1-128 letters, digits, '.', '_' or '-'"));
   }
@@ -48,8 +117,18 @@ absl::Status ModelRepository::RegisterDirectory(const std::string& dir) {
   }
   std::vector<std::string> names;
   for (const fs::directory_entry& entry : fs::directory_iterator(dir, error)) {
-    if (entry.is_directory(error) && fs::exists(entry.path() / "manifest.json", error)) {
-      names.push_back(entry.path().filename().string());
+    if (!entry.is_directory(error)) continue;
+    const std::string name = entry.path().filename().string();
+    if (name[0] == '.') {
+      spdlog::info("repository {}: skipping {}: a hidden directory (gati build stages "
+                   "bundles in .NAME.tmp.PID)", dir, name);
+    } else if (!fs::exists(entry.path() / "manifest.json", error)) {
+      spdlog::warn("repository {}: skipping {}: no manifest.json", dir, name);
+    } else if (!ValidName(name)) {
+      spdlog::warn("repository {}: skipping {}: a model name is 1-128 letters, digits, '.', "
+                   "'_' or '-'", dir, name);
+    } else {
+      names.push_back(name);
     }
   }
   if (error) return absl::NotFoundError(absl::StrCat(dir, ": ", error.message()));
@@ -64,11 +143,12 @@ absl::Status ModelRepository::RegisterDirectory(const std::string& dir) {
   return absl::OkStatus();
 }
 
-absl::Status ModelRepository::Load(const std::string& name) {
+absl::StatusOr<LoadResult> ModelRepository::Load(const std::string& name) {
   absl::MutexLock load_lock(&load_mu_);
-  std::string bundle_dir;
+  std::string bundle_dir, serving_revision;
   std::shared_ptr<ModelMetrics> metrics;
   int64_t version = 0;
+  bool serving = false;
   {
     absl::MutexLock lock(&state_mu_);
     auto state = states_.find(name);
@@ -78,33 +158,64 @@ absl::Status ModelRepository::Load(const std::string& name) {
     bundle_dir = state->second.bundle_dir;
     version = state->second.version;
     metrics = state->second.metrics;
+    serving = state->second.ready;
+    serving_revision = state->second.revision;
+  }
+  RemoveStaleTemporaries(name, bundle_dir);
+  const std::string revision = Revision(bundle_dir);
+  const bool unchanged = !revision.empty() && revision == serving_revision;
+  if (serving && unchanged) {
+    spdlog::info("model '{}': bundle unchanged; version {} keeps serving", name, version);
+    return LoadResult{version, false};
   }
   absl::StatusOr<std::unique_ptr<Engine>> engine = factory_(bundle_dir);
   absl::MutexLock lock(&state_mu_);
   ModelState& state = states_[name];
   if (!engine.ok()) {
-    state.reason = std::string(engine.status().message());
+    state.reason = Redact(std::string(engine.status().message()), name, bundle_dir);
     spdlog::error("model '{}': load from {} failed: {}{}", name, bundle_dir,
                   std::string(engine.status().message()),
-                  version > 0 ? absl::StrCat("; version ", version, " keeps serving") : "");
+                  serving ? absl::StrCat("; version ", version, " keeps serving") : "");
     return absl::Status(engine.status().code(),
-                        absl::StrCat("model '", name, "': ", engine.status().message()));
+                        absl::StrCat("model '", name, "': ", state.reason));
   }
-  auto model = std::make_shared<ServedModel>();
+  // The same bundle loaded again after an unload is the same version.
+  const int64_t next = unchanged ? version : version + 1;
+  std::shared_ptr<ServedModel> model(new ServedModel(), Release);
   model->name = name;
-  model->version = version + 1;
+  model->version = next;
   model->bundle_dir = bundle_dir;
   model->engine = std::move(engine).value();
   const std::string mode = model->engine->mode_report();
   model->metrics = metrics;
-  auto next = std::make_shared<ModelMap>(*std::atomic_load(&models_));
-  (*next)[name] = std::move(model);
-  std::atomic_store(&models_, std::shared_ptr<const ModelMap>(std::move(next)));
-  state.version = version + 1;
+  auto models = std::make_shared<ModelMap>(*std::atomic_load(&models_));
+  (*models)[name] = std::move(model);
+  std::atomic_store(&models_, std::shared_ptr<const ModelMap>(std::move(models)));
+  state.version = next;
   state.ready = true;
+  state.unloaded = false;
   state.reason.clear();
-  spdlog::info("model '{}': version {} loaded from {}; mode {}", name, version + 1,
-               bundle_dir, mode);
+  state.revision = revision;
+  spdlog::info("model '{}': version {} loaded from {}; mode {}", name, next, bundle_dir, mode);
+  return LoadResult{next, true};
+}
+
+absl::Status ModelRepository::Unload(const std::string& name) {
+  absl::MutexLock load_lock(&load_mu_);
+  absl::MutexLock lock(&state_mu_);
+  auto state = states_.find(name);
+  if (state == states_.end()) {
+    return absl::NotFoundError(absl::StrCat("unknown model '", name, "'"));
+  }
+  auto models = std::make_shared<ModelMap>(*std::atomic_load(&models_));
+  const bool was_serving = models->erase(name) > 0;
+  std::atomic_store(&models_, std::shared_ptr<const ModelMap>(std::move(models)));
+  state->second.ready = false;
+  state->second.unloaded = true;
+  state->second.reason = "unloaded";
+  if (was_serving) {
+    spdlog::info("model '{}': version {} unloaded", name, state->second.version);
+  }
   return absl::OkStatus();
 }
 
@@ -114,7 +225,20 @@ absl::Status ModelRepository::LoadAll() {
     absl::MutexLock lock(&state_mu_);
     for (const auto& [name, state] : states_) names.push_back(name);
   }
-  for (const std::string& name : names) GATI_RETURN_IF_ERROR(Load(name));
+  std::string failures;
+  int loaded = 0;
+  for (const std::string& name : names) {
+    absl::StatusOr<LoadResult> result = Load(name);
+    if (result.ok()) {
+      ++loaded;
+    } else {
+      absl::StrAppend(&failures, failures.empty() ? "" : "; ", result.status().message());
+    }
+  }
+  if (loaded == 0) {
+    return absl::FailedPreconditionError(
+        names.empty() ? "no model registered" : absl::StrCat("no model loaded: ", failures));
+  }
   return absl::OkStatus();
 }
 
@@ -124,12 +248,21 @@ absl::StatusOr<std::shared_ptr<const ServedModel>> ModelRepository::Get(
   auto found = models->find(name);
   if (found == models->end()) {
     absl::MutexLock lock(&state_mu_);
-    if (states_.count(name)) {
-      return absl::UnavailableError(absl::StrCat("model '", name, "' is not loaded"));
+    auto state = states_.find(name);
+    if (state != states_.end()) {
+      if (state->second.unloaded) {
+        return absl::UnavailableError(absl::StrCat(
+            "model '", name, "' is unloaded (POST /v2/repository/models/", name,
+            "/load serves it again)"));
+      }
+      return absl::UnavailableError(absl::StrCat(
+          "model '", name, "' is not loaded",
+          state->second.reason.empty() ? "" : absl::StrCat(": ", state->second.reason)));
     }
     return absl::NotFoundError(absl::StrCat("unknown model '", name, "'"));
   }
   if (!version.empty() && version != found->second->version_string()) {
+    // NotFound as Triton answers a version its policy does not serve.
     return absl::NotFoundError(absl::StrCat("model '", name, "' has no version '", version,
                                             "'; version ", found->second->version,
                                             " is being served"));
@@ -159,8 +292,8 @@ std::shared_ptr<ModelMetrics> ModelRepository::MetricsOf(const std::string& name
 
 bool ModelRepository::AllReady() const {
   absl::MutexLock lock(&state_mu_);
-  return !states_.empty() && std::all_of(states_.begin(), states_.end(),
-                                         [](const auto& entry) { return entry.second.ready; });
+  return std::any_of(states_.begin(), states_.end(),
+                     [](const auto& entry) { return entry.second.ready; });
 }
 
 }  // namespace gati::serve

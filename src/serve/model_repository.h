@@ -6,6 +6,15 @@
 // requests while earlier ones finish on the old engine, which is destroyed
 // when the last of them lets go. A failed load leaves the old version
 // serving.
+//
+// Version policy. A model's version names a revision of its bundle (the
+// bytes of its manifest.json): the first load is version 1; a load that
+// finds the bundle changed publishes version + 1, and one that finds it
+// unchanged is a no-op that keeps the version (so requests pinned to it go
+// on working). One version serves at a time: requests pinned to an older
+// version get NotFound naming the one served, while requests admitted
+// before a reload finish on the version they started on. Unload stops
+// serving a model (its requests get Unavailable) until it is loaded again.
 #ifndef GATI_SERVE_MODEL_REPOSITORY_H_
 #define GATI_SERVE_MODEL_REPOSITORY_H_
 
@@ -44,9 +53,19 @@ struct ModelState {
   std::string bundle_dir;
   int64_t version = 0;  // 0: never loaded.
   bool ready = false;
-  std::string reason;  // The last load's error, if it failed.
+  bool unloaded = false;  // Unloaded on request (not a failure).
+  std::string reason;  // Why it is not ready, or the last load's error.
+  std::string revision;  // Hash of the manifest of the version loaded.
   // Request metrics of the name; shared with every loaded version.
   std::shared_ptr<ModelMetrics> metrics;
+};
+
+// The repository index's state names, as Triton's: READY or UNAVAILABLE.
+const char* StateName(const ModelState& state);
+
+struct LoadResult {
+  int64_t version = 0;   // The version serving after the load.
+  bool changed = false;  // A new version was published.
 };
 
 class ModelRepository {
@@ -59,17 +78,28 @@ class ModelRepository {
   absl::Status Register(const std::string& name, const std::string& bundle_dir);
 
   // Registers every subdirectory of `dir` that holds a manifest.json, named
-  // after the subdirectory. NotFound when `dir` is missing or holds no
-  // bundle; InvalidArgument from Register.
+  // after the subdirectory. Hidden subdirectories (gati build's staging
+  // directories among them), ones without a manifest and ones whose name is
+  // not a model name are skipped, each with a log line saying why. NotFound
+  // when `dir` is missing or holds no bundle.
   absl::Status RegisterDirectory(const std::string& dir);
 
-  // Loads (or reloads) `name` from its bundle directory and publishes it as
-  // a new version. NotFound for an unregistered name; otherwise the load's
-  // error, with the old version (if any) still serving. Loads of one
-  // repository run one at a time; serving continues meanwhile.
-  absl::Status Load(const std::string& name);
+  // Loads `name` from its bundle directory. A new version is published when
+  // the bundle changed since the version serving (or none serves); an
+  // unchanged bundle that is serving is left as it is. Temporary files that
+  // a killed writer left in the bundle are removed first. NotFound for an
+  // unregistered name; otherwise the load's error (bundle paths replaced by
+  // the model's name), with the old version (if any) still serving. Loads
+  // of one repository run one at a time; serving continues meanwhile.
+  absl::StatusOr<LoadResult> Load(const std::string& name);
 
-  // Loads every registered model; the first error names the model.
+  // Stops serving `name`; requests already admitted finish on it. NotFound
+  // for an unregistered name; OK when it was not loaded.
+  absl::Status Unload(const std::string& name);
+
+  // Loads every registered model. One that fails is logged and left
+  // unavailable, with its reason in States(); FailedPrecondition, naming
+  // each failure, when none loads.
   absl::Status LoadAll();
 
   // The version serving `name` now. NotFound when the name is unknown, or
@@ -82,7 +112,9 @@ class ModelRepository {
   std::vector<std::shared_ptr<const ServedModel>> Loaded() const;
   // Every registered model and its load state, in name order.
   std::vector<ModelState> States() const;
-  // True when every registered model is loaded.
+  // True when some model serves. A model that failed to load or was
+  // unloaded does not hold the others back; the index says why it is not
+  // ready.
   bool AllReady() const;
   // The request metrics of a registered model (loaded or not); nullptr for
   // an unknown name.

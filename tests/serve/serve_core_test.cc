@@ -10,6 +10,9 @@
 #include <mutex>
 #include <thread>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "data/dataset.h"
 #include "runtime/runtime_testutil.h"
 #include "serve/recorder.h"
@@ -17,118 +20,10 @@
 #include "serve/inference_service.h"
 #include "serve/metrics.h"
 #include "serve/model_repository.h"
+#include "serve/serve_testutil.h"
 
 namespace gati::serve {
 namespace {
-
-// Answers class = round(first input value) at tap 3 when that value is
-// below 5, else by the base model; can hold requests until released.
-class FakeEngine : public Engine {
- public:
-  explicit FakeEngine(int64_t cache_version) : cache_version_(cache_version) {
-    metadata_.input_shape = {1, 2, 2};
-    metadata_.mean = {0.5f};
-    metadata_.std = {0.25f};
-    metadata_.class_names = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"};
-  }
-
-  absl::StatusOr<InferResult> Infer(const float* input, int64_t count,
-                                    const InferOptions& options) override {
-    if (count != 4) return absl::InvalidArgumentError("wrong size");
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      ++running_;
-      cv_.notify_all();
-      cv_.wait(lock, [this] { return !hold_; });
-      --running_;
-    }
-    if (input[0] < 0) return absl::InternalError("model exploded");
-    InferResult result;
-    result.label = static_cast<int>(input[0]);
-    result.exit_tap = input[0] < 5 ? 3 : kBaseExit;
-    result.cache_hit = result.exit_tap != kBaseExit;
-    result.cache_version = cache_version_;
-    if (options.want_scores) {
-      result.scores.assign(10, 0.0f);
-      result.scores[result.label] = 1.0f;
-    }
-    result.timings.total_us = 300;
-    result.timings.queue_us = 100;
-    return result;
-  }
-  absl::StatusOr<InferResult> InferBase(const float* input, int64_t count) override {
-    return Infer(input, count, {});
-  }
-  absl::StatusOr<int> UpdateNow() override { return 0; }
-  void WaitForFeedback() override {}
-  EngineStats Stats() const override {
-    EngineStats stats;
-    stats.cache_version = cache_version_;
-    TapStats tap;
-    tap.tap = 3;
-    tap.lookups = 10;
-    tap.hits = 4;
-    stats.taps.push_back(tap);
-    return stats;
-  }
-  const ModelMetadata& metadata() const override { return metadata_; }
-  const std::vector<int>& planned_taps() const override { return taps_; }
-  double predicted_mean_ms() const override { return 1; }
-  double predicted_base_ms() const override { return 2; }
-  bool learner_busy() const override { return false; }
-  LookupMode mode() const override { return LookupMode::kSequential; }
-  bool serving_base() const override { return false; }
-  const std::string& mode_report() const override { return mode_report_; }
-
-  void Hold() {
-    std::lock_guard<std::mutex> lock(mu_);
-    hold_ = true;
-  }
-  void Release() {
-    std::lock_guard<std::mutex> lock(mu_);
-    hold_ = false;
-    cv_.notify_all();
-  }
-  void WaitRunning(int n) {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return running_ >= n; });
-  }
-
- private:
-  ModelMetadata metadata_;
-  std::vector<int> taps_ = {3};
-  std::string mode_report_ = "sequential (fake)";
-  int64_t cache_version_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool hold_ = false;
-  int running_ = 0;
-};
-
-// Hands out FakeEngines and remembers the last; fails while `fail` is set.
-struct FakeFactory {
-  std::atomic<bool> fail{false};
-  std::atomic<int> loads{0};
-  FakeEngine* last = nullptr;
-
-  EngineFactory Make() {
-    return [this](const std::string& dir) -> absl::StatusOr<std::unique_ptr<Engine>> {
-      if (fail) return absl::NotFoundError(dir + "/manifest.json: cannot open");
-      auto engine = std::make_unique<FakeEngine>(++loads);
-      last = engine.get();
-      return std::unique_ptr<Engine>(std::move(engine));
-    };
-  }
-};
-
-DecodedRequest Request(std::vector<int64_t> shape, std::vector<float> data,
-                       std::vector<std::string> outputs = {}) {
-  DecodedRequest request;
-  request.id = "r1";
-  request.inputs.push_back({"input", "FP32", std::move(shape), std::move(data)});
-  for (const std::string& name : outputs) request.outputs.push_back({name, false});
-  return request;
-}
 
 class ServeCoreTest : public ::testing::Test {
  protected:
@@ -169,7 +64,7 @@ TEST_F(ServeCoreTest, ReloadPublishesANewVersionAndKeepsTheOldForHoldersOfIt) {
 
 TEST_F(ServeCoreTest, AFailedReloadKeepsTheServingVersion) {
   factory_.fail = true;
-  absl::Status failed = repository_.Load("m");
+  absl::Status failed = repository_.Load("m").status();
   EXPECT_TRUE(absl::IsNotFound(failed));
   EXPECT_NE(failed.message().find("model 'm'"), absl::string_view::npos);
   auto served = repository_.Get("m");
@@ -179,7 +74,109 @@ TEST_F(ServeCoreTest, AFailedReloadKeepsTheServingVersion) {
   ASSERT_EQ(states.size(), 1u);
   EXPECT_TRUE(states[0].ready);
   EXPECT_NE(states[0].reason.find("manifest.json"), std::string::npos);
+  // Clients see the model's name, not where its bundle lies.
+  EXPECT_EQ(states[0].reason.find("/bundles/m"), std::string::npos) << states[0].reason;
+  EXPECT_EQ(failed.message().find("/bundles/m"), absl::string_view::npos) << failed;
   EXPECT_TRUE(repository_.AllReady());
+}
+
+// A bundle directory with a manifest of `text`, removed at the end.
+class BundleDir {
+ public:
+  explicit BundleDir(const std::string& name)
+      : path_(std::filesystem::temp_directory_path() /
+              (name + "_" + std::to_string(::getpid()))) {
+    std::filesystem::create_directories(path_);
+    Write("{}");
+  }
+  ~BundleDir() { std::filesystem::remove_all(path_); }
+  void Write(const std::string& text) const { std::ofstream(path_ / "manifest.json") << text; }
+  std::string path() const { return path_.string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+TEST(ModelRepositoryTest, AVersionIsABundleRevision) {
+  FakeFactory factory;
+  ModelRepository repository(factory.Make());
+  BundleDir bundle("gati_revision");
+  ASSERT_TRUE(repository.Register("r", bundle.path()).ok());
+  auto first = repository.Load("r");
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->version, 1);
+  EXPECT_TRUE(first->changed);
+  // Loading an unchanged bundle again is a no-op: version 1 keeps serving
+  // and requests pinned to it keep working.
+  auto again = repository.Load("r");
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->changed);
+  EXPECT_EQ(again->version, 1);
+  EXPECT_EQ(factory.loads.load(), 1);
+  EXPECT_TRUE(repository.Get("r", "1").ok());
+  // A changed bundle is a new version; the old one is no longer served.
+  bundle.Write("{ }");
+  auto changed = repository.Load("r");
+  ASSERT_TRUE(changed.ok());
+  EXPECT_TRUE(changed->changed);
+  EXPECT_EQ(changed->version, 2);
+  EXPECT_TRUE(absl::IsNotFound(repository.Get("r", "1").status()));
+  // Unload stops serving; loading the same bundle brings version 2 back.
+  ASSERT_TRUE(repository.Unload("r").ok());
+  auto unloaded = repository.Get("r");
+  EXPECT_TRUE(absl::IsUnavailable(unloaded.status()));
+  EXPECT_NE(unloaded.status().message().find("unloaded"), absl::string_view::npos);
+  EXPECT_FALSE(repository.AllReady());
+  EXPECT_STREQ(StateName(repository.States()[0]), "UNAVAILABLE");
+  auto back = repository.Load("r");
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->version, 2);
+  EXPECT_TRUE(repository.Get("r", "2").ok());
+  EXPECT_TRUE(absl::IsNotFound(repository.Unload("absent")));
+}
+
+TEST(ModelRepositoryTest, LoadRemovesTemporariesOfWritersThatAreGone) {
+  FakeFactory factory;
+  ModelRepository repository(factory.Make());
+  BundleDir bundle("gati_temporaries");
+  // A pid that is certainly gone: a child that has exited and been reaped.
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ASSERT_GT(child, 0);
+  ::waitpid(child, nullptr, 0);
+  const std::string stale = bundle.path() + "/manifest.json.tmp." + std::to_string(child);
+  const std::string live = bundle.path() + "/manifest.json.tmp." + std::to_string(::getpid());
+  std::ofstream(stale) << "half";
+  std::ofstream(live) << "being written";
+  ASSERT_TRUE(repository.Register("r", bundle.path()).ok());
+  ASSERT_TRUE(repository.Load("r").ok());
+  EXPECT_FALSE(std::filesystem::exists(stale));
+  EXPECT_TRUE(std::filesystem::exists(live));  // Its writer still runs.
+}
+
+TEST(ModelRepositoryTest, StartUpServesTheModelsThatLoad) {
+  std::atomic<bool> broken_fails{true};
+  ModelRepository repository([&](const std::string& dir)
+                                 -> absl::StatusOr<std::unique_ptr<Engine>> {
+    if (dir == "/b/broken" && broken_fails) return absl::DataLossError(dir + ": truncated");
+    return std::unique_ptr<Engine>(std::make_unique<FakeEngine>(1));
+  });
+  ASSERT_TRUE(repository.Register("broken", "/b/broken").ok());
+  ASSERT_TRUE(repository.Register("good", "/b/good").ok());
+  ASSERT_TRUE(repository.LoadAll().ok());
+  EXPECT_TRUE(repository.Get("good").ok());
+  auto broken = repository.Get("broken");
+  EXPECT_TRUE(absl::IsUnavailable(broken.status()));
+  EXPECT_NE(broken.status().message().find("truncated"), absl::string_view::npos);
+  EXPECT_TRUE(repository.AllReady());
+
+  ModelRepository nothing([](const std::string& dir) -> absl::StatusOr<std::unique_ptr<Engine>> {
+    return absl::DataLossError(dir + ": truncated");
+  });
+  ASSERT_TRUE(nothing.Register("a", "/b/a").ok());
+  absl::Status none = nothing.LoadAll();
+  EXPECT_TRUE(absl::IsFailedPrecondition(none));
+  EXPECT_NE(none.message().find("model 'a'"), absl::string_view::npos) << none;
 }
 
 TEST_F(ServeCoreTest, RegistrationValidatesNamesAndDirectories) {
@@ -194,9 +191,17 @@ TEST_F(ServeCoreTest, RegistrationValidatesNamesAndDirectories) {
   EXPECT_TRUE(absl::IsNotFound(repository_.RegisterDirectory(dir.string())));
   std::filesystem::create_directories(dir / "fast");
   std::ofstream(dir / "fast" / "manifest.json") << "{}";
+  // Skipped, not fatal: gati build's staging directory and a bad name.
+  std::filesystem::create_directories(dir / ".fast.tmp.123");
+  std::ofstream(dir / ".fast.tmp.123" / "manifest.json") << "{";
+  std::filesystem::create_directories(dir / "bad name");
+  std::ofstream(dir / "bad name" / "manifest.json") << "{}";
   EXPECT_TRUE(repository_.RegisterDirectory(dir.string()).ok());
+  std::vector<std::string> names;
+  for (const ModelState& state : repository_.States()) names.push_back(state.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"fast", "m"}));
   EXPECT_TRUE(absl::IsUnavailable(repository_.Get("fast").status()));  // Registered, not loaded.
-  EXPECT_FALSE(repository_.AllReady());
+  EXPECT_TRUE(repository_.AllReady());  // "m" serves; "fast" does not hold it back.
   EXPECT_TRUE(repository_.Load("fast").ok());
   EXPECT_TRUE(repository_.AllReady());
   std::filesystem::remove_all(dir);
@@ -215,11 +220,14 @@ TEST_F(ServeCoreTest, ABatchIsAnsweredPerSampleWithItsLatestExit) {
   // Sample 3 needed the base model, so the batch reports it and no hit.
   EXPECT_EQ(std::get<int64_t>(reply->parameters[0].second), kBaseExit);
   EXPECT_FALSE(std::get<bool>(reply->parameters[1].second));
-  // Without the batch dimension: one sample, "class" only.
-  auto single = Infer(Request({1, 2, 2}, {2, 0, 0, 0}));
+  // Without an outputs list: every output, as the protocol says.
+  auto single = Infer(Request({1, 1, 2, 2}, {2, 0, 0, 0}));
   ASSERT_TRUE(single.ok());
-  ASSERT_EQ(single->outputs.size(), 1u);
+  ASSERT_EQ(single->outputs.size(), 2u);
+  EXPECT_EQ(single->outputs[0].name, "class");
   EXPECT_EQ(single->outputs[0].int64, (std::vector<int64_t>{2}));
+  EXPECT_EQ(single->outputs[1].name, "probabilities");
+  EXPECT_EQ(single->outputs[1].shape, (std::vector<int64_t>{1, 10}));
   EXPECT_EQ(std::get<int64_t>(single->parameters[0].second), 3);
   EXPECT_TRUE(std::get<bool>(single->parameters[1].second));
 }
@@ -232,24 +240,27 @@ TEST_F(ServeCoreTest, RequestsThatDoNotFitTheModelAreInvalidAndCounted) {
   };
   EXPECT_NE(message(Request({1, 2, 3}, std::vector<float>(6))).find("[-1, 1, 2, 2]"),
             std::string::npos);
-  EXPECT_NE(message(Request({0, 1, 2, 2}, {})).find("no sample"), std::string::npos);
-  EXPECT_NE(message(Request({1, 2, 2}, {1, 0, 0, 0}, {"logits"})).find("no output 'logits'"),
+  // The batch dimension is part of the declared shape: one rule for all.
+  EXPECT_NE(message(Request({1, 2, 2}, std::vector<float>(4))).find("[-1, 1, 2, 2]"),
             std::string::npos);
-  DecodedRequest renamed = Request({1, 2, 2}, {1, 0, 0, 0});
+  EXPECT_NE(message(Request({0, 1, 2, 2}, {})).find("no sample"), std::string::npos);
+  EXPECT_NE(message(Request({1, 1, 2, 2}, {1, 0, 0, 0}, {"logits"})).find("no output 'logits'"),
+            std::string::npos);
+  DecodedRequest renamed = Request({1, 1, 2, 2}, {1, 0, 0, 0});
   renamed.inputs[0].name = "x";
   EXPECT_NE(message(renamed).find("no input 'x'"), std::string::npos);
-  DecodedRequest two = Request({1, 2, 2}, {1, 0, 0, 0});
+  DecodedRequest two = Request({1, 1, 2, 2}, {1, 0, 0, 0});
   two.inputs.push_back(two.inputs[0]);
   EXPECT_NE(message(two).find("takes one input"), std::string::npos);
   auto decode_error = service_.Infer("m", "", absl::InvalidArgumentError("not JSON"),
                                      service_.NowMicros());
   EXPECT_EQ(decode_error.status().message(), "not JSON");
-  auto failed = Infer(Request({1, 2, 2}, {-1, 0, 0, 0}));
+  auto failed = Infer(Request({1, 1, 2, 2}, {-1, 0, 0, 0}));
   EXPECT_TRUE(absl::IsInternal(failed.status()));
-  EXPECT_TRUE(absl::IsNotFound(Infer(Request({1, 2, 2}, {1, 0, 0, 0}), "absent").status()));
+  EXPECT_TRUE(absl::IsNotFound(Infer(Request({1, 1, 2, 2}, {1, 0, 0, 0}), "absent").status()));
 
   auto metrics = repository_.MetricsOf("m");
-  EXPECT_EQ(metrics->failures[static_cast<int>(FailureReason::kInvalidArgument)].load(), 6);
+  EXPECT_EQ(metrics->failures[static_cast<int>(FailureReason::kInvalidArgument)].load(), 7);
   EXPECT_EQ(metrics->failures[static_cast<int>(FailureReason::kInternal)].load(), 1);
   EXPECT_EQ(metrics->successes.load(), 0);
   EXPECT_EQ(HttpStatusOf(failed.status()), 500);
@@ -263,19 +274,19 @@ TEST_F(ServeCoreTest, AFullQueueAnswersUnavailableAndDrainingTurnsNewRequestsAwa
   std::atomic<int> ok{0};
   for (int i = 0; i < 2; ++i) {
     callers.emplace_back([&] {
-      if (Infer(Request({1, 2, 2}, {1, 0, 0, 0})).ok()) ++ok;
+      if (Infer(Request({1, 1, 2, 2}, {1, 0, 0, 0})).ok()) ++ok;
     });
   }
   engine->WaitRunning(2);
   EXPECT_EQ(service_.in_flight(), 2);
-  auto overloaded = Infer(Request({1, 2, 2}, {1, 0, 0, 0}));
+  auto overloaded = Infer(Request({1, 1, 2, 2}, {1, 0, 0, 0}));
   EXPECT_TRUE(absl::IsUnavailable(overloaded.status()));
   EXPECT_NE(overloaded.status().message().find("overloaded"), absl::string_view::npos);
 
   service_.BeginDrain();
   EXPECT_FALSE(service_.Ready());
   EXPECT_FALSE(service_.WaitIdle(std::chrono::milliseconds(20)));  // Two still held.
-  auto turned_away = Infer(Request({1, 2, 2}, {1, 0, 0, 0}));
+  auto turned_away = Infer(Request({1, 1, 2, 2}, {1, 0, 0, 0}));
   EXPECT_NE(turned_away.status().message().find("shutting down"), absl::string_view::npos);
   engine->Release();
   for (std::thread& caller : callers) caller.join();
@@ -290,7 +301,7 @@ TEST_F(ServeCoreTest, LatencyAndTimestampsComeFromTheServicesClock) {
   clock_.Advance(1e6);
   const double received = service_.NowMicros();
   EXPECT_EQ(received, 1e6);
-  auto reply = Infer(Request({1, 2, 2}, {1, 0, 0, 0}));
+  auto reply = Infer(Request({1, 1, 2, 2}, {1, 0, 0, 0}));
   ASSERT_TRUE(reply.ok()) << reply.status();
   clock_.Advance(2500);  // The front end takes 2.5 ms to encode the reply.
   service_.RecordLatency(*reply, received);
@@ -320,13 +331,13 @@ TEST_F(ServeCoreTest, RecordsAnsweredInputsAsShardsOfRawValues) {
       return service.Infer("m", "", std::move(request), service.NowMicros());
     };
     for (int i = 0; i < 6; ++i) {
-      ASSERT_TRUE(infer(Request({1, 2, 2}, {static_cast<float>(i % 4), 0, 1, 2})).ok());
+      ASSERT_TRUE(infer(Request({1, 1, 2, 2}, {static_cast<float>(i % 4), 0, 1, 2})).ok());
     }
     // A batch of one more; a request of the wrong shape and one the model
     // fails are not recorded.
     ASSERT_TRUE(infer(Request({1, 1, 2, 2}, {3, 3, 3, 3})).ok());
     EXPECT_FALSE(infer(Request({1, 2, 3}, std::vector<float>(6))).ok());
-    EXPECT_FALSE(infer(Request({1, 2, 2}, {-1, 0, 0, 0})).ok());
+    EXPECT_FALSE(infer(Request({1, 1, 2, 2}, {-1, 0, 0, 0})).ok());
     (*recorder)->Flush();
     EXPECT_EQ((*recorder)->shards(), 2);  // Two full shards; one sample buffered.
   }
@@ -385,7 +396,7 @@ TEST_F(ServeCoreTest, RawUint8ImagesAreNormalizedInEitherLayout) {
   // The fake model takes 1x2x2 with mean 0.5, std 0.25, and answers
   // round(first input value): pixel 255 -> (1 - 0.5) / 0.25 = 2.
   for (std::vector<int64_t> shape :
-       {std::vector<int64_t>{1, 2, 2}, {2, 2, 1}, {1, 1, 2, 2}, {1, 2, 2, 1}}) {
+       {std::vector<int64_t>{1, 1, 2, 2}, {1, 2, 2, 1}}) {
     DecodedRequest request = Request(shape, {255, 0, 0, 0});
     request.inputs[0].datatype = "UINT8";
     auto reply = Infer(std::move(request));
@@ -427,12 +438,33 @@ TEST(LatencyHistogramTest, BucketsAreCumulativeAndSumInSeconds) {
 TEST_F(ServeCoreTest, ExpositionHasOneFamilyHeaderAndConsistentHistograms) {
   ASSERT_TRUE(Infer(Request({2, 1, 2, 2}, {1, 0, 0, 0, 7, 0, 0, 0})).ok());
   const std::string text = service_.RenderMetrics();
-  EXPECT_NE(text.find("gati_request_success_total{model=\"m\"} 1\n"), std::string::npos);
-  EXPECT_NE(text.find("gati_inferences_total{model=\"m\"} 2\n"), std::string::npos);
-  EXPECT_NE(text.find("gati_queue_duration_seconds_count{model=\"m\"} 2\n"), std::string::npos);
-  EXPECT_NE(text.find("gati_queue_duration_seconds_bucket{model=\"m\",le=\"0.0001\"} 2\n"),
+  EXPECT_NE(text.find("gati_request_success_total{model=\"m\",version=\"1\"} 1\n"),
             std::string::npos);
-  EXPECT_NE(text.find("gati_tap_misses_total{model=\"m\",tap=\"3\"} 6\n"), std::string::npos);
+  EXPECT_NE(text.find("gati_inferences_total{model=\"m\",version=\"1\"} 2\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("gati_queue_duration_seconds_count{model=\"m\",version=\"1\"} 2\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("gati_queue_duration_seconds_bucket{model=\"m\",version=\"1\",le=\"0.0001\"} "
+                      "2\n"),
+            std::string::npos);
+  // Bounds print as written, not as the nearest doubles' 17 digits.
+  EXPECT_NE(text.find("le=\"0.00025\"}"), std::string::npos);
+  EXPECT_EQ(text.find("0.00025000000000000001"), std::string::npos);
+  EXPECT_NE(text.find("gati_tap_misses_total{model=\"m\",version=\"1\",tap=\"3\"} 6\n"),
+            std::string::npos);
+  // Triton's names for the same counters.
+  EXPECT_NE(text.find("nv_inference_request_success{model=\"m\",version=\"1\"} 1\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("nv_inference_count{model=\"m\",version=\"1\"} 2\n"), std::string::npos);
+  // 2 samples x 100 us of queue.
+  EXPECT_NE(text.find("nv_inference_queue_duration_us{model=\"m\",version=\"1\"} 200\n"),
+            std::string::npos);
+  // A request for a model the server does not have: one bounded series.
+  EXPECT_TRUE(absl::IsNotFound(Infer(Request({1, 1, 2, 2}, {1, 0, 0, 0}), "nope").status()));
+  const std::string later = service_.RenderMetrics();
+  EXPECT_NE(later.find("gati_request_failure_total{model=\"(unknown)\",version=\"\",reason=\"not_found\"} 1\n"),
+            std::string::npos);
+  EXPECT_EQ(later.find("nope"), std::string::npos);
   EXPECT_NE(text.find("gati_request_queue_capacity 2\n"), std::string::npos);
   // Every family is declared exactly once.
   size_t families = 0, position = 0;

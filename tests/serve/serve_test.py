@@ -69,12 +69,29 @@ class Server:
         return self.process.wait(timeout=timeout)
 
     def metric(self, name, **labels):
-        """The value of one sample of /metrics (None when absent)."""
+        """The value of the sample of /metrics named `name` whose labels
+        include `labels` (None when absent)."""
         text = requests.get(self.metrics, timeout=10).text
-        want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-        pattern = re.escape(name) + (r"\{" + re.escape(want) + r"\}" if want else "") + r" (\S+)"
-        match = re.search("^" + pattern + "$", text, re.M)
-        return float(match.group(1)) if match else None
+        return metric_value(text, name, **labels)
+
+
+def metric_value(text, name, **labels):
+    """The value of the sample named `name` with (at least) `labels`."""
+    for match in re.finditer("^" + re.escape(name) + r"(?:\{(.*)\})? (\S+)$", text, re.M):
+        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(1) or ""))
+        if all(found.get(k) == str(v) for k, v in labels.items()):
+            return float(match.group(2))
+    return None
+
+
+def promtool_complaints(text):
+    """What `promtool check metrics` finds in `text`, less the naming lints
+    it has for Triton's own metric names (nv_inference_*), which Triton
+    dashboards need as they are."""
+    check = subprocess.run(["promtool", "check", "metrics"], input=text,
+                           capture_output=True, text=True)
+    lines = (check.stdout + check.stderr).splitlines()
+    return [line for line in lines if line.strip() and not line.startswith("nv_inference_")]
 
 
 def build_bundle(directory):
@@ -245,15 +262,18 @@ class ServeTest(unittest.TestCase):
             self.assert_matches_engine(i, int(label[0]),
                                        response.parameters["gati_exit_tap"].int64_param,
                                        probabilities)
-        # A shape without the batch dimension is one sample.
-        single = stub.ModelInfer(self.grpc_request(self.inputs[0], outputs=("class",)))
+        # The batch dimension is part of the declared shape.
+        single = stub.ModelInfer(self.grpc_request(self.inputs[:1], outputs=("class",)))
         self.assertEqual(list(single.outputs[0].shape), [1])
         self.assertEqual(np.frombuffer(single.raw_output_contents[0], "<i8").tolist(),
                          self.expected["labels"][:1])
+        with self.assertRaises(grpc.RpcError) as error:
+            stub.ModelInfer(self.grpc_request(self.inputs[0]))
+        self.assertEqual(error.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
 
     def test_grpc_errors_carry_codes(self):
         grpc, stub = self.grpc_stub()
-        bad_shape = self.grpc_request(self.inputs[0, :, :14])
+        bad_shape = self.grpc_request(self.inputs[:1, :, :14])
         with self.assertRaises(grpc.RpcError) as error:
             stub.ModelInfer(bad_shape)
         self.assertEqual(error.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
@@ -268,6 +288,88 @@ class ServeTest(unittest.TestCase):
         with self.assertRaises(grpc.RpcError) as error:
             stub.ModelInfer(short)
         self.assertIn("holds 100 bytes", error.exception.details())
+        self.assertTrue(stub.ServerLive(self.pb.ServerLiveRequest()).live)
+
+    def test_grpc_extensions_and_streaming(self):
+        grpc, stub = self.grpc_stub()
+        pb = self.pb
+        extensions = stub.ServerMetadata(pb.ServerMetadataRequest()).extensions
+        for extension in ("statistics", "model_repository", "model_configuration"):
+            self.assertIn(extension, extensions)
+        config = stub.ModelConfig(pb.ModelConfigRequest(name="r20")).config
+        self.assertEqual(config.name, "r20")
+        self.assertEqual(config.platform, "pytorch_torchscript")
+        self.assertEqual(config.input[0].data_type, pb.TYPE_FP32)
+        self.assertEqual(list(config.input[0].dims), [-1, 1, 28, 28])
+        self.assertEqual([o.name for o in config.output], ["class", "probabilities"])
+        self.assertEqual(config.output[0].data_type, pb.TYPE_INT64)
+        with self.assertRaises(grpc.RpcError) as error:
+            stub.ModelConfig(pb.ModelConfigRequest(name="absent"))
+        self.assertEqual(error.exception.code(), grpc.StatusCode.NOT_FOUND)
+
+        before = stub.ModelStatistics(pb.ModelStatisticsRequest(name="r20")).model_stats[0]
+        stub.ModelInfer(self.grpc_request(self.inputs[:3]))
+        after = stub.ModelStatistics(pb.ModelStatisticsRequest(name="r20")).model_stats[0]
+        self.assertEqual(after.inference_count - before.inference_count, 3)
+        self.assertEqual(after.inference_stats.success.count - before.inference_stats.success.count,
+                         1)
+        self.assertGreater(after.inference_stats.success.ns, before.inference_stats.success.ns)
+        every = stub.ModelStatistics(pb.ModelStatisticsRequest()).model_stats
+        self.assertEqual({m.name for m in every}, {"r20", "copy"})
+
+        index = stub.RepositoryIndex(pb.RepositoryIndexRequest()).models
+        self.assertEqual({m.name: m.state for m in index}, {"r20": "READY", "copy": "READY"})
+        # Loading an unchanged bundle keeps its version; a config override
+        # is refused, not ignored.
+        version = {m.name: m.version for m in index}["copy"]
+        stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="copy"))
+        index = stub.RepositoryIndex(pb.RepositoryIndexRequest()).models
+        self.assertEqual({m.name: m.version for m in index}["copy"], version)
+        override = pb.RepositoryModelLoadRequest(model_name="copy")
+        override.parameters["config"].string_param = '{"max_batch_size": 8}'
+        with self.assertRaises(grpc.RpcError) as error:
+            stub.RepositoryModelLoad(override)
+        self.assertEqual(error.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("'config' is not supported", error.exception.details())
+        stub.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name="copy"))
+        try:
+            ready = stub.RepositoryIndex(pb.RepositoryIndexRequest(ready=True)).models
+            self.assertEqual([m.name for m in ready], ["r20"])
+            request = self.grpc_request(self.inputs[:1])
+            request.model_name = "copy"
+            with self.assertRaises(grpc.RpcError) as error:
+                stub.ModelInfer(request)
+            self.assertEqual(error.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        finally:
+            stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="copy"))
+        self.assertTrue(stub.ModelReady(pb.ModelReadyRequest(name="copy")).ready)
+
+        # A stream: one response per request, in order, errors in-band.
+        good = [self.grpc_request(self.inputs[i:i + 1]) for i in range(3)]
+        bad = self.grpc_request(self.inputs[:1, :, :14])
+        responses = list(stub.ModelStreamInfer(iter([good[0], bad, good[1], good[2]])))
+        self.assertEqual(len(responses), 4)
+        self.assertEqual(responses[0].error_message, "")
+        self.assertIn("does not fit model 'r20'", responses[1].error_message)
+        for k, i in ((0, 0), (2, 1), (3, 2)):
+            label = np.frombuffer(responses[k].infer_response.raw_output_contents[0], "<i8")
+            self.assertEqual(int(label[0]), self.expected["labels"][i])
+
+    def test_grpc_refuses_garbage_and_other_datatypes_by_name(self):
+        grpc, stub = self.grpc_stub()
+        channel = grpc.insecure_channel(self.server.grpc)
+        raw = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        with self.assertRaises(grpc.RpcError) as error:
+            raw(b"\xff\xff\xff\xff not a protobuf", timeout=10)
+        self.assertEqual(error.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("not a valid", error.exception.details())
+        fp64 = self.pb.ModelInferRequest(model_name="r20")
+        tensor = fp64.inputs.add(name="input", datatype="FP64", shape=[1, 1, 28, 28])
+        tensor.contents.fp64_contents.extend([0.0] * 784)
+        with self.assertRaises(grpc.RpcError) as error:
+            stub.ModelInfer(fp64)
+        self.assertEqual(error.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("datatype FP64 is not supported", error.exception.details())
         self.assertTrue(stub.ServerLive(self.pb.ServerLiveRequest()).live)
 
     # --- Robustness -----------------------------------------------------
@@ -330,9 +432,17 @@ class ServeTest(unittest.TestCase):
         for i in range(5):
             self.client.infer(self.inputs[i:i + 1])
         text = requests.get(self.server.metrics).text
-        check = subprocess.run(["promtool", "check", "metrics"], input=text,
-                               capture_output=True, text=True)
-        self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
+        self.assertEqual(promtool_complaints(text), [])
+        # Triton's names, with model and version labels.
+        version = requests.get(f"{self.server.http}/v2/models/r20").json()["versions"][0]
+        self.assertEqual(metric_value(text, "nv_inference_request_success", model="r20",
+                                      version=version),
+                         metric_value(text, "gati_request_success_total", model="r20"))
+        for family in ("nv_inference_count", "nv_inference_exec_count",
+                       "nv_inference_request_duration_us", "nv_inference_queue_duration_us",
+                       "nv_inference_compute_infer_duration_us", "nv_inference_request_failure"):
+            self.assertIsNotNone(metric_value(text, family, model="r20", version=version), family)
+        self.assertNotIn("0.00025000000000000001", text)
         self.assertEqual(self.server.metric("gati_request_success_total", model="r20"),
                          before + 5)
         for family in ("gati_request_duration_seconds_bucket", "gati_queue_duration_seconds_count",
@@ -366,10 +476,20 @@ class ServeTest(unittest.TestCase):
                 except Exception as e:  # noqa: BLE001 - any failure is the test's
                     errors.append(repr(e))
 
+        # Loading an unchanged bundle changes nothing: requests pinned to
+        # the version keep working.
+        same = requests.post(f"{self.server.http}/v2/repository/models/copy/load")
+        self.assertEqual(same.status_code, 200, same.text)
+        self.assertEqual(same.json(), {"name": "copy", "version": str(version), "changed": False})
+        pinned = requests.get(f"{self.server.http}/v2/models/copy/versions/{version}/ready")
+        self.assertEqual(pinned.status_code, 200)
         threads = [threading.Thread(target=load) for _ in range(3)]
         for t in threads:
             t.start()
         time.sleep(0.3)
+        manifest = os.path.join(self.copy, "manifest.json")
+        with open(manifest, "a") as f:
+            f.write("\n")  # A new revision of the bundle.
         reload = requests.post(f"{self.server.http}/v2/repository/models/copy/load")
         time.sleep(0.3)
         stop.set()
@@ -380,7 +500,6 @@ class ServeTest(unittest.TestCase):
         self.assertEqual(errors, [])
         self.assertGreater(answered[0], 0)
 
-        manifest = os.path.join(self.copy, "manifest.json")
         shutil.move(manifest, manifest + ".away")
         try:
             failed = requests.post(f"{self.server.http}/v2/repository/models/copy/load")
