@@ -213,10 +213,10 @@ int RunServe(const ServeFlags& flags) {
   const int64_t running = service.in_flight();
   if (running > 0 || cut_http > 0) {
     std::fprintf(stderr,
-                 "gati serve: the %.1f s drain deadline passed with %lld inference requests "
-                 "still running and %lld HTTP responses unwritten; exiting without them\n",
-                 flags.drain_seconds, static_cast<long long>(running),
-                 static_cast<long long>(cut_http));
+                 "gati serve: the %.1f s drain deadline passed with %lld requests unanswered "
+                 "(%lld inference requests still running); exiting without them\n",
+                 flags.drain_seconds, static_cast<long long>(std::max(running, cut_http)),
+                 static_cast<long long>(running));
     std::fflush(stdout);
     std::fflush(stderr);
     // Their threads are not waited for: the deadline bounds the exit.

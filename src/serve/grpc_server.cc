@@ -5,6 +5,7 @@
 #include <grpcpp/resource_quota.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 
@@ -166,15 +167,20 @@ class InferenceServiceImpl final : public ServiceBase {
       grpc::ServerUnaryStreamer<inference::ModelInferRequest, inference::ModelInferResponse>*
           streamer) override {
     if (grpc::Status denied = Check(context, Api::kInference); !denied.ok()) return denied;
+    const auto started = std::chrono::steady_clock::now();
     inference::ModelInferRequest request;
     if (!streamer->Read(&request)) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "the request is not a valid inference.ModelInferRequest message");
     }
     inference::ModelInferResponse response;
-    grpc::Status status = RunInfer(request, &response);
+    double engine_us = 0;
+    grpc::Status status = RunInfer(request, &response, &engine_us);
     if (!status.ok()) return status;
     streamer->Write(response);
+    const double elapsed_us = std::chrono::duration<double, std::micro>(
+                                  std::chrono::steady_clock::now() - started).count();
+    service_->RecordOverhead(Transport::kGrpc, std::max(0.0, elapsed_us - engine_us) / 1e6);
     return grpc::Status::OK;
   }
 
@@ -299,12 +305,13 @@ class InferenceServiceImpl final : public ServiceBase {
 
  private:
   grpc::Status RunInfer(const inference::ModelInferRequest& request,
-                        inference::ModelInferResponse* response) {
+                        inference::ModelInferResponse* response, double* engine_us = nullptr) {
     const double received = service_->NowMicros();
     absl::StatusOr<InferReply> reply =
         service_->Infer(request.model_name(), request.model_version(),
                         Decode(request, service_->options().limits), received);
     if (!reply.ok()) return ToGrpc(reply.status());
+    if (engine_us != nullptr) *engine_us = reply->engine_us;
     response->set_model_name(reply->model->name);
     response->set_model_version(reply->model->version_string());
     response->set_id(reply->id);

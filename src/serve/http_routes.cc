@@ -140,6 +140,8 @@ Reply HandleInfer(InferenceService& service, const Route& route, const HttpReque
                           reply->parameters, reply->outputs);
   Reply out;
   out.compressible = true;
+  out.engine_us = reply->engine_us;
+  out.transport = request.header(kHeaderLength) ? Transport::kHttpBinary : Transport::kHttpJson;
   if (encoded.header_length) {
     out.headers.emplace_back("Inference-Header-Content-Length",
                              std::to_string(*encoded.header_length));

@@ -39,6 +39,10 @@ struct Reply {
   std::string content_type = "application/json";
   std::vector<std::pair<std::string, std::string>> headers;
   bool compressible = false;  // Inference responses only, as Triton does.
+  // An answered inference request: the engine's time, and the front end
+  // it came through (for the server's overhead metric); -1 otherwise.
+  double engine_us = -1;
+  Transport transport = Transport::kHttpJson;
 };
 
 struct Route {

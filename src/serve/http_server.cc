@@ -131,10 +131,13 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
         options(options_in),
         acceptor(io),
         retry_timer(io),
-        pool(static_cast<size_t>(options_in.threads)) {}
+        sweep_timer(io),
+        work_guard(asio::make_work_guard(work)) {}
 
   void Accept();
   void OnAccept(beast::error_code error, tcp::socket socket);
+  // Every sweep period, closes the connections past their deadline.
+  void Sweep();
   void Register(const std::shared_ptr<Session>& session);
   void Unregister(Session* session);
   int64_t Stop(std::chrono::milliseconds grace);
@@ -145,13 +148,21 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   asio::io_context io;
   tcp::acceptor acceptor;
   asio::steady_timer retry_timer;
-  asio::thread_pool pool;  // Runs requests that may block.
+  asio::steady_timer sweep_timer;
+  // Runs requests that may block, on `threads` workers.
+  asio::io_context work;
+  asio::executor_work_guard<asio::io_context::executor_type> work_guard;
+  std::vector<std::thread> workers;
   std::vector<std::thread> io_threads;
   int port = 0;
 
   std::atomic<bool> stopping{false};
   std::atomic<int64_t> active{0};   // Requests read and not yet written.
   std::atomic<int64_t> working{0};  // Requests on the pool.
+  // Inference requests run on an I/O thread, at most one fewer than there
+  // are I/O threads, so that one always serves the other connections.
+  const int inline_slots = std::max(0, options.io_threads - 1);
+  std::atomic<int> inline_running{0};
   absl::Mutex sessions_mu;
   std::map<Session*, std::weak_ptr<Session>> sessions ABSL_GUARDED_BY(sessions_mu);
   std::once_flag stopped;
@@ -166,6 +177,8 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   ~Session() { server_->Unregister(this); }
 
   void Start() {
+    beast::error_code ignored;
+    stream_.socket().non_blocking(true, ignored);  // For the direct writes.
     asio::dispatch(stream_.get_executor(),
                    beast::bind_front_handler(&Session::ReadHeader, shared_from_this()));
   }
@@ -176,6 +189,16 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
       if (self->idle_) self->Close();
     });
   }
+  // From the sweep: closes the connection when its deadline has passed.
+  void CloseIfLate(int64_t now_ns) {
+    const int64_t deadline = deadline_ns_.load(std::memory_order_relaxed);
+    if (deadline == 0 || now_ns < deadline) return;
+    asio::post(stream_.get_executor(), [self = shared_from_this()] {
+      const int64_t late = self->deadline_ns_.load(std::memory_order_relaxed);
+      if (late != 0 && NowNs() >= late) self->Close();
+    });
+  }
+
   void Close() {
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -183,13 +206,24 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   }
 
  private:
+  static int64_t NowNs() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               Clock::now().time_since_epoch()).count();
+  }
+  // Deadlines are checked by the server's sweep, not by a timer per
+  // operation (each would cost timer system calls on every request).
+  void SetDeadline(std::chrono::milliseconds after) {
+    deadline_ns_.store(NowNs() + std::chrono::duration_cast<std::chrono::nanoseconds>(after).count(),
+                       std::memory_order_relaxed);
+  }
+
   void ReadHeader() {
     idle_ = true;
     if (server_->stopping.load()) return Close();
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(server_->options.max_header_bytes));
     parser_->body_limit(static_cast<uint64_t>(server_->options.max_body_bytes));
-    stream_.expires_after(server_->options.idle_timeout);
+    SetDeadline(server_->options.idle_timeout);
     bhttp::async_read_header(stream_, buffer_, *parser_,
                              beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
   }
@@ -197,7 +231,8 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   void OnHeader(beast::error_code error, size_t) {
     if (error) return OnReadError(error);
     idle_ = false;
-    stream_.expires_after(server_->options.request_timeout);
+    started_ = Clock::now();
+    SetDeadline(server_->options.request_timeout);
     const auto& request = parser_->get();
     if (std::optional<Reply> refused = CheckFraming(request)) {
       return WriteReply(std::move(*refused), /*close=*/true);
@@ -222,6 +257,17 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   }
 
   void ReadBody() {
+    // The part of the body that came in with the headers is parsed here,
+    // without a trip through the event loop; the rest is read as it comes.
+    while (!parser_->is_done() && buffer_.size() > 0) {
+      beast::error_code error;
+      const size_t used = parser_->put(buffer_.data(), error);
+      buffer_.consume(used);
+      if (error == bhttp::error::need_more) break;
+      if (error) return OnReadError(error);
+      if (used == 0) break;
+    }
+    if (parser_->is_done()) return OnBody({}, 0);
     bhttp::async_read(stream_, buffer_, *parser_,
                       beast::bind_front_handler(&Session::OnBody, shared_from_this()));
   }
@@ -287,7 +333,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
 
   void OnBody(beast::error_code error, size_t) {
     if (error) return OnReadError(error);
-    stream_.expires_never();
+    deadline_ns_.store(0, std::memory_order_relaxed);
     ++served_;
     server_->active.fetch_add(1);
     counted_ = true;
@@ -302,6 +348,18 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     const HttpRequest view = View(*request);
     const Route route = ParseRoute(view.method, view.path, server_->routes);
     if (!route.blocking) return WriteReply(Handle(*server_->service, server_->options.access, route, view));
+    // An inference runs here, on this I/O thread, while another I/O thread
+    // is left for every other connection: no handoff to a worker and back.
+    // Only while no other inference runs: under load, compute stays on the
+    // workers.
+    if (route.kind == Route::Kind::kInfer && server_->service->in_flight() == 0) {
+      if (server_->inline_running.fetch_add(1) < server_->inline_slots) {
+        Reply reply = Handle(*server_->service, server_->options.access, route, view);
+        server_->inline_running.fetch_sub(1);
+        return WriteReply(std::move(reply));
+      }
+      server_->inline_running.fetch_sub(1);
+    }
     // Requests that may block go to the pool; when every worker is taken,
     // the answer is 503 now rather than a wait.
     if (server_->working.fetch_add(1) >= server_->options.threads) {
@@ -310,7 +368,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
           Overloaded(absl::StrCat("overloaded: all ", server_->options.threads,
                                   " HTTP workers are busy (--http-threads); retry later")));
     }
-    asio::post(server_->pool, [self = shared_from_this(), request, route] {
+    asio::post(server_->work, [self = shared_from_this(), request, route] {
       Reply reply = Handle(*self->server_->service, self->server_->options.access, route,
                            self->View(*request));
       self->server_->working.fetch_sub(1);
@@ -358,6 +416,8 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
 
   void WriteReply(Reply reply, bool close = false) {
     if (close || server_->stopping.load()) keep_alive_ = false;
+    engine_us_ = reply.engine_us;
+    transport_ = reply.transport;
     response_.emplace();
     Response& response = *response_;
     response.version(11);
@@ -375,16 +435,32 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     response.body() = std::move(reply.body);
     response.keep_alive(keep_alive_);
     response.prepare_payload();
-    stream_.expires_after(server_->options.request_timeout);
-    bhttp::async_write(stream_, response,
+    // Most responses fit the socket's buffer: write them now, without
+    // blocking (the socket is non-blocking), and go asynchronous only for
+    // what does not fit.
+    serializer_.emplace(response);
+    beast::error_code error;
+    bhttp::write(stream_.socket(), *serializer_, error);
+    if (error != asio::error::would_block && error != asio::error::try_again) {
+      return OnWrite(error, 0);
+    }
+    SetDeadline(server_->options.request_timeout);
+    bhttp::async_write(stream_, *serializer_,
                        beast::bind_front_handler(&Session::OnWrite, shared_from_this()));
   }
 
   void OnWrite(beast::error_code error, size_t) {
+    if (engine_us_ >= 0 && !error) {
+      const double elapsed_us =
+          std::chrono::duration<double, std::micro>(Clock::now() - started_).count();
+      server_->service->RecordOverhead(transport_, std::max(0.0, elapsed_us - engine_us_) / 1e6);
+      engine_us_ = -1;
+    }
     if (counted_) {
       server_->active.fetch_sub(1);
       counted_ = false;
     }
+    serializer_.reset();
     response_.reset();
     if (error || !keep_alive_) return Close();
     ReadHeader();
@@ -395,11 +471,16 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::optional<Parser> parser_;
   std::optional<Response> response_;
+  std::optional<bhttp::response_serializer<bhttp::string_body>> serializer_;
   std::string accept_coding_;
+  Clock::time_point started_;  // The request's headers were read.
+  double engine_us_ = -1;      // Of the reply being written; -1: not inference.
+  Transport transport_ = Transport::kHttpJson;
   int served_ = 0;
   bool keep_alive_ = true;
   bool counted_ = false;  // This connection's request is in `active`.
   bool idle_ = true;      // Waiting for a request (nothing to lose on close).
+  std::atomic<int64_t> deadline_ns_{0};  // Steady clock; 0: none.
 };
 
 void HttpServer::Impl::Accept() {
@@ -435,6 +516,27 @@ void HttpServer::Impl::OnAccept(beast::error_code error, tcp::socket socket) {
   Accept();
 }
 
+void HttpServer::Impl::Sweep() {
+  const auto shortest = std::min(options.idle_timeout, options.request_timeout);
+  const auto period = std::clamp<std::chrono::milliseconds>(
+      shortest / 8, std::chrono::milliseconds(5), std::chrono::milliseconds(250));
+  sweep_timer.expires_after(period);
+  sweep_timer.async_wait([self = shared_from_this()](beast::error_code error) {
+    if (error || self->stopping.load()) return;
+    const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            Clock::now().time_since_epoch()).count();
+    std::vector<std::shared_ptr<Session>> live;
+    {
+      absl::MutexLock lock(&self->sessions_mu);
+      for (auto& [raw, weak] : self->sessions) {
+        if (auto session = weak.lock()) live.push_back(std::move(session));
+      }
+    }
+    for (auto& session : live) session->CloseIfLate(now);
+    self->Sweep();
+  });
+}
+
 void HttpServer::Impl::Register(const std::shared_ptr<Session>& session) {
   absl::MutexLock lock(&sessions_mu);
   sessions[session.get()] = session;
@@ -453,6 +555,7 @@ int64_t HttpServer::Impl::Stop(std::chrono::milliseconds grace) {
       beast::error_code ignored;
       self->acceptor.close(ignored);
       self->retry_timer.cancel();
+      self->sweep_timer.cancel();
     });
     std::vector<std::shared_ptr<Session>> live;
     {
@@ -467,14 +570,18 @@ int64_t HttpServer::Impl::Stop(std::chrono::milliseconds grace) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     unfinished = active.load();
-    if (unfinished == 0) {
-      pool.join();
-    } else {
-      // A request still running past the deadline is abandoned: its worker
-      // is not waited for, so the exit stays bounded.
-      pool.stop();
-    }
+    work_guard.reset();
     io.stop();
+    if (unfinished > 0) {
+      // A request still running past the deadline (on a worker, or inline
+      // on an I/O thread) is abandoned: no thread is waited for, so the
+      // exit stays bounded. What they hold stays allocated.
+      work.stop();
+      for (std::thread& worker : workers) worker.detach();
+      for (std::thread& thread : io_threads) thread.detach();
+      return;
+    }
+    for (std::thread& worker : workers) worker.join();
     for (std::thread& thread : io_threads) {
       if (thread.joinable()) thread.join();
     }
@@ -520,10 +627,16 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(InferenceService* 
   if (error) return unavailable(error.message());
   impl->port = impl->acceptor.local_endpoint().port();
   impl->Accept();
+  impl->Sweep();
+  for (int i = 0; i < options.threads; ++i) {
+    // Each thread holds the server: one abandoned at a drain deadline
+    // keeps what it uses alive.
+    impl->workers.emplace_back([self = impl] { self->work.run(); });
+  }
   for (int i = 0; i < options.io_threads; ++i) {
-    impl->io_threads.emplace_back([raw = impl.get()] {
-      auto guard = asio::make_work_guard(raw->io);
-      raw->io.run();
+    impl->io_threads.emplace_back([self = impl] {
+      auto guard = asio::make_work_guard(self->io);
+      self->io.run();
     });
   }
   return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));

@@ -251,6 +251,7 @@ absl::StatusOr<InferReply> InferenceService::Run(const std::shared_ptr<const Ser
   int exit_tap = 0;
   bool all_hits = true, all_exact = true;
   int64_t cache_version = 0;
+  double engine_us = 0;
   for (int64_t i = 0; i < batch; ++i) {
     absl::StatusOr<InferResult> result =
         engine.Infer(input.data.data() + i * sample_size, sample_size, {want_scores});
@@ -277,6 +278,7 @@ absl::StatusOr<InferReply> InferenceService::Run(const std::shared_ptr<const Ser
     all_hits = all_hits && result->cache_hit;
     all_exact = all_exact && result->exact_hit;
     cache_version = std::max(cache_version, result->cache_version);
+    engine_us += result->timings.total_us;
     model->metrics->queue.Observe(result->timings.queue_us / 1e6);
     model->metrics->compute.Observe(
         std::max(0.0, result->timings.total_us - result->timings.queue_us) / 1e6);
@@ -290,6 +292,7 @@ absl::StatusOr<InferReply> InferenceService::Run(const std::shared_ptr<const Ser
   InferReply reply;
   reply.model = model;
   reply.id = request.id;
+  reply.engine_us = engine_us;
   reply.parameters = {{"gati_exit_tap", static_cast<int64_t>(exit_tap)},
                       {"gati_cache_hit", all_hits},
                       {"gati_exact_hit", all_exact},
@@ -370,6 +373,7 @@ std::string InferenceService::RenderMetrics() const {
   server.queue_capacity = options_.max_queue;
   server.ready = Ready();
   server.unknown_model_requests = unknown_model_requests_.load();
+  server.overhead = &overhead_;
   std::vector<std::shared_ptr<const ServedModel>> loaded = repository_->Loaded();
   std::vector<ModelMetricsView> models;
   for (const auto& model : loaded) {

@@ -13,6 +13,7 @@
 #ifndef GATI_SERVE_INFERENCE_SERVICE_H_
 #define GATI_SERVE_INFERENCE_SERVICE_H_
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -23,6 +24,7 @@
 
 #include "gati/status.h"
 #include "runtime/env.h"
+#include "serve/metrics.h"
 #include "serve/model_repository.h"
 #include "serve/oip_codec.h"
 #include "serve/recorder.h"
@@ -71,6 +73,8 @@ struct InferReply {
   std::string id;
   std::vector<std::pair<std::string, ParameterValue>> parameters;
   std::vector<ResponseOutput> outputs;
+  // The engine's time for the request (every sample, queue included).
+  double engine_us = 0;
 };
 
 class InferenceService {
@@ -95,6 +99,12 @@ class InferenceService {
   // Records the whole request's latency once the front end has encoded the
   // reply.
   void RecordLatency(const InferReply& reply, double received_us);
+
+  // Records the front end's own time for one answered inference request
+  // (request in to response out, less InferReply::engine_us). Thread-safe.
+  void RecordOverhead(Transport transport, double seconds) {
+    overhead_[static_cast<int>(transport)].Observe(seconds);
+  }
 
   // Metadata of `model`; NotFound / Unavailable as Infer.
   absl::StatusOr<ModelDescription> Describe(const std::string& model,
@@ -142,6 +152,7 @@ class InferenceService {
   std::atomic<int64_t> in_flight_{0};
   std::atomic<bool> draining_{false};
   std::atomic<int64_t> unknown_model_requests_{0};
+  std::array<OverheadHistogram, kNumTransports> overhead_;
 };
 
 // Raw UINT8 images (values 0..255), [N, C, H, W] or [N, H, W, C] (the batch

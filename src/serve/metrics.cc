@@ -10,24 +10,13 @@
 
 namespace gati::serve {
 
-void LatencyHistogram::Observe(double seconds) {
-  if (!(seconds >= 0)) seconds = 0;  // Also maps NaN to 0.
-  const auto bound = std::lower_bound(kBounds.begin(), kBounds.end(), seconds);
-  buckets_[bound - kBounds.begin()].fetch_add(1, std::memory_order_relaxed);
-  sum_ns_.fetch_add(static_cast<int64_t>(std::llround(seconds * 1e9)),
-                    std::memory_order_relaxed);
-}
-
-LatencyHistogram::Snapshot LatencyHistogram::Read() const {
-  Snapshot snapshot;
-  int64_t running = 0;
-  for (size_t i = 0; i < kBounds.size(); ++i) {
-    running += buckets_[i].load(std::memory_order_relaxed);
-    snapshot.cumulative[i] = running;
+const char* TransportLabel(Transport transport) {
+  switch (transport) {
+    case Transport::kHttpJson: return "http_json";
+    case Transport::kHttpBinary: return "http_binary";
+    case Transport::kGrpc: return "grpc";
   }
-  snapshot.count = running + buckets_[kBounds.size()].load(std::memory_order_relaxed);
-  snapshot.sum_seconds = sum_ns_.load(std::memory_order_relaxed) / 1e9;
-  return snapshot;
+  return "unknown";
 }
 
 const char* FailureReasonLabel(FailureReason reason) {
@@ -80,11 +69,13 @@ class Writer {
     absl::StrAppend(&text_, name, labels.empty() ? "" : "{", labels, labels.empty() ? "" : "}",
                     " ", Number(value), "\n");
   }
+  template <size_t N>
   void Histogram(const std::string& name, const std::string& labels,
-                 const LatencyHistogram::Snapshot& snapshot) {
+                 const BucketHistogram<N>& histogram) {
+    const typename BucketHistogram<N>::Snapshot snapshot = histogram.Read();
     const std::string prefix = labels.empty() ? "" : labels + ",";
-    for (size_t i = 0; i < LatencyHistogram::kBounds.size(); ++i) {
-      Sample(name + "_bucket", absl::StrCat(prefix, "le=\"", Number(LatencyHistogram::kBounds[i]), "\""),
+    for (size_t i = 0; i < N; ++i) {
+      Sample(name + "_bucket", absl::StrCat(prefix, "le=\"", Number(histogram.bounds()[i]), "\""),
              static_cast<double>(snapshot.cumulative[i]));
     }
     Sample(name + "_bucket", prefix + "le=\"+Inf\"", static_cast<double>(snapshot.count));
@@ -181,7 +172,18 @@ std::string RenderPrometheus(const ServerMetricsView& server,
     out.Family(family.name, "histogram", family.help);
     for (const Counted& model : all) {
       out.Histogram(family.name, ModelLabel(model.name, model.version),
-                    (model.metrics->*family.member).Read());
+                    model.metrics->*family.member);
+    }
+  }
+
+  if (server.overhead != nullptr) {
+    out.Family("gati_server_overhead_seconds", "histogram",
+               "Per inference request, the server's own time: request in (headers read) to "
+               "response out, less the engine's time, by front end.");
+    for (int t = 0; t < kNumTransports; ++t) {
+      out.Histogram("gati_server_overhead_seconds",
+                    absl::StrCat("transport=\"", TransportLabel(static_cast<Transport>(t)), "\""),
+                    (*server.overhead)[t]);
     }
   }
 

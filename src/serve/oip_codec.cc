@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "simdjson.h"
 
 namespace gati::serve {
 namespace {
@@ -17,23 +19,63 @@ absl::Status Bad(const std::string& message) { return absl::InvalidArgumentError
 // Deepest nesting of a 'data' array (a tensor rank far beyond any model's).
 constexpr int kMaxDepth = 32;
 
+using simdjson::dom::element;
+using simdjson::dom::element_type;
+
+const char* TypeName(element value) {
+  switch (value.type()) {
+    case element_type::ARRAY: return "array";
+    case element_type::OBJECT: return "object";
+    case element_type::STRING: return "string";
+    case element_type::BOOL: return "boolean";
+    case element_type::NULL_VALUE: return "null";
+    default: return "number";
+  }
+}
+
+bool IsNumber(element value) {
+  const element_type type = value.type();
+  return type == element_type::INT64 || type == element_type::UINT64 ||
+         type == element_type::DOUBLE;
+}
+
+bool IsInteger(element value) {
+  return value.type() == element_type::INT64 || value.type() == element_type::UINT64;
+}
+
+// The member `key` of an object (nullopt when absent).
+std::optional<element> Member(simdjson::dom::object object, std::string_view key) {
+  element value;
+  if (object.at_key(key).get(value) != simdjson::SUCCESS) return std::nullopt;
+  return value;
+}
+
+std::optional<std::string> StringOf(element value) {
+  std::string_view text;
+  if (value.get_string().get(text) != simdjson::SUCCESS) return std::nullopt;
+  return std::string(text);
+}
+
 // Appends the numbers of a (possibly nested) JSON array, row-major.
-absl::Status Flatten(const json& value, const std::string& where, int64_t limit,
+absl::Status Flatten(element value, const std::string& where, int64_t limit,
                      std::vector<float>* out, int depth = 0) {
-  if (value.is_array()) {
+  if (value.type() == element_type::ARRAY) {
     if (depth >= kMaxDepth) return Bad(where + ": data is nested too deeply");
-    for (const json& item : value) {
+    for (element item : simdjson::dom::array(value)) {
       GATI_RETURN_IF_ERROR(Flatten(item, where, limit, out, depth + 1));
     }
     return absl::OkStatus();
   }
-  if (!value.is_number()) {
-    return Bad(absl::StrCat(where, ": data holds ", value.type_name(), ", not a number"));
+  if (!IsNumber(value)) {
+    return Bad(absl::StrCat(where, ": data holds ", TypeName(value), ", not a number"));
   }
   if (static_cast<int64_t>(out->size()) >= limit) {
     return Bad(absl::StrCat(where, ": more values than the shape holds"));
   }
-  const double number = value.get<double>();
+  double number = 0;  // Integers convert.
+  if (value.get_double().get(number) != simdjson::SUCCESS) {
+    return Bad(absl::StrCat(where, ": value ", out->size(), " is not a number"));
+  }
   const float as_float = static_cast<float>(number);
   if (!std::isfinite(as_float)) {
     return Bad(absl::StrCat(where, ": value ", out->size(), " is not a finite FP32 number"));
@@ -94,50 +136,56 @@ absl::Status CopyFp32(std::string_view bytes, const std::string& where, std::vec
   return absl::OkStatus();
 }
 
-absl::StatusOr<RequestInput> DecodeInput(const json& item, size_t index,
-                                         std::string_view* binary, const DecodeLimits& limits) {
+absl::StatusOr<RequestInput> DecodeInput(element item, size_t index, std::string_view* binary,
+                                         const DecodeLimits& limits) {
   std::string where = absl::StrCat("inputs[", index, "]");
-  if (!item.is_object()) return Bad(where + ": not an object");
+  if (item.type() != element_type::OBJECT) return Bad(where + ": not an object");
+  const simdjson::dom::object object(item);
   RequestInput input;
-  if (!item.contains("name") || !item["name"].is_string()) {
-    return Bad(where + ": needs a string 'name'");
-  }
-  input.name = item["name"].get<std::string>();
+  const std::optional<element> name = Member(object, "name");
+  std::optional<std::string> name_text = name ? StringOf(*name) : std::nullopt;
+  if (!name_text) return Bad(where + ": needs a string 'name'");
+  input.name = std::move(*name_text);
   where = absl::StrCat("input '", input.name, "'");
-  if (!item.contains("datatype") || !item["datatype"].is_string()) {
-    return Bad(where + ": needs a string 'datatype'");
-  }
-  input.datatype = item["datatype"].get<std::string>();
+  const std::optional<element> datatype = Member(object, "datatype");
+  std::optional<std::string> datatype_text = datatype ? StringOf(*datatype) : std::nullopt;
+  if (!datatype_text) return Bad(where + ": needs a string 'datatype'");
+  input.datatype = std::move(*datatype_text);
   if (!SupportedDatatype(input.datatype)) {
     return Bad(absl::StrCat(where, ": datatype ", input.datatype,
                             " is not supported; the model takes FP32 (normalized inputs) or "
                             "UINT8 (raw images)"));
   }
   const int64_t element_bytes = ElementBytes(input.datatype);
-  if (!item.contains("shape") || !item["shape"].is_array()) {
+  const std::optional<element> shape = Member(object, "shape");
+  if (!shape || shape->type() != element_type::ARRAY) {
     return Bad(where + ": needs an array 'shape'");
   }
-  for (const json& dim : item["shape"]) {
-    if (!dim.is_number_integer()) {
+  for (element dim : simdjson::dom::array(*shape)) {
+    int64_t value = 0;
+    if (!IsInteger(dim) || dim.get_int64().get(value) != simdjson::SUCCESS) {
       return Bad(where + ": shape entries must be non-negative integers");
     }
-    input.shape.push_back(dim.get<int64_t>());
+    input.shape.push_back(value);
   }
   GATI_ASSIGN_OR_RETURN(const int64_t elements, CountElements(input.shape, where, limits));
   std::optional<int64_t> binary_size;
-  if (item.contains("parameters")) {
-    const json& parameters = item["parameters"];
-    if (!parameters.is_object()) return Bad(where + ": 'parameters' must be an object");
-    if (parameters.contains("binary_data_size")) {
-      if (!parameters["binary_data_size"].is_number_integer() ||
-          parameters["binary_data_size"].get<int64_t>() < 0) {
+  if (const std::optional<element> parameters = Member(object, "parameters")) {
+    if (parameters->type() != element_type::OBJECT) {
+      return Bad(where + ": 'parameters' must be an object");
+    }
+    if (const std::optional<element> size =
+            Member(simdjson::dom::object(*parameters), "binary_data_size")) {
+      int64_t value = -1;
+      if (!IsInteger(*size) || size->get_int64().get(value) != simdjson::SUCCESS || value < 0) {
         return Bad(where + ": binary_data_size must be a non-negative integer");
       }
-      binary_size = parameters["binary_data_size"].get<int64_t>();
+      binary_size = value;
     }
   }
+  const std::optional<element> data = Member(object, "data");
   if (binary_size) {
-    if (item.contains("data")) return Bad(where + ": has both 'data' and binary_data_size");
+    if (data) return Bad(where + ": has both 'data' and binary_data_size");
     if (*binary_size != elements * element_bytes) {
       return Bad(absl::StrCat(where, ": binary_data_size is ", *binary_size, " bytes; shape ",
                               "needs ", elements * element_bytes, " (", input.datatype, ")"));
@@ -154,9 +202,9 @@ absl::StatusOr<RequestInput> DecodeInput(const json& item, size_t index,
     binary->remove_prefix(*binary_size);
     return input;
   }
-  if (!item.contains("data")) return Bad(where + ": needs 'data' or binary_data_size");
+  if (!data) return Bad(where + ": needs 'data' or binary_data_size");
   input.data.reserve(elements);
-  GATI_RETURN_IF_ERROR(Flatten(item["data"], where, elements, &input.data));
+  GATI_RETURN_IF_ERROR(Flatten(*data, where, elements, &input.data));
   if (static_cast<int64_t>(input.data.size()) != elements) {
     return Bad(absl::StrCat(where, ": data has ", input.data.size(), " values; shape needs ",
                             elements));
@@ -180,29 +228,36 @@ absl::StatusOr<DecodedRequest> DecodeInferRequest(std::string_view body,
     text = body.substr(0, *header_length);
     binary = body.substr(*header_length);
   }
-  json root = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  if (root.is_discarded()) return Bad("the request is not valid JSON");
-  if (!root.is_object()) return Bad("the request must be a JSON object");
-  DecodedRequest request;
-  if (root.contains("id")) {
-    if (!root["id"].is_string()) return Bad("'id' must be a string");
-    request.id = root["id"].get<std::string>();
+  // One parser per thread: it keeps its buffers from request to request.
+  thread_local simdjson::dom::parser parser;
+  element root;
+  if (parser.parse(text.data(), text.size(), /*realloc_if_needed=*/true).get(root) !=
+      simdjson::SUCCESS) {
+    return Bad("the request is not valid JSON");
   }
-  if (root.contains("parameters")) {
-    const json& parameters = root["parameters"];
-    if (!parameters.is_object()) return Bad("'parameters' must be an object");
-    if (parameters.contains("binary_data_output")) {
-      if (!parameters["binary_data_output"].is_boolean()) {
-        return Bad("binary_data_output must be a boolean");
-      }
-      request.binary_output = parameters["binary_data_output"].get<bool>();
+  if (root.type() != element_type::OBJECT) return Bad("the request must be a JSON object");
+  const simdjson::dom::object object(root);
+  DecodedRequest request;
+  if (const std::optional<element> id = Member(object, "id")) {
+    std::optional<std::string> id_text = StringOf(*id);
+    if (!id_text) return Bad("'id' must be a string");
+    request.id = std::move(*id_text);
+  }
+  if (const std::optional<element> parameters = Member(object, "parameters")) {
+    if (parameters->type() != element_type::OBJECT) return Bad("'parameters' must be an object");
+    if (const std::optional<element> flag =
+            Member(simdjson::dom::object(*parameters), "binary_data_output")) {
+      if (flag->type() != element_type::BOOL) return Bad("binary_data_output must be a boolean");
+      request.binary_output = bool(*flag);
     }
   }
-  if (!root.contains("inputs") || !root["inputs"].is_array() || root["inputs"].empty()) {
+  const std::optional<element> inputs = Member(object, "inputs");
+  if (!inputs || inputs->type() != element_type::ARRAY ||
+      simdjson::dom::array(*inputs).size() == 0) {
     return Bad("the request needs a non-empty array 'inputs'");
   }
   size_t index = 0;
-  for (const json& item : root["inputs"]) {
+  for (element item : simdjson::dom::array(*inputs)) {
     GATI_ASSIGN_OR_RETURN(RequestInput input, DecodeInput(item, index++, &binary, limits));
     request.inputs.push_back(std::move(input));
   }
@@ -210,25 +265,30 @@ absl::StatusOr<DecodedRequest> DecodeInferRequest(std::string_view body,
     return Bad(absl::StrCat("the body holds ", binary.size(),
                             " bytes of binary data that no input declares"));
   }
-  if (root.contains("outputs")) {
-    if (!root["outputs"].is_array()) return Bad("'outputs' must be an array");
-    for (const json& item : root["outputs"]) {
-      if (!item.is_object() || !item.contains("name") || !item["name"].is_string()) {
-        return Bad("each output needs a string 'name'");
+  if (const std::optional<element> outputs = Member(object, "outputs")) {
+    if (outputs->type() != element_type::ARRAY) return Bad("'outputs' must be an array");
+    for (element item : simdjson::dom::array(*outputs)) {
+      std::optional<std::string> name;
+      if (item.type() == element_type::OBJECT) {
+        if (const std::optional<element> value = Member(simdjson::dom::object(item), "name")) {
+          name = StringOf(*value);
+        }
       }
+      if (!name) return Bad("each output needs a string 'name'");
       RequestOutput output;
-      output.name = item["name"].get<std::string>();
+      output.name = std::move(*name);
       output.binary = request.binary_output;
-      if (item.contains("parameters")) {
-        const json& parameters = item["parameters"];
-        if (!parameters.is_object()) {
+      if (const std::optional<element> parameters =
+              Member(simdjson::dom::object(item), "parameters")) {
+        if (parameters->type() != element_type::OBJECT) {
           return Bad("output '" + output.name + "': 'parameters' must be an object");
         }
-        if (parameters.contains("binary_data")) {
-          if (!parameters["binary_data"].is_boolean()) {
+        if (const std::optional<element> flag =
+                Member(simdjson::dom::object(*parameters), "binary_data")) {
+          if (flag->type() != element_type::BOOL) {
             return Bad("output '" + output.name + "': binary_data must be a boolean");
           }
-          output.binary = parameters["binary_data"].get<bool>();
+          output.binary = bool(*flag);
         }
       }
       request.outputs.push_back(std::move(output));
