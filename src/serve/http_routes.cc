@@ -269,8 +269,20 @@ Reply Dispatch(InferenceService& service, const AccessPolicy* access, const Rout
     case Kind::kModelStats: return HandleModel(service, route);
     case Kind::kInfer: return HandleInfer(service, route, request);
     case Kind::kIndex: {
+      // {"ready": true} lists only the models ready now.
+      bool only_ready = false;
+      if (!request.body->empty()) {
+        json body = json::parse(*request.body, nullptr, /*allow_exceptions=*/false);
+        if (body.is_discarded() || !body.is_object() ||
+            (body.contains("ready") && !body["ready"].is_boolean())) {
+          return ErrorReply(400, "the index request body must be a JSON object with an "
+                                 "optional boolean 'ready'");
+        }
+        only_ready = body.value("ready", false);
+      }
       json index = json::array();
       for (const ModelState& state : repository.States()) {
+        if (only_ready && !state.ready) continue;
         json entry = {{"name", state.name}, {"state", StateName(state)}};
         if (state.version > 0) entry["version"] = std::to_string(state.version);
         if (!state.reason.empty()) entry["reason"] = state.reason;
