@@ -18,6 +18,8 @@
 #               bench/out/report.md with plots); part of make bench
 #   make bench-serve  HTTP load (wrk, concurrency 32, 60 s) on `gati serve`,
 #               caches on vs --no-cache
+#   make bench-overhead  the server's own time per request (HTTP JSON, HTTP
+#               binary, gRPC; concurrency 1 and 16), bench/out/serve_overhead.md
 #   make bench-modes  the three demo bundles (ResNet-20, ResNet-56, ViT), modes auto/parallel/sequential, iid
 #               and video traces, against the base model (bench/out/modes.md)
 
@@ -29,7 +31,7 @@ THREADS ?= 1
 EVAL_THREADS ?= $(JOBS)
 
 .PHONY: deps configure build test tsan thread-safety fuzz check-deps check-clean-install demo bench bench-eval bench-learner \
-  bench-serve bench-modes clean
+  bench-serve bench-overhead bench-modes clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -181,8 +183,13 @@ bench-modes: build $(DEMO_BUNDLE)/manifest.json $(DEMO20_BUNDLE)/manifest.json \
 # HTTP load on `gati serve` with the demo bundle: wrk at concurrency 32 for
 # SERVE_SECONDS, caches on, then --no-cache, in one run.
 SERVE_SECONDS ?= 60
+OVERHEAD_SECONDS ?= 15
 bench-serve: build $(DEMO_BUNDLE)/manifest.json
 	bash bench/serve_load.sh $(BUILD_DIR)/gati $(DEMO_BUNDLE) $(BUILD_DIR) $(SERVE_SECONDS) 32
+
+bench-overhead: build $(DEMO_BUNDLE)/manifest.json
+	mkdir -p bench/out
+	/usr/bin/python3 bench/serve_overhead.py $(BUILD_DIR)/gati $(DEMO_BUNDLE) bench/out/serve_overhead.md $(OVERHEAD_SECONDS)
 
 clean:
 	rm -rf $(BUILD_DIR) $(TSAN_DIR) $(TSA_DIR) $(FUZZ_DIR)

@@ -143,6 +143,7 @@ int RunServe(const ServeFlags& flags) {
 
   serve::ServiceOptions service_options;
   service_options.max_queue = flags.max_queue;
+  service_options.max_computing = flags.engine.workers;
   service_options.limits.max_elements = *max_body / static_cast<int64_t>(sizeof(float));
   service_options.recorder = recorder.get();
   serve::InferenceService service(&repository, service_options);

@@ -131,7 +131,24 @@ absl::StatusOr<InferReply> InferenceService::Infer(const std::string& model,
         "overloaded: ", options_.max_queue,
         " requests are already queued or running (--max-queue); retry later"));
   }
-  absl::StatusOr<InferReply> reply = Run(*served, std::move(request).value());
+  // Wait for a computing slot; the wait is the request's queue time.
+  double waited_us = 0;
+  if (options_.max_computing > 0) {
+    const double before = NowMicros();
+    computing_mu_.LockWhen(absl::Condition(
+        +[](InferenceService* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->computing_mu_) {
+          return self->computing_ < self->options_.max_computing;
+        },
+        this));
+    ++computing_;
+    computing_mu_.Unlock();
+    waited_us = NowMicros() - before;
+  }
+  absl::StatusOr<InferReply> reply = Run(*served, std::move(request).value(), waited_us);
+  if (options_.max_computing > 0) {
+    absl::MutexLock lock(&computing_mu_);
+    --computing_;
+  }
   if (!reply.ok()) {
     metrics.Fail(absl::IsInvalidArgument(reply.status()) ? FailureReason::kInvalidArgument
                                                           : FailureReason::kInternal);
@@ -192,7 +209,7 @@ absl::StatusOr<RequestInput> NormalizeImages(const RequestInput& input,
 }
 
 absl::StatusOr<InferReply> InferenceService::Run(const std::shared_ptr<const ServedModel>& model,
-                                                 DecodedRequest request) {
+                                                 DecodedRequest request, double waited_us) {
   Engine& engine = *model->engine;
   const std::string& name = model->name;
   if (request.inputs.size() != 1) {
@@ -251,7 +268,7 @@ absl::StatusOr<InferReply> InferenceService::Run(const std::shared_ptr<const Ser
   int exit_tap = 0;
   bool all_hits = true, all_exact = true;
   int64_t cache_version = 0;
-  double engine_us = 0;
+  double engine_us = waited_us;
   for (int64_t i = 0; i < batch; ++i) {
     absl::StatusOr<InferResult> result =
         engine.Infer(input.data.data() + i * sample_size, sample_size, {want_scores});
@@ -279,7 +296,7 @@ absl::StatusOr<InferReply> InferenceService::Run(const std::shared_ptr<const Ser
     all_exact = all_exact && result->exact_hit;
     cache_version = std::max(cache_version, result->cache_version);
     engine_us += result->timings.total_us;
-    model->metrics->queue.Observe(result->timings.queue_us / 1e6);
+    model->metrics->queue.Observe((result->timings.queue_us + (i == 0 ? waited_us : 0)) / 1e6);
     model->metrics->compute.Observe(
         std::max(0.0, result->timings.total_us - result->timings.queue_us) / 1e6);
   }

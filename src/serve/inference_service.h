@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "gati/status.h"
 #include "runtime/env.h"
 #include "serve/metrics.h"
@@ -51,6 +52,12 @@ struct ServiceOptions {
   // When set, every answered request is offered to it (gati serve
   // --record); not owned, must outlive the service.
   TrafficRecorder* recorder = nullptr;
+  // Most admitted requests computing at once (0: no limit); the others
+  // wait, and the wait counts as queue time. gati serve sets it to
+  // --workers: in sequential mode the engine computes on the caller's
+  // thread, and more computations than cores only slow each other and the
+  // threads that read and write connections.
+  int max_computing = 0;
 };
 
 struct TensorDescription {
@@ -144,8 +151,10 @@ class InferenceService {
   const ServiceOptions& options() const { return options_; }
 
  private:
+  // `waited_us`: how long the request waited for a computing slot (queue
+  // time of its first sample).
   absl::StatusOr<InferReply> Run(const std::shared_ptr<const ServedModel>& model,
-                                 DecodedRequest request);
+                                 DecodedRequest request, double waited_us);
 
   ModelRepository* const repository_;
   const ServiceOptions options_;
@@ -153,6 +162,8 @@ class InferenceService {
   std::atomic<bool> draining_{false};
   std::atomic<int64_t> unknown_model_requests_{0};
   std::array<OverheadHistogram, kNumTransports> overhead_;
+  absl::Mutex computing_mu_;
+  int computing_ ABSL_GUARDED_BY(computing_mu_) = 0;
 };
 
 // Raw UINT8 images (values 0..255), [N, C, H, W] or [N, H, W, C] (the batch
