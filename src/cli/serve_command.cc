@@ -10,6 +10,8 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <future>
+#include <thread>
 #include <memory>
 #include <string>
 #include <vector>
@@ -208,16 +210,33 @@ int RunServe(const ServeFlags& flags) {
   // and their responses are written, until the deadline.
   service.BeginDrain();
   service.WaitIdle(left());
-  (*grpc)->Stop(left());
-  const int64_t cut_http = (*http)->Stop(left());
-  (*metrics)->Stop();
+  // gRPC's synchronous server waits for its running handlers; it stops on
+  // a thread of its own, so that the deadline still bounds the drain.
+  auto grpc_stopped = std::make_shared<std::promise<void>>();
+  std::future<void> grpc_done = grpc_stopped->get_future();
+  std::thread grpc_stopper([server = grpc->get(), grpc_stopped, grace = left()] {
+    server->Stop(grace);
+    grpc_stopped->set_value();
+  });
+  // (A Shutdown with no grace left still takes a moment to cancel.)
+  const bool grpc_finished =
+      grpc_done.wait_for(std::max(left(), std::chrono::milliseconds(100))) ==
+      std::future_status::ready;
+  if (grpc_finished) {
+    grpc_stopper.join();
+  } else {
+    grpc_stopper.detach();
+  }
+  const int64_t cut_http =
+      (*http)->Stop(left(), /*abandon=*/true) + (*metrics)->Stop(left(), /*abandon=*/true);
   const int64_t running = service.in_flight();
-  if (running > 0 || cut_http > 0) {
+  if (running > 0 || cut_http > 0 || !grpc_finished) {
     std::fprintf(stderr,
                  "gati serve: the %.1f s drain deadline passed with %lld requests unanswered "
-                 "(%lld inference requests still running); exiting without them\n",
+                 "(%lld inference requests still running%s); exiting without them\n",
                  flags.drain_seconds, static_cast<long long>(std::max(running, cut_http)),
-                 static_cast<long long>(running));
+                 static_cast<long long>(running),
+                 grpc_finished ? "" : ", gRPC calls still running");
     std::fflush(stdout);
     std::fflush(stderr);
     // Their threads are not waited for: the deadline bounds the exit.

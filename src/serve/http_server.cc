@@ -1,5 +1,6 @@
 #include "serve/http_server.h"
 
+#include <array>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -32,6 +33,25 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using Parser = bhttp::request_parser<bhttp::string_body>;
 using Response = bhttp::response<bhttp::string_body>;
+
+// An inference runs on the I/O thread that read it only below this body
+// size; larger ones go to a worker.
+constexpr size_t kInlineBodyBytes = 64 << 10;
+
+// Runs a loop until it is stopped; a handler's exception (an allocation
+// failure, say) is logged and the loop goes on.
+void RunLoop(asio::io_context& io) {
+  for (;;) {
+    try {
+      io.run();
+      return;
+    } catch (const std::exception& e) {
+      spdlog::error("HTTP server thread: {}", e.what());
+    } catch (...) {
+      spdlog::error("HTTP server thread: unknown exception");
+    }
+  }
+}
 
 // Responses smaller than this go uncompressed whatever the client accepts.
 constexpr size_t kCompressAtLeast = 1024;
@@ -129,9 +149,10 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
       : service(service_in),
         routes(routes_in),
         options(options_in),
-        acceptor(io),
-        retry_timer(io),
-        sweep_timer(io),
+        strand(asio::make_strand(io)),
+        acceptor(strand),
+        retry_timer(strand),
+        sweep_timer(strand),
         work_guard(asio::make_work_guard(work)) {}
 
   void Accept();
@@ -140,12 +161,14 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   void Sweep();
   void Register(const std::shared_ptr<Session>& session);
   void Unregister(Session* session);
-  int64_t Stop(std::chrono::milliseconds grace);
+  int64_t Stop(std::chrono::milliseconds grace, bool abandon);
 
   InferenceService* const service;
   const Routes routes;
   const HttpOptions options;
   asio::io_context io;
+  // The acceptor and the timers live on one strand, as Stop's closing does.
+  asio::strand<asio::io_context::executor_type> strand;
   tcp::acceptor acceptor;
   asio::steady_timer retry_timer;
   asio::steady_timer sweep_timer;
@@ -159,6 +182,10 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   std::atomic<bool> stopping{false};
   std::atomic<int64_t> active{0};   // Requests read and not yet written.
   std::atomic<int64_t> working{0};  // Requests on the pool.
+  // Bytes of request bodies being received or held, against
+  // options.max_bodies_bytes (declared lengths; a chunked body counts as
+  // the body limit).
+  std::atomic<int64_t> body_bytes{0};
   // Inference requests run on an I/O thread, at most one fewer than there
   // are I/O threads, so that one always serves the other connections.
   const int inline_slots = std::max(0, options.io_threads - 1);
@@ -173,14 +200,26 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
 class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, std::shared_ptr<Impl> server)
-      : stream_(std::move(socket)), server_(std::move(server)) {}
-  ~Session() { server_->Unregister(this); }
+      : stream_(std::move(socket)),
+        server_(std::move(server)),
+        // Bounds what the parser may hold unparsed: chunk extensions and
+        // trailers, which neither the header nor the body limit counts.
+        buffer_(static_cast<size_t>(server_->options.max_header_bytes) + kBufferSlack) {}
+  ~Session() {
+    ReleaseBody();
+    server_->Unregister(this);
+  }
 
   void Start() {
     beast::error_code ignored;
     stream_.socket().non_blocking(true, ignored);  // For the direct writes.
     asio::dispatch(stream_.get_executor(),
                    beast::bind_front_handler(&Session::ReadHeader, shared_from_this()));
+  }
+
+  // On stop: closes the connection, on its strand.
+  void CloseOnStrand() {
+    asio::post(stream_.get_executor(), [self = shared_from_this()] { self->Close(); });
   }
 
   // On stop: closes the connection unless a request is being handled.
@@ -205,7 +244,36 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     stream_.close();
   }
 
+  // After the last response: stop sending, then read and drop what the
+  // client still sends (at most kLingerBytes, for at most a second), so
+  // that unread input does not make the kernel reset the connection before
+  // the client has read the response.
+  void Linger() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    SetDeadline(std::chrono::milliseconds(1000));
+    LingerRead();
+  }
+
  private:
+  static constexpr size_t kBufferSlack = 64 << 10;
+  static constexpr size_t kLingerBytes = 1 << 20;
+
+  void LingerRead() {
+    stream_.async_read_some(
+        asio::buffer(discard_.data(), discard_.size()),
+        [self = shared_from_this()](beast::error_code error, size_t read) {
+          self->lingered_ += read;
+          if (error || self->lingered_ > kLingerBytes) return self->Close();
+          self->LingerRead();
+        });
+  }
+
+  void ReleaseBody() {
+    if (body_reserved_ > 0) server_->body_bytes.fetch_sub(body_reserved_);
+    body_reserved_ = 0;
+  }
+
   static int64_t NowNs() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
                Clock::now().time_since_epoch()).count();
@@ -234,12 +302,30 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     started_ = Clock::now();
     SetDeadline(server_->options.request_timeout);
     const auto& request = parser_->get();
+    version_ = request.version() == 10 ? 10 : 11;
+    head_ = request.method() == bhttp::verb::head;
+    header_fields_ = std::distance(request.begin(), request.end());
     if (std::optional<Reply> refused = CheckFraming(request)) {
       return WriteReply(std::move(*refused), /*close=*/true);
     }
+    // The bodies held at once stay within their budget.
+    const boost::optional<uint64_t> length = parser_->content_length();
+    const int64_t reserve =
+        length ? static_cast<int64_t>(*length)
+               : (parser_->chunked() ? server_->options.max_body_bytes : 0);
+    if (reserve > 0) {
+      if (server_->body_bytes.fetch_add(reserve) + reserve > server_->options.max_bodies_bytes) {
+        server_->body_bytes.fetch_sub(reserve);
+        return WriteReply(Overloaded(absl::StrCat(
+                              "overloaded: request bodies of ", server_->options.max_bodies_bytes,
+                              " bytes are being received; retry later")),
+                          /*close=*/true);
+      }
+      body_reserved_ = reserve;
+    }
     if (parser_->is_done()) return OnBody({}, 0);
     const auto expect = request.find(bhttp::field::expect);
-    if (expect != request.end()) {
+    if (expect != request.end() && version_ >= 11) {
       if (!beast::iequals(expect->value(), "100-continue")) {
         return WriteReply(ErrorReply(417, absl::StrCat("unsupported Expect: ",
                                                        std::string(expect->value()))),
@@ -323,6 +409,15 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
                                                      " bytes")),
                         true);
     }
+    if (error == bhttp::error::buffer_overflow) {
+      const bool in_body = parser_ && parser_->is_header_done();
+      return WriteReply(
+          ErrorReply(in_body ? 413 : 431,
+                     in_body ? "chunk extensions or trailer fields are too long"
+                             : absl::StrCat("the request line and headers exceed ",
+                                            server_->options.max_header_bytes, " bytes")),
+          true);
+    }
     if (error == bhttp::error::body_limit) {
       return WriteReply(ErrorReply(413, absl::StrCat("the request body exceeds ",
                                                      server_->options.max_body_bytes, " bytes")),
@@ -341,20 +436,37 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     parser_.reset();
     keep_alive_ = request->keep_alive() && served_ < server_->options.keep_alive_requests;
     accept_coding_ = AcceptedCoding(Absl((*request)[bhttp::field::accept_encoding]));
-
-    if (std::optional<Reply> refused = Decompress(*request)) {
-      return WriteReply(std::move(*refused), /*close=*/true);
+    // Trailer fields would land among the headers (a Content-Encoding, a
+    // restricted API's key); none of the protocol's requests has any.
+    if (std::distance(request->begin(), request->end()) != header_fields_) {
+      return WriteReply(ErrorReply(400, "trailer fields are not accepted"), /*close=*/true);
     }
-    const HttpRequest view = View(*request);
-    const Route route = ParseRoute(view.method, view.path, server_->routes);
-    if (!route.blocking) return WriteReply(Handle(*server_->service, server_->options.access, route, view));
-    // An inference runs here, on this I/O thread, while another I/O thread
-    // is left for every other connection: no handoff to a worker and back.
-    // Only while no other inference runs: under load, compute stays on the
-    // workers.
-    if (route.kind == Route::Kind::kInfer && server_->service->in_flight() == 0) {
+    if (server_->stopping.load()) {
+      return WriteReply(Overloaded("the server is shutting down"), /*close=*/true);
+    }
+    if (head_) {
+      // Every route answers GET or POST; a HEAD gets its 405 without a body.
+      return WriteReply(ErrorReply(405, "HEAD is not supported; use GET or POST"), true);
+    }
+    const bool compressed = request->find(bhttp::field::content_encoding) != request->end();
+    const Route route =
+        ParseRoute(std::string(request->method_string()),
+                   std::string_view(request->target().data(), request->target().size())
+                       .substr(0, request->target().find('?')),
+                   server_->routes);
+    // Inflating is work: a compressed body is decoded on a worker, never on
+    // an I/O thread.
+    if (!route.blocking && !compressed) {
+      return WriteReply(Handle(*server_->service, server_->options.access, route, View(*request)));
+    }
+    // A small inference runs here, on this I/O thread, while another I/O
+    // thread is left for every other connection: no handoff to a worker and
+    // back. Only while no other inference runs: under load, compute stays
+    // on the workers.
+    if (route.kind == Route::Kind::kInfer && !compressed &&
+        request->body().size() <= kInlineBodyBytes && server_->service->in_flight() == 0) {
       if (server_->inline_running.fetch_add(1) < server_->inline_slots) {
-        Reply reply = Handle(*server_->service, server_->options.access, route, view);
+        Reply reply = Handle(*server_->service, server_->options.access, route, View(*request));
         server_->inline_running.fetch_sub(1);
         return WriteReply(std::move(reply));
       }
@@ -369,8 +481,13 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
                                   " HTTP workers are busy (--http-threads); retry later")));
     }
     asio::post(server_->work, [self = shared_from_this(), request, route] {
-      Reply reply = Handle(*self->server_->service, self->server_->options.access, route,
-                           self->View(*request));
+      Reply reply;
+      if (std::optional<Reply> refused = self->Decompress(*request)) {
+        reply = std::move(*refused);
+      } else {
+        reply = Handle(*self->server_->service, self->server_->options.access, route,
+                       self->View(*request));
+      }
       self->server_->working.fetch_sub(1);
       asio::post(self->stream_.get_executor(), [self, reply = std::move(reply)]() mutable {
         self->WriteReply(std::move(reply));
@@ -420,7 +537,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     transport_ = reply.transport;
     response_.emplace();
     Response& response = *response_;
-    response.version(11);
+    response.version(version_);
     response.result(static_cast<unsigned>(reply.status));
     response.set(bhttp::field::server, kServerName);
     response.set(bhttp::field::content_type, reply.content_type);
@@ -431,6 +548,10 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
         response.set(bhttp::field::content_encoding, accept_coding_);
         response.set(bhttp::field::vary, "Accept-Encoding");
       }
+    }
+    if (head_) {
+      reply.body.clear();
+      keep_alive_ = false;
     }
     response.body() = std::move(reply.body);
     response.keep_alive(keep_alive_);
@@ -462,7 +583,9 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     }
     serializer_.reset();
     response_.reset();
-    if (error || !keep_alive_) return Close();
+    ReleaseBody();
+    if (error) return Close();
+    if (!keep_alive_) return Linger();
     ReadHeader();
   }
 
@@ -480,6 +603,12 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   bool keep_alive_ = true;
   bool counted_ = false;  // This connection's request is in `active`.
   bool idle_ = true;      // Waiting for a request (nothing to lose on close).
+  unsigned version_ = 11;  // Of the request being answered: 10 or 11.
+  bool head_ = false;
+  std::ptrdiff_t header_fields_ = 0;  // Fields of the header block.
+  int64_t body_reserved_ = 0;         // Of Impl::body_bytes.
+  size_t lingered_ = 0;
+  std::array<char, 4096> discard_{};
   std::atomic<int64_t> deadline_ns_{0};  // Steady clock; 0: none.
 };
 
@@ -547,11 +676,11 @@ void HttpServer::Impl::Unregister(Session* session) {
   sessions.erase(session);
 }
 
-int64_t HttpServer::Impl::Stop(std::chrono::milliseconds grace) {
+int64_t HttpServer::Impl::Stop(std::chrono::milliseconds grace, bool abandon) {
   int64_t unfinished = 0;
   std::call_once(stopped, [&] {
     stopping.store(true);
-    asio::post(io, [self = shared_from_this()] {
+    asio::post(strand, [self = shared_from_this()] {
       beast::error_code ignored;
       self->acceptor.close(ignored);
       self->retry_timer.cancel();
@@ -571,8 +700,8 @@ int64_t HttpServer::Impl::Stop(std::chrono::milliseconds grace) {
     }
     unfinished = active.load();
     work_guard.reset();
-    io.stop();
-    if (unfinished > 0) {
+    if (unfinished > 0 && abandon) {
+      io.stop();
       // A request still running past the deadline (on a worker, or inline
       // on an I/O thread) is abandoned: no thread is waited for, so the
       // exit stays bounded. What they hold stays allocated.
@@ -581,7 +710,17 @@ int64_t HttpServer::Impl::Stop(std::chrono::milliseconds grace) {
       for (std::thread& thread : io_threads) thread.detach();
       return;
     }
+    // Requests still running finish (their workers and, for an inline one,
+    // its I/O thread are waited for). Responses still being written get a
+    // second more; then every connection is closed and the loop stops.
     for (std::thread& worker : workers) worker.join();
+    const Clock::time_point writes_deadline = Clock::now() + std::chrono::seconds(1);
+    while (active.load() > 0 && Clock::now() < writes_deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    for (auto& session : live) session->CloseOnStrand();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    io.stop();
     for (std::thread& thread : io_threads) {
       if (thread.joinable()) thread.join();
     }
@@ -631,12 +770,12 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(InferenceService* 
   for (int i = 0; i < options.threads; ++i) {
     // Each thread holds the server: one abandoned at a drain deadline
     // keeps what it uses alive.
-    impl->workers.emplace_back([self = impl] { self->work.run(); });
+    impl->workers.emplace_back([self = impl] { RunLoop(self->work); });
   }
   for (int i = 0; i < options.io_threads; ++i) {
     impl->io_threads.emplace_back([self = impl] {
       auto guard = asio::make_work_guard(self->io);
-      self->io.run();
+      RunLoop(self->io);
     });
   }
   return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
@@ -648,6 +787,8 @@ int HttpServer::port() const { return impl_->port; }
 
 int64_t HttpServer::active_requests() const { return impl_->active.load(); }
 
-int64_t HttpServer::Stop(std::chrono::milliseconds grace) { return impl_->Stop(grace); }
+int64_t HttpServer::Stop(std::chrono::milliseconds grace, bool abandon) {
+  return impl_->Stop(grace, abandon);
+}
 
 }  // namespace gati::serve

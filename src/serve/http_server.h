@@ -56,6 +56,10 @@ struct HttpOptions {
   int64_t max_header_bytes = int64_t{64} << 10;
   // Open connections at most; further connections are closed on accept.
   int max_connections = 4096;
+  // Bytes of request bodies received or held at once, all connections
+  // together; a request that would pass it gets 503. A chunked body counts
+  // as max_body_bytes.
+  int64_t max_bodies_bytes = int64_t{1} << 30;
   // listen(2) backlog.
   int backlog = 1024;
   // Requests served on one keep-alive connection before it is closed.
@@ -81,7 +85,7 @@ class HttpServer {
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(InferenceService* service,
                                                            Routes routes,
                                                            const HttpOptions& options);
-  // Stops (as Stop(0)).
+  // Stops (as Stop(0), waiting for requests still running).
   ~HttpServer();
 
   // The bound port (the chosen one when options.port was 0).
@@ -91,8 +95,12 @@ class HttpServer {
   // Stops accepting, closes idle connections, lets the requests being
   // handled finish and write their responses for up to `grace`, then closes
   // every connection and joins the threads. Returns the number of requests
-  // that had not finished by then. Idempotent (later calls return 0).
-  int64_t Stop(std::chrono::milliseconds grace = std::chrono::milliseconds(0));
+  // that had not finished within `grace`. Those are waited for, unless
+  // `abandon`: then no thread is waited for (the caller is about to exit
+  // the process; what the threads use stays allocated). Idempotent (later
+  // calls return 0).
+  int64_t Stop(std::chrono::milliseconds grace = std::chrono::milliseconds(0),
+               bool abandon = false);
 
   struct Impl;
 

@@ -5,11 +5,13 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <system_error>
+#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -55,6 +57,10 @@ void RemoveStaleTemporaries(const std::string& name, const std::string& bundle_d
       continue;
     }
     if (::kill(pid, 0) == 0 || errno != ESRCH) continue;  // Its writer may still run.
+    // A writer in another PID namespace (another container on a shared
+    // volume) looks gone too: only a file left alone for a minute goes.
+    const auto written = fs::last_write_time(entry.path(), error);
+    if (error || fs::file_time_type::clock::now() - written < std::chrono::minutes(1)) continue;
     std::error_code removed;
     fs::remove(entry.path(), removed);
     if (!removed) {
@@ -75,20 +81,65 @@ std::string Redact(std::string message, const std::string& name, const std::stri
   return message;
 }
 
-// Frees a version; afterwards, returns the memory it held to the system
-// (malloc keeps freed pages of every thread's arena otherwise, and each
-// engine's threads leave theirs behind).
-void Release(ServedModel* model) {
-  delete model;
-  malloc_trim(0);
-}
-
 }  // namespace
+
+// Frees released versions on a thread of its own, whoever drops the last
+// reference (an I/O thread, a request, a load holding the repository's
+// lock), then returns the memory they held to the system: malloc keeps
+// freed pages of every thread's arena otherwise, and each engine's threads
+// leave theirs behind.
+class ModelRepository::Reaper {
+ public:
+  Reaper() : thread_([this] { Loop(); }) {}
+  ~Reaper() {
+    {
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+    }
+    thread_.join();
+  }
+  void Release(ServedModel* model) {
+    absl::MutexLock lock(&mu_);
+    pending_.push_back(model);
+  }
+
+ private:
+  void Loop() {
+    for (;;) {
+      std::vector<ServedModel*> batch;
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(
+            +[](Reaper* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
+              return self->done_ || !self->pending_.empty();
+            },
+            this));
+        if (pending_.empty() && done_) return;
+        batch.swap(pending_);
+      }
+      for (ServedModel* model : batch) delete model;
+      malloc_trim(0);
+    }
+  }
+
+  absl::Mutex mu_;
+  std::vector<ServedModel*> pending_ ABSL_GUARDED_BY(mu_);
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
 
 const char* StateName(const ModelState& state) { return state.ready ? "READY" : "UNAVAILABLE"; }
 
 ModelRepository::ModelRepository(EngineFactory factory)
-    : factory_(std::move(factory)), models_(std::make_shared<const ModelMap>()) {}
+    : factory_(std::move(factory)),
+      reaper_(std::make_shared<Reaper>()),
+      models_(std::make_shared<const ModelMap>()) {}
+
+ModelRepository::~ModelRepository() {
+  // Versions still held elsewhere go to the reaper when let go; this one's
+  // map goes now.
+  std::atomic_store(&models_, std::shared_ptr<const ModelMap>());
+}
 
 absl::Status ModelRepository::Register(const std::string& name, const std::string& bundle_dir) {
   if (!ValidName(name)) {
@@ -169,6 +220,8 @@ absl::StatusOr<LoadResult> ModelRepository::Load(const std::string& name) {
     return LoadResult{version, false};
   }
   absl::StatusOr<std::unique_ptr<Engine>> engine = factory_(bundle_dir);
+  // The map replaced below is let go after the lock (declared before it).
+  std::shared_ptr<const ModelMap> replaced;
   absl::MutexLock lock(&state_mu_);
   ModelState& state = states_[name];
   if (!engine.ok()) {
@@ -181,14 +234,16 @@ absl::StatusOr<LoadResult> ModelRepository::Load(const std::string& name) {
   }
   // The same bundle loaded again after an unload is the same version.
   const int64_t next = unchanged ? version : version + 1;
-  std::shared_ptr<ServedModel> model(new ServedModel(), Release);
+  std::shared_ptr<ServedModel> model(
+      new ServedModel(), [reaper = reaper_](ServedModel* released) { reaper->Release(released); });
   model->name = name;
   model->version = next;
   model->bundle_dir = bundle_dir;
   model->engine = std::move(engine).value();
   const std::string mode = model->engine->mode_report();
   model->metrics = metrics;
-  auto models = std::make_shared<ModelMap>(*std::atomic_load(&models_));
+  replaced = std::atomic_load(&models_);
+  auto models = std::make_shared<ModelMap>(*replaced);
   (*models)[name] = std::move(model);
   std::atomic_store(&models_, std::shared_ptr<const ModelMap>(std::move(models)));
   state.version = next;
@@ -202,12 +257,14 @@ absl::StatusOr<LoadResult> ModelRepository::Load(const std::string& name) {
 
 absl::Status ModelRepository::Unload(const std::string& name) {
   absl::MutexLock load_lock(&load_mu_);
+  std::shared_ptr<const ModelMap> replaced;  // Let go after the lock.
   absl::MutexLock lock(&state_mu_);
   auto state = states_.find(name);
   if (state == states_.end()) {
     return absl::NotFoundError(absl::StrCat("unknown model '", name, "'"));
   }
-  auto models = std::make_shared<ModelMap>(*std::atomic_load(&models_));
+  replaced = std::atomic_load(&models_);
+  auto models = std::make_shared<ModelMap>(*replaced);
   const bool was_serving = models->erase(name) > 0;
   std::atomic_store(&models_, std::shared_ptr<const ModelMap>(std::move(models)));
   state->second.ready = false;

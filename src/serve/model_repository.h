@@ -71,6 +71,7 @@ struct LoadResult {
 class ModelRepository {
  public:
   explicit ModelRepository(EngineFactory factory);
+  ~ModelRepository();
 
   // Registers `name` as served from `bundle_dir` (not loaded yet).
   // InvalidArgument for an empty or malformed name (letters, digits, '.',
@@ -122,8 +123,12 @@ class ModelRepository {
 
  private:
   using ModelMap = std::map<std::string, std::shared_ptr<const ServedModel>>;
+  class Reaper;
 
   EngineFactory factory_;
+  // Frees released versions off the request and lock paths; shared with
+  // every version's deleter, so it outlives them.
+  std::shared_ptr<Reaper> reaper_;
   // Serializes loads (Create can take seconds; readers never wait on it).
   absl::Mutex load_mu_;
   // Registrations, their load states and metrics.

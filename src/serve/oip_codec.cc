@@ -16,6 +16,9 @@ using json = nlohmann::json;
 
 absl::Status Bad(const std::string& message) { return absl::InvalidArgumentError(message); }
 
+// A thread's JSON parser keeps buffers for bodies up to this size.
+constexpr size_t kKeptParserBytes = 1 << 20;
+
 // Deepest nesting of a 'data' array (a tensor rank far beyond any model's).
 constexpr int kMaxDepth = 32;
 
@@ -228,8 +231,15 @@ absl::StatusOr<DecodedRequest> DecodeInferRequest(std::string_view body,
     text = body.substr(0, *header_length);
     binary = body.substr(*header_length);
   }
-  // One parser per thread: it keeps its buffers from request to request.
+  // One parser per thread: it keeps its buffers from request to request,
+  // up to kKeptParserBytes; after a larger body it starts afresh, so that no
+  // thread holds a large body's buffers for good.
   thread_local simdjson::dom::parser parser;
+  struct Shrink {
+    ~Shrink() {
+      if (parser.capacity() > kKeptParserBytes) parser = simdjson::dom::parser();
+    }
+  } shrink;
   element root;
   if (parser.parse(text.data(), text.size(), /*realloc_if_needed=*/true).get(root) !=
       simdjson::SUCCESS) {

@@ -135,6 +135,38 @@ class HostileTest(unittest.TestCase):
             self.assertIn("error", json.loads(reply), name)
         self.assert_serving()
 
+    def test_trailers_long_chunk_extensions_head_and_http_1_0(self):
+        # A trailer would land among the headers (here, a Content-Encoding).
+        status, headers, body, _ = self.request(
+            "POST /v2/repository/index HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+            "\r\n", b"2\r\n{}\r\n0\r\nContent-Encoding: gzip\r\n\r\n")
+        self.assertEqual(status, 400, body)
+        self.assertIn(b"trailer", body)
+        # Chunk extensions count against a limit too, and fail at once.
+        status, _, body, seconds = exchange(
+            self.port, b"POST /v2/repository/index HTTP/1.1\r\nHost: t\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n2;" + b"e" * (1 << 20))
+        self.assertIn(status, (413, None))
+        self.assertLess(seconds, 5)
+        # HEAD: no route takes it; the 405 has no body, and the connection
+        # closes.
+        status, headers, body, _ = self.request("HEAD /v2 HTTP/1.1\r\nHost: t\r\n\r\n")
+        self.assertEqual(status, 405)
+        self.assertEqual(body, b"")
+        self.assertEqual(headers.get("connection"), "close")
+        # HTTP/1.0 with keep-alive: answered in 1.0, kept alive, twice.
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+            for _ in range(2):
+                sock.sendall(b"GET /v2/health/live HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+                reply = b""
+                while b"}" not in reply:
+                    chunk = sock.recv(4096)
+                    self.assertTrue(chunk, "the server closed a kept-alive 1.0 connection")
+                    reply += chunk
+                self.assertTrue(reply.startswith(b"HTTP/1.0 200"), reply)
+                self.assertIn(b"keep-alive", reply.lower())
+        self.assert_serving()
+
     def test_a_post_without_body_or_length_has_an_empty_body(self):
         status, _, body, _ = self.request("POST /v2/repository/index HTTP/1.1\r\nHost: t\r\n\r\n")
         self.assertEqual(status, 200, body)
