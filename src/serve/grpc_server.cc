@@ -100,33 +100,60 @@ void SetParameter(const ParameterValue& value, inference::InferParameter* out) {
   }
 }
 
-// ModelInfer reads its request itself (a streamed unary method), so that a
-// request that is not a valid protobuf gets INVALID_ARGUMENT with a reason
-// rather than gRPC's bare INTERNAL.
-using ServiceBase = inference::GRPCInferenceService::WithStreamedUnaryMethod_ModelInfer<
-    inference::GRPCInferenceService::Service>;
+// Every unary RPC reads its request itself (a streamed unary method), so
+// that a request that is not a valid protobuf gets INVALID_ARGUMENT with a
+// reason rather than gRPC's bare INTERNAL.
+using ServiceBase = inference::GRPCInferenceService::StreamedUnaryService;
+
+// Reads the request of a streamed unary call, runs `handler` on it and
+// writes its response.
+template <typename Request, typename Response, typename Handler>
+grpc::Status Unary(grpc::ServerUnaryStreamer<Request, Response>* streamer, Handler handler) {
+  Request request;
+  if (!streamer->Read(&request)) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("the request is not a valid ",
+                                     Request::descriptor()->full_name(), " message"));
+  }
+  Response response;
+  grpc::Status status = handler(request, &response);
+  if (status.ok()) streamer->Write(response);
+  return status;
+}
+
+// The streamed form of RPC `name`, running its `nameImpl`.
+#define GATI_UNARY_RPC(name)                                                                    \
+  grpc::Status Streamed##name(                                                                  \
+      grpc::ServerContext* context,                                                             \
+      grpc::ServerUnaryStreamer<inference::name##Request, inference::name##Response>* streamer) \
+      override {                                                                                \
+    return Unary(streamer, [&](const inference::name##Request& request,                         \
+                               inference::name##Response* response) {                           \
+      return name##Impl(context, &request, response);                                           \
+    });                                                                                         \
+  }
 
 class InferenceServiceImpl final : public ServiceBase {
  public:
   InferenceServiceImpl(InferenceService* service, const AccessPolicy* access)
       : service_(service), access_(access) {}
 
-  grpc::Status ServerLive(grpc::ServerContext* context, const inference::ServerLiveRequest*,
-                          inference::ServerLiveResponse* response) override {
+  grpc::Status ServerLiveImpl(grpc::ServerContext* context, const inference::ServerLiveRequest*,
+                          inference::ServerLiveResponse* response) {
     if (grpc::Status denied = Check(context, Api::kHealth); !denied.ok()) return denied;
     response->set_live(true);
     return grpc::Status::OK;
   }
 
-  grpc::Status ServerReady(grpc::ServerContext* context, const inference::ServerReadyRequest*,
-                           inference::ServerReadyResponse* response) override {
+  grpc::Status ServerReadyImpl(grpc::ServerContext* context, const inference::ServerReadyRequest*,
+                           inference::ServerReadyResponse* response) {
     if (grpc::Status denied = Check(context, Api::kHealth); !denied.ok()) return denied;
     response->set_ready(service_->Ready());
     return grpc::Status::OK;
   }
 
-  grpc::Status ModelReady(grpc::ServerContext* context, const inference::ModelReadyRequest* request,
-                          inference::ModelReadyResponse* response) override {
+  grpc::Status ModelReadyImpl(grpc::ServerContext* context, const inference::ModelReadyRequest* request,
+                          inference::ModelReadyResponse* response) {
     if (grpc::Status denied = Check(context, Api::kHealth); !denied.ok()) return denied;
     absl::StatusOr<bool> ready = service_->ModelReady(request->name(), request->version());
     if (!ready.ok()) return ToGrpc(ready.status());
@@ -134,8 +161,8 @@ class InferenceServiceImpl final : public ServiceBase {
     return grpc::Status::OK;
   }
 
-  grpc::Status ServerMetadata(grpc::ServerContext* context, const inference::ServerMetadataRequest*,
-                              inference::ServerMetadataResponse* response) override {
+  grpc::Status ServerMetadataImpl(grpc::ServerContext* context, const inference::ServerMetadataRequest*,
+                              inference::ServerMetadataResponse* response) {
     if (grpc::Status denied = Check(context, Api::kMetadata); !denied.ok()) return denied;
     response->set_name(kServerName);
     response->set_version(kServerVersion);
@@ -143,8 +170,8 @@ class InferenceServiceImpl final : public ServiceBase {
     return grpc::Status::OK;
   }
 
-  grpc::Status ModelMetadata(grpc::ServerContext* context, const inference::ModelMetadataRequest* request,
-                             inference::ModelMetadataResponse* response) override {
+  grpc::Status ModelMetadataImpl(grpc::ServerContext* context, const inference::ModelMetadataRequest* request,
+                             inference::ModelMetadataResponse* response) {
     if (grpc::Status denied = Check(context, Api::kMetadata); !denied.ok()) return denied;
     absl::StatusOr<ModelDescription> description =
         service_->Describe(request->name(), request->version());
@@ -161,6 +188,17 @@ class InferenceServiceImpl final : public ServiceBase {
     for (const TensorDescription& t : description->outputs) fill(t, response->add_outputs());
     return grpc::Status::OK;
   }
+
+  GATI_UNARY_RPC(ServerLive)
+  GATI_UNARY_RPC(ServerReady)
+  GATI_UNARY_RPC(ModelReady)
+  GATI_UNARY_RPC(ServerMetadata)
+  GATI_UNARY_RPC(ModelMetadata)
+  GATI_UNARY_RPC(ModelConfig)
+  GATI_UNARY_RPC(ModelStatistics)
+  GATI_UNARY_RPC(RepositoryIndex)
+  GATI_UNARY_RPC(RepositoryModelLoad)
+  GATI_UNARY_RPC(RepositoryModelUnload)
 
   grpc::Status StreamedModelInfer(
       grpc::ServerContext* context,
@@ -202,9 +240,9 @@ class InferenceServiceImpl final : public ServiceBase {
     return grpc::Status::OK;
   }
 
-  grpc::Status ModelConfig(grpc::ServerContext* context,
+  grpc::Status ModelConfigImpl(grpc::ServerContext* context,
                            const inference::ModelConfigRequest* request,
-                           inference::ModelConfigResponse* response) override {
+                           inference::ModelConfigResponse* response) {
     if (grpc::Status denied = Check(context, Api::kModelConfig); !denied.ok()) return denied;
     auto served = service_->repository()->Get(request->name(), request->version());
     if (!served.ok()) return ToGrpc(served.status());
@@ -241,9 +279,9 @@ class InferenceServiceImpl final : public ServiceBase {
     return grpc::Status::OK;
   }
 
-  grpc::Status ModelStatistics(grpc::ServerContext* context,
+  grpc::Status ModelStatisticsImpl(grpc::ServerContext* context,
                                const inference::ModelStatisticsRequest* request,
-                               inference::ModelStatisticsResponse* response) override {
+                               inference::ModelStatisticsResponse* response) {
     if (grpc::Status denied = Check(context, Api::kStatistics); !denied.ok()) return denied;
     std::vector<std::shared_ptr<const ServedModel>> models;
     if (request->name().empty()) {
@@ -274,9 +312,9 @@ class InferenceServiceImpl final : public ServiceBase {
     return grpc::Status::OK;
   }
 
-  grpc::Status RepositoryIndex(grpc::ServerContext* context,
+  grpc::Status RepositoryIndexImpl(grpc::ServerContext* context,
                                const inference::RepositoryIndexRequest* request,
-                               inference::RepositoryIndexResponse* response) override {
+                               inference::RepositoryIndexResponse* response) {
     if (grpc::Status denied = Check(context, Api::kModelRepository); !denied.ok()) return denied;
     for (const ModelState& state : service_->repository()->States()) {
       if (request->ready() && !state.ready) continue;
@@ -289,16 +327,16 @@ class InferenceServiceImpl final : public ServiceBase {
     return grpc::Status::OK;
   }
 
-  grpc::Status RepositoryModelLoad(grpc::ServerContext* context,
+  grpc::Status RepositoryModelLoadImpl(grpc::ServerContext* context,
                                    const inference::RepositoryModelLoadRequest* request,
-                                   inference::RepositoryModelLoadResponse*) override {
+                                   inference::RepositoryModelLoadResponse*) {
     if (grpc::Status denied = Check(context, Api::kModelRepository); !denied.ok()) return denied;
     return ToGrpc(service_->Load(request->model_name(), Names(request->parameters())).status());
   }
 
-  grpc::Status RepositoryModelUnload(grpc::ServerContext* context,
+  grpc::Status RepositoryModelUnloadImpl(grpc::ServerContext* context,
                                      const inference::RepositoryModelUnloadRequest* request,
-                                     inference::RepositoryModelUnloadResponse*) override {
+                                     inference::RepositoryModelUnloadResponse*) {
     if (grpc::Status denied = Check(context, Api::kModelRepository); !denied.ok()) return denied;
     return ToGrpc(service_->Unload(request->model_name(), Names(request->parameters())));
   }

@@ -358,11 +358,14 @@ class ServeTest(unittest.TestCase):
     def test_grpc_refuses_garbage_and_other_datatypes_by_name(self):
         grpc, stub = self.grpc_stub()
         channel = grpc.insecure_channel(self.server.grpc)
-        raw = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
-        with self.assertRaises(grpc.RpcError) as error:
-            raw(b"\xff\xff\xff\xff not a protobuf", timeout=10)
-        self.assertEqual(error.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
-        self.assertIn("not a valid", error.exception.details())
+        for rpc in ("ModelInfer", "ModelMetadata", "ModelReady", "ModelConfig",
+                    "ModelStatistics", "RepositoryIndex", "RepositoryModelLoad",
+                    "RepositoryModelUnload", "ServerMetadata"):
+            raw = channel.unary_unary(f"/inference.GRPCInferenceService/{rpc}")
+            with self.assertRaises(grpc.RpcError) as error:
+                raw(b"\xff\xff\xff\xff not a protobuf", timeout=10)
+            self.assertEqual(error.exception.code(), grpc.StatusCode.INVALID_ARGUMENT, rpc)
+            self.assertIn("not a valid inference.", error.exception.details())
         fp64 = self.pb.ModelInferRequest(model_name="r20")
         tensor = fp64.inputs.add(name="input", datatype="FP64", shape=[1, 1, 28, 28])
         tensor.contents.fp64_contents.extend([0.0] * 784)
