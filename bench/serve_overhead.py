@@ -3,7 +3,9 @@ in to response out, less the engine's time), as `gati serve` measures it in
 gati_server_overhead_seconds, for one-image (1x1x28x28) requests over HTTP
 with JSON tensors, HTTP with binary tensors and gRPC, at concurrency 1 and
 16. HTTP load comes from wrk (keep-alive connections), gRPC load from Python
-threads on one channel each. Prints a markdown table and writes it to OUT.
+threads on one channel each. Then keep-alive against a new connection per
+request, from the client's side. Prints markdown tables and writes them to
+OUT.
 
     serve_overhead.py GATI BUNDLE OUT.md [SECONDS]
 """
@@ -104,6 +106,36 @@ def grpc_load(port, images, concurrency, seconds):
         t.join()
 
 
+def connection_cost(port, body, count=500):
+    """Client-side p50 and p99 (ms) of one-image JSON requests on one
+    keep-alive connection, and on a new connection each (Connection:
+    close), interleaved in blocks of 50."""
+    import http.client
+    latencies = {True: [], False: []}
+    kept = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    for block in range(2 * count // 50):
+        keep = block % 2 == 0
+        for _ in range(50):
+            start = time.perf_counter()
+            connection = kept if keep else http.client.HTTPConnection("127.0.0.1", port,
+                                                                      timeout=30)
+            headers = {"Content-Type": "application/json"}
+            if not keep:
+                headers["Connection"] = "close"
+            connection.request("POST", "/v2/models/demo/infer", body=body, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            if not keep:
+                connection.close()
+            latencies[keep].append((time.perf_counter() - start) * 1e3)
+    kept.close()
+    out = {}
+    for keep, values in latencies.items():
+        values.sort()
+        out[keep] = (values[len(values) // 2], values[int(0.99 * len(values))])
+    return out
+
+
 def main():
     gati, bundle, out = sys.argv[1:4]
     seconds = int(sys.argv[4]) if len(sys.argv) > 4 else 15
@@ -146,6 +178,12 @@ def main():
                 rows.append((kind, concurrency, n, p50 * 1e6, p90 * 1e6, p99 * 1e6))
                 print(f"{kind:12s} c={concurrency:<3d} n={n:<7d} p50 {p50 * 1e6:6.1f} us  "
                       f"p90 {p90 * 1e6:6.1f} us  p99 {p99 * 1e6:7.1f} us", flush=True)
+        with open(files["http_json"]) as f:
+            body = bytes.fromhex(f.readline().split()[1])
+        connections = connection_cost(http_port, body)
+        for keep, (p50, p99) in connections.items():
+            print(f"{'keep-alive' if keep else 'new connection':15s} client p50 {p50:.3f} ms  "
+                  f"p99 {p99:.3f} ms", flush=True)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(60)
@@ -154,10 +192,16 @@ def main():
     for kind, concurrency, n, p50, p90, p99 in rows:
         lines.append(f"| {kind} | {concurrency} | {n} | {p50:.1f} | {p90:.1f} | {p99:.1f} | "
                      f"≤ {TARGETS_US[kind]} |")
+    lines += ["", "| connection | client p50 (ms) | client p99 (ms) |", "|---|---|---|"]
+    for keep, (p50, p99) in connections.items():
+        lines.append(f"| {'one keep-alive connection' if keep else 'a new one per request'} | "
+                     f"{p50:.3f} | {p99:.3f} |")
     with open(out, "w") as f:
         f.write("Server overhead per request: request in to response out, less the engine's "
                 "time (gati_server_overhead_seconds), 1x1x28x28 requests, "
-                f"{seconds} s per cell; `bench/serve_overhead.py`.\n\n" + "\n".join(lines) + "\n")
+                f"{seconds} s per cell; then the cost of a connection per request, from a "
+                "Python client (500 JSON requests each way, interleaved); "
+                "`bench/serve_overhead.py`.\n\n" + "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
