@@ -117,7 +117,9 @@ grpc::Status Unary(grpc::ServerUnaryStreamer<Request, Response>* streamer, Handl
   }
   Response response;
   grpc::Status status = handler(request, &response);
-  if (status.ok()) streamer->Write(response);
+  // The only message: corked with the status that follows, so gRPC sends
+  // both at once instead of waiting for the message's own send here.
+  if (status.ok()) streamer->Write(response, grpc::WriteOptions().set_last_message());
   return status;
 }
 
@@ -215,7 +217,7 @@ class InferenceServiceImpl final : public ServiceBase {
     double engine_us = 0;
     grpc::Status status = RunInfer(request, &response, &engine_us);
     if (!status.ok()) return status;
-    streamer->Write(response);
+    streamer->Write(response, grpc::WriteOptions().set_last_message());
     const double elapsed_us = std::chrono::duration<double, std::micro>(
                                   std::chrono::steady_clock::now() - started).count();
     service_->RecordOverhead(Transport::kGrpc, std::max(0.0, elapsed_us - engine_us) / 1e6);
