@@ -227,8 +227,8 @@ int RunServe(const ServeFlags& flags) {
   } else {
     grpc_stopper.detach();
   }
-  const int64_t cut_http =
-      (*http)->Stop(left(), /*abandon=*/true) + (*metrics)->Stop(left(), /*abandon=*/true);
+  int64_t cut_http = (*http)->Stop(left(), /*abandon=*/true);
+  cut_http += (*metrics)->Stop(left(), /*abandon=*/true);
   const int64_t running = service.in_flight();
   if (running > 0 || cut_http > 0 || !grpc_finished) {
     std::fprintf(stderr,

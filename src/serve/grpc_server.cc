@@ -123,12 +123,14 @@ grpc::Status Unary(grpc::ServerUnaryStreamer<Request, Response>* streamer, Handl
   return status;
 }
 
-// The streamed form of RPC `name`, running its `nameImpl`.
-#define GATI_UNARY_RPC(name)                                                                    \
+// The streamed form of RPC `name` of API group `api`: the caller's access
+// is checked before its message is read, then `nameImpl` runs.
+#define GATI_UNARY_RPC(name, api)                                                               \
   grpc::Status Streamed##name(                                                                  \
       grpc::ServerContext* context,                                                             \
       grpc::ServerUnaryStreamer<inference::name##Request, inference::name##Response>* streamer) \
       override {                                                                                \
+    if (grpc::Status denied = Check(context, Api::api); !denied.ok()) return denied;           \
     return Unary(streamer, [&](const inference::name##Request& request,                         \
                                inference::name##Response* response) {                           \
       return name##Impl(context, &request, response);                                           \
@@ -142,21 +144,18 @@ class InferenceServiceImpl final : public ServiceBase {
 
   grpc::Status ServerLiveImpl(grpc::ServerContext* context, const inference::ServerLiveRequest*,
                           inference::ServerLiveResponse* response) {
-    if (grpc::Status denied = Check(context, Api::kHealth); !denied.ok()) return denied;
     response->set_live(true);
     return grpc::Status::OK;
   }
 
   grpc::Status ServerReadyImpl(grpc::ServerContext* context, const inference::ServerReadyRequest*,
                            inference::ServerReadyResponse* response) {
-    if (grpc::Status denied = Check(context, Api::kHealth); !denied.ok()) return denied;
     response->set_ready(service_->Ready());
     return grpc::Status::OK;
   }
 
   grpc::Status ModelReadyImpl(grpc::ServerContext* context, const inference::ModelReadyRequest* request,
                           inference::ModelReadyResponse* response) {
-    if (grpc::Status denied = Check(context, Api::kHealth); !denied.ok()) return denied;
     absl::StatusOr<bool> ready = service_->ModelReady(request->name(), request->version());
     if (!ready.ok()) return ToGrpc(ready.status());
     response->set_ready(*ready);
@@ -165,7 +164,6 @@ class InferenceServiceImpl final : public ServiceBase {
 
   grpc::Status ServerMetadataImpl(grpc::ServerContext* context, const inference::ServerMetadataRequest*,
                               inference::ServerMetadataResponse* response) {
-    if (grpc::Status denied = Check(context, Api::kMetadata); !denied.ok()) return denied;
     response->set_name(kServerName);
     response->set_version(kServerVersion);
     for (const std::string& extension : ServerExtensions()) response->add_extensions(extension);
@@ -174,7 +172,6 @@ class InferenceServiceImpl final : public ServiceBase {
 
   grpc::Status ModelMetadataImpl(grpc::ServerContext* context, const inference::ModelMetadataRequest* request,
                              inference::ModelMetadataResponse* response) {
-    if (grpc::Status denied = Check(context, Api::kMetadata); !denied.ok()) return denied;
     absl::StatusOr<ModelDescription> description =
         service_->Describe(request->name(), request->version());
     if (!description.ok()) return ToGrpc(description.status());
@@ -191,16 +188,16 @@ class InferenceServiceImpl final : public ServiceBase {
     return grpc::Status::OK;
   }
 
-  GATI_UNARY_RPC(ServerLive)
-  GATI_UNARY_RPC(ServerReady)
-  GATI_UNARY_RPC(ModelReady)
-  GATI_UNARY_RPC(ServerMetadata)
-  GATI_UNARY_RPC(ModelMetadata)
-  GATI_UNARY_RPC(ModelConfig)
-  GATI_UNARY_RPC(ModelStatistics)
-  GATI_UNARY_RPC(RepositoryIndex)
-  GATI_UNARY_RPC(RepositoryModelLoad)
-  GATI_UNARY_RPC(RepositoryModelUnload)
+  GATI_UNARY_RPC(ServerLive, kHealth)
+  GATI_UNARY_RPC(ServerReady, kHealth)
+  GATI_UNARY_RPC(ModelReady, kHealth)
+  GATI_UNARY_RPC(ServerMetadata, kMetadata)
+  GATI_UNARY_RPC(ModelMetadata, kMetadata)
+  GATI_UNARY_RPC(ModelConfig, kModelConfig)
+  GATI_UNARY_RPC(ModelStatistics, kStatistics)
+  GATI_UNARY_RPC(RepositoryIndex, kModelRepository)
+  GATI_UNARY_RPC(RepositoryModelLoad, kModelRepository)
+  GATI_UNARY_RPC(RepositoryModelUnload, kModelRepository)
 
   grpc::Status StreamedModelInfer(
       grpc::ServerContext* context,
@@ -245,7 +242,6 @@ class InferenceServiceImpl final : public ServiceBase {
   grpc::Status ModelConfigImpl(grpc::ServerContext* context,
                            const inference::ModelConfigRequest* request,
                            inference::ModelConfigResponse* response) {
-    if (grpc::Status denied = Check(context, Api::kModelConfig); !denied.ok()) return denied;
     auto served = service_->repository()->Get(request->name(), request->version());
     if (!served.ok()) return ToGrpc(served.status());
     const ServedModel& model = **served;
@@ -284,7 +280,6 @@ class InferenceServiceImpl final : public ServiceBase {
   grpc::Status ModelStatisticsImpl(grpc::ServerContext* context,
                                const inference::ModelStatisticsRequest* request,
                                inference::ModelStatisticsResponse* response) {
-    if (grpc::Status denied = Check(context, Api::kStatistics); !denied.ok()) return denied;
     std::vector<std::shared_ptr<const ServedModel>> models;
     if (request->name().empty()) {
       models = service_->repository()->Loaded();
@@ -317,7 +312,6 @@ class InferenceServiceImpl final : public ServiceBase {
   grpc::Status RepositoryIndexImpl(grpc::ServerContext* context,
                                const inference::RepositoryIndexRequest* request,
                                inference::RepositoryIndexResponse* response) {
-    if (grpc::Status denied = Check(context, Api::kModelRepository); !denied.ok()) return denied;
     for (const ModelState& state : service_->repository()->States()) {
       if (request->ready() && !state.ready) continue;
       auto* entry = response->add_models();
@@ -332,14 +326,12 @@ class InferenceServiceImpl final : public ServiceBase {
   grpc::Status RepositoryModelLoadImpl(grpc::ServerContext* context,
                                    const inference::RepositoryModelLoadRequest* request,
                                    inference::RepositoryModelLoadResponse*) {
-    if (grpc::Status denied = Check(context, Api::kModelRepository); !denied.ok()) return denied;
     return ToGrpc(service_->Load(request->model_name(), Names(request->parameters())).status());
   }
 
   grpc::Status RepositoryModelUnloadImpl(grpc::ServerContext* context,
                                      const inference::RepositoryModelUnloadRequest* request,
                                      inference::RepositoryModelUnloadResponse*) {
-    if (grpc::Status denied = Check(context, Api::kModelRepository); !denied.ok()) return denied;
     return ToGrpc(service_->Unload(request->model_name(), Names(request->parameters())));
   }
 

@@ -53,6 +53,15 @@ void RunLoop(asio::io_context& io) {
   }
 }
 
+// Runs what is queued on a loop, on this thread, until none is left.
+void RunLoopPoll(asio::io_context& io) {
+  try {
+    io.poll();
+  } catch (const std::exception& e) {
+    spdlog::error("HTTP server: {}", e.what());
+  }
+}
+
 // Responses smaller than this go uncompressed whatever the client accepts.
 constexpr size_t kCompressAtLeast = 1024;
 
@@ -207,6 +216,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
         buffer_(static_cast<size_t>(server_->options.max_header_bytes) + kBufferSlack) {}
   ~Session() {
     ReleaseBody();
+    if (counted_) server_->active.fetch_sub(1);  // A handler threw before writing.
     server_->Unregister(this);
   }
 
@@ -257,6 +267,9 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
 
  private:
   static constexpr size_t kBufferSlack = 64 << 10;
+  // A body that sends nothing for this long is closed (within the request
+  // deadline), so that stalled uploads do not hold the body budget.
+  static constexpr std::chrono::milliseconds kStallTimeout{5000};
   static constexpr size_t kLingerBytes = 1 << 20;
 
   void LingerRead() {
@@ -272,6 +285,8 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   void ReleaseBody() {
     if (body_reserved_ > 0) server_->body_bytes.fetch_sub(body_reserved_);
     body_reserved_ = 0;
+    const int64_t inflated = inflated_reserved_.exchange(0);
+    if (inflated > 0) server_->body_bytes.fetch_sub(inflated);
   }
 
   static int64_t NowNs() {
@@ -301,6 +316,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     idle_ = false;
     started_ = Clock::now();
     SetDeadline(server_->options.request_timeout);
+    request_deadline_ns_ = deadline_ns_.load(std::memory_order_relaxed);
     const auto& request = parser_->get();
     version_ = request.version() == 10 ? 10 : 11;
     head_ = request.method() == bhttp::verb::head;
@@ -310,9 +326,9 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     }
     // The bodies held at once stay within their budget.
     const boost::optional<uint64_t> length = parser_->content_length();
-    const int64_t reserve =
-        length ? static_cast<int64_t>(*length)
-               : (parser_->chunked() ? server_->options.max_body_bytes : 0);
+    // Beast's string body reserves a declared length at once; a chunked
+    // body is charged as it arrives (ChargeBody).
+    const int64_t reserve = length ? static_cast<int64_t>(*length) : 0;
     if (reserve > 0) {
       if (server_->body_bytes.fetch_add(reserve) + reserve > server_->options.max_bodies_bytes) {
         server_->body_bytes.fetch_sub(reserve);
@@ -354,8 +370,42 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
       if (used == 0) break;
     }
     if (parser_->is_done()) return OnBody({}, 0);
-    bhttp::async_read(stream_, buffer_, *parser_,
-                      beast::bind_front_handler(&Session::OnBody, shared_from_this()));
+    ReadMoreBody();
+  }
+
+  // Reads the body a piece at a time: each piece moves the deadline (a body
+  // that stalls for kStallTimeout is closed) and a chunked body is charged
+  // to the body budget as it grows.
+  void ReadMoreBody() {
+    bhttp::async_read_some(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code error, size_t) {
+          if (error) return self->OnReadError(error);
+          if (!self->ChargeBody()) {
+            return self->WriteReply(
+                Overloaded("overloaded: too many request bodies are being received; "
+                           "retry later"),
+                /*close=*/true);
+          }
+          if (self->parser_->is_done()) return self->OnBody({}, 0);
+          // Progress: the stall deadline moves, the request's does not.
+          self->deadline_ns_.store(
+              std::min(self->request_deadline_ns_,
+                       NowNs() + std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                     kStallTimeout).count()),
+              std::memory_order_relaxed);
+          self->ReadMoreBody();
+        });
+  }
+
+  // Charges what the body holds beyond its reservation; false past the
+  // budget.
+  bool ChargeBody() {
+    const int64_t held = static_cast<int64_t>(parser_->get().body().size());
+    if (held <= body_reserved_) return true;
+    const int64_t more = held - body_reserved_;
+    body_reserved_ = held;
+    return server_->body_bytes.fetch_add(more) + more <= server_->options.max_bodies_bytes;
   }
 
   // RFC 9112 section 6: one way to frame the body, stated once.
@@ -465,9 +515,16 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     // on the workers.
     if (route.kind == Route::Kind::kInfer && !compressed &&
         request->body().size() <= kInlineBodyBytes && server_->service->in_flight() == 0) {
+      struct Slot {
+        std::atomic<int>& running;
+        ~Slot() { running.fetch_sub(1); }
+      };
       if (server_->inline_running.fetch_add(1) < server_->inline_slots) {
-        Reply reply = Handle(*server_->service, server_->options.access, route, View(*request));
-        server_->inline_running.fetch_sub(1);
+        Reply reply;
+        {
+          Slot slot{server_->inline_running};
+          reply = Handle(*server_->service, server_->options.access, route, View(*request));
+        }
         return WriteReply(std::move(reply));
       }
       server_->inline_running.fetch_sub(1);
@@ -481,14 +538,21 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
                                   " HTTP workers are busy (--http-threads); retry later")));
     }
     asio::post(server_->work, [self = shared_from_this(), request, route] {
+      struct Release {
+        std::atomic<int64_t>& working;
+        ~Release() { working.fetch_sub(1); }
+      } release{self->server_->working};
       Reply reply;
-      if (std::optional<Reply> refused = self->Decompress(*request)) {
-        reply = std::move(*refused);
-      } else {
-        reply = Handle(*self->server_->service, self->server_->options.access, route,
-                       self->View(*request));
+      try {
+        if (std::optional<Reply> refused = self->Decompress(*request)) {
+          reply = std::move(*refused);
+        } else {
+          reply = Handle(*self->server_->service, self->server_->options.access, route,
+                         self->View(*request));
+        }
+      } catch (const std::exception& e) {
+        reply = ErrorReply(500, absl::StrCat("internal error: ", e.what()));
       }
-      self->server_->working.fetch_sub(1);
       asio::post(self->stream_.get_executor(), [self, reply = std::move(reply)]() mutable {
         self->WriteReply(std::move(reply));
       });
@@ -526,6 +590,13 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
       return ErrorReply(absl::IsResourceExhausted(inflated.status()) ? 413 : 400,
                         inflated.status().message());
     }
+    // The inflated body is held too: it counts against the budget.
+    const int64_t size = static_cast<int64_t>(inflated->size());
+    if (server_->body_bytes.fetch_add(size) + size > server_->options.max_bodies_bytes) {
+      server_->body_bytes.fetch_sub(size);
+      return Overloaded("overloaded: too many request bodies are held; retry later");
+    }
+    inflated_reserved_.fetch_add(size);
     request.body() = std::move(inflated).value();
     request.erase(bhttp::field::content_encoding);
     return std::nullopt;
@@ -607,9 +678,12 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   bool head_ = false;
   std::ptrdiff_t header_fields_ = 0;  // Fields of the header block.
   int64_t body_reserved_ = 0;         // Of Impl::body_bytes.
+  // Of Impl::body_bytes, for an inflated body (charged on a worker).
+  std::atomic<int64_t> inflated_reserved_{0};
   size_t lingered_ = 0;
   std::array<char, 4096> discard_{};
   std::atomic<int64_t> deadline_ns_{0};  // Steady clock; 0: none.
+  int64_t request_deadline_ns_ = 0;      // The whole request's, from its headers.
 };
 
 void HttpServer::Impl::Accept() {
@@ -714,6 +788,9 @@ int64_t HttpServer::Impl::Stop(std::chrono::milliseconds grace, bool abandon) {
     // its I/O thread are waited for). Responses still being written get a
     // second more; then every connection is closed and the loop stops.
     for (std::thread& worker : workers) worker.join();
+    // A request dispatched just as the workers left runs here.
+    work.restart();
+    RunLoopPoll(work);
     const Clock::time_point writes_deadline = Clock::now() + std::chrono::seconds(1);
     while (active.load() > 0 && Clock::now() < writes_deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -748,7 +825,10 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(InferenceService* 
         "HTTP threads, I/O threads, backlog, body limit, connection limit, keep-alive count "
         "and timeouts must be positive, and the header limit at least 256 bytes");
   }
-  auto impl = std::make_shared<Impl>(service, routes, options);
+  HttpOptions checked = options;
+  // At least one whole body fits the budget.
+  checked.max_bodies_bytes = std::max(checked.max_bodies_bytes, checked.max_body_bytes);
+  auto impl = std::make_shared<Impl>(service, routes, checked);
   beast::error_code error;
   tcp::resolver resolver(impl->io);
   const auto endpoints =

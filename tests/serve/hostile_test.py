@@ -30,7 +30,7 @@ GATI = os.environ["GATI"]
 sys.path.insert(0, os.path.join(SOURCE, "tests", "serve"))
 sys.path.insert(0, os.path.join(SOURCE, "tools"))
 import gati_client  # noqa: E402
-from serve_test import Server  # noqa: E402
+from serve_test import Server, generate_grpc  # noqa: E402
 
 
 def build_small_bundle(directory):
@@ -414,6 +414,22 @@ class HostileTest(unittest.TestCase):
             self.assertIn("admin-key", denied.json()["error"])
             self.assertEqual(requests.post(f"{server.http}/v2/models/r20/infer",
                                            data=infer_body(), timeout=10).status_code, 200)
+            # gRPC: the same key as metadata, checked before the message is read.
+            import grpc
+            pb, pb_grpc = generate_grpc(self.work)
+            stub = pb_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(server.grpc))
+            with self.assertRaises(grpc.RpcError) as error:
+                stub.RepositoryIndex(pb.RepositoryIndexRequest())
+            self.assertEqual(error.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+            raw = grpc.insecure_channel(server.grpc).unary_unary(
+                "/inference.GRPCInferenceService/RepositoryIndex")
+            with self.assertRaises(grpc.RpcError) as error:
+                raw(b"\xff garbage", timeout=10)
+            self.assertEqual(error.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+            index = stub.RepositoryIndex(pb.RepositoryIndexRequest(),
+                                         metadata=(("admin-key", "letmein"),))
+            self.assertEqual([m.name for m in index.models], ["r20"])
+            self.assertTrue(stub.ServerLive(pb.ServerLiveRequest()).live)  # Not restricted.
             allowed = requests.post(url, headers={"Admin-Key": "letmein"}, timeout=10)
             self.assertEqual(allowed.status_code, 200, allowed.text)
             self.assertEqual(requests.post(f"{server.http}/v2/models/r20/infer",
