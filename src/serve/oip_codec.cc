@@ -46,6 +46,20 @@ bool IsInteger(element value) {
   return value.type() == element_type::INT64 || value.type() == element_type::UINT64;
 }
 
+// InvalidArgument naming the key when an object gives one twice: parsers
+// disagree on which of the two counts (the first here, the last in others),
+// so a request that two of them could read differently is refused.
+absl::Status UniqueKeys(simdjson::dom::object object, const std::string& where) {
+  std::vector<std::string_view> keys;
+  for (simdjson::dom::key_value_pair field : object) {
+    if (std::find(keys.begin(), keys.end(), field.key) != keys.end()) {
+      return Bad(absl::StrCat(where, ": key '", std::string(field.key), "' is given twice"));
+    }
+    keys.push_back(field.key);
+  }
+  return absl::OkStatus();
+}
+
 // The member `key` of an object (nullopt when absent).
 std::optional<element> Member(simdjson::dom::object object, std::string_view key) {
   element value;
@@ -144,6 +158,7 @@ absl::StatusOr<RequestInput> DecodeInput(element item, size_t index, std::string
   std::string where = absl::StrCat("inputs[", index, "]");
   if (item.type() != element_type::OBJECT) return Bad(where + ": not an object");
   const simdjson::dom::object object(item);
+  GATI_RETURN_IF_ERROR(UniqueKeys(object, where));
   RequestInput input;
   const std::optional<element> name = Member(object, "name");
   std::optional<std::string> name_text = name ? StringOf(*name) : std::nullopt;
@@ -177,6 +192,7 @@ absl::StatusOr<RequestInput> DecodeInput(element item, size_t index, std::string
     if (parameters->type() != element_type::OBJECT) {
       return Bad(where + ": 'parameters' must be an object");
     }
+    GATI_RETURN_IF_ERROR(UniqueKeys(simdjson::dom::object(*parameters), where + " parameters"));
     if (const std::optional<element> size =
             Member(simdjson::dom::object(*parameters), "binary_data_size")) {
       int64_t value = -1;
@@ -241,12 +257,15 @@ absl::StatusOr<DecodedRequest> DecodeInferRequest(std::string_view body,
     }
   } shrink;
   element root;
-  if (parser.parse(text.data(), text.size(), /*realloc_if_needed=*/true).get(root) !=
-      simdjson::SUCCESS) {
-    return Bad("the request is not valid JSON");
+  if (const simdjson::error_code error =
+          parser.parse(text.data(), text.size(), /*realloc_if_needed=*/true).get(root);
+      error != simdjson::SUCCESS) {
+    return Bad(absl::StrCat("the request is not valid JSON (", simdjson::error_message(error),
+                            ")"));
   }
   if (root.type() != element_type::OBJECT) return Bad("the request must be a JSON object");
   const simdjson::dom::object object(root);
+  GATI_RETURN_IF_ERROR(UniqueKeys(object, "the request"));
   DecodedRequest request;
   if (const std::optional<element> id = Member(object, "id")) {
     std::optional<std::string> id_text = StringOf(*id);
@@ -255,6 +274,7 @@ absl::StatusOr<DecodedRequest> DecodeInferRequest(std::string_view body,
   }
   if (const std::optional<element> parameters = Member(object, "parameters")) {
     if (parameters->type() != element_type::OBJECT) return Bad("'parameters' must be an object");
+    GATI_RETURN_IF_ERROR(UniqueKeys(simdjson::dom::object(*parameters), "'parameters'"));
     if (const std::optional<element> flag =
             Member(simdjson::dom::object(*parameters), "binary_data_output")) {
       if (flag->type() != element_type::BOOL) return Bad("binary_data_output must be a boolean");
@@ -280,6 +300,7 @@ absl::StatusOr<DecodedRequest> DecodeInferRequest(std::string_view body,
     for (element item : simdjson::dom::array(*outputs)) {
       std::optional<std::string> name;
       if (item.type() == element_type::OBJECT) {
+        GATI_RETURN_IF_ERROR(UniqueKeys(simdjson::dom::object(item), "an output"));
         if (const std::optional<element> value = Member(simdjson::dom::object(item), "name")) {
           name = StringOf(*value);
         }

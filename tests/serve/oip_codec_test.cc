@@ -93,6 +93,16 @@ TEST(OipCodecTest, RejectsBadRequestsWithTheReason) {
               std::nullopt, "more than");
   ExpectError(R"({"id": 7, "inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]})",
               std::nullopt, "'id' must be a string");
+  // A key given twice: parsers disagree on which counts, so it is refused.
+  ExpectError(R"({"inputs": [{"name": "x", "name": "y", "datatype": "FP32", "shape": [1],
+                  "data": [1]}]})",
+              std::nullopt, "key 'name' is given twice");
+  ExpectError(R"({"id": "a", "id": "b", "inputs": [{"name": "x", "datatype": "FP32",
+                  "shape": [1], "data": [1]}]})",
+              std::nullopt, "key 'id' is given twice");
+  ExpectError(R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1],
+                  "parameters": {"binary_data_size": 4, "binary_data_size": 0}}]})",
+              std::nullopt, "given twice");
   std::string deep(40, '[');
   ExpectError(R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": )" + deep +
                   "1" + std::string(40, ']') + "}]}",
