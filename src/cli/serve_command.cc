@@ -36,6 +36,7 @@ struct ServeFlags {
   std::string repository;
   std::vector<std::string> models;  // NAME=BUNDLE
   std::string host = "0.0.0.0";
+  std::string metrics_host;  // Empty: --host.
   int http_port = 8000;
   int grpc_port = 8001;
   int metrics_port = 8002;
@@ -167,6 +168,7 @@ int RunServe(const ServeFlags& flags) {
   if (!http.ok()) return Fail(http.status());
   serve::HttpOptions metrics_options = http_options;
   metrics_options.port = flags.metrics_port;
+  if (!flags.metrics_host.empty()) metrics_options.host = flags.metrics_host;
   metrics_options.threads = 2;
   auto metrics = serve::HttpServer::Start(&service, serve::HttpServer::Routes::kMetrics,
                                           metrics_options);
@@ -188,9 +190,11 @@ int RunServe(const ServeFlags& flags) {
                 model->engine->mode_report().c_str());
   }
   const std::string shown_host = flags.host == "0.0.0.0" ? "localhost" : flags.host;
+  const std::string metrics_host = metrics_options.host == "0.0.0.0" ? "localhost"
+                                                                      : metrics_options.host;
   std::printf("gati serve: ready; HTTP on %s:%d, gRPC on %s:%d, metrics on http://%s:%d/metrics\n",
               shown_host.c_str(), (*http)->port(), shown_host.c_str(), (*grpc)->port(),
-              shown_host.c_str(), (*metrics)->port());
+              metrics_host.c_str(), (*metrics)->port());
   std::fflush(stdout);
 
   int signal_number = 0;
@@ -262,6 +266,9 @@ std::function<int()> RegisterServeCommand(CLI::App& app) {
                       "directory with one bundle per subdirectory, named after it");
   command->add_option("--model", flags->models, "NAME=BUNDLE (repeatable)");
   command->add_option("--host", flags->host, "address to listen on");
+  command->add_option("--metrics-host", flags->metrics_host,
+                      "address the metrics port listens on (default: --host), e.g. 127.0.0.1 "
+                      "to keep /metrics off the network");
   command->add_option("--http-port", flags->http_port, "HTTP port (0: any free port)")
       ->check(CLI::Range(0, 65535));
   command->add_option("--grpc-port", flags->grpc_port, "gRPC port (0: any free port)")

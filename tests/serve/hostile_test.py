@@ -406,8 +406,13 @@ class HostileTest(unittest.TestCase):
     # --- Restricted APIs ---------------------------------------------------
     def test_restricted_apis_need_their_key(self):
         server = Server("--model", f"r20={self.bundle}", "--restricted-api",
-                        "model-repository:admin-key=letmein")
+                        "model-repository:admin-key=letmein", "--metrics-host", "127.0.0.2")
         try:
+            # The metrics port listens apart, on --metrics-host.
+            port = server.metrics.split(":")[2].split("/")[0]
+            listing = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True,
+                                     text=True, check=True).stdout
+            self.assertIn(f"127.0.0.2:{port}", listing)
             url = f"{server.http}/v2/repository/models/r20/unload"
             denied = requests.post(url, timeout=10)
             self.assertEqual(denied.status_code, 403)

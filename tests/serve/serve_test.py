@@ -29,7 +29,8 @@ ENGINE_ANSWERS = os.environ["ENGINE_ANSWERS"]
 sys.path.insert(0, os.path.join(SOURCE, "tools"))
 import gati_client  # noqa: E402
 
-READY = re.compile(r"HTTP on ([\d.]+):(\d+), gRPC on [\d.]+:(\d+), metrics on http://[\d.]+:(\d+)/")
+READY = re.compile(
+    r"HTTP on ([\d.]+):(\d+), gRPC on [\d.]+:(\d+), metrics on http://([\d.]+):(\d+)/")
 COUNT = 48  # Requests compared with the engine.
 
 
@@ -52,7 +53,7 @@ class Server:
             if match:
                 self.http = f"http://127.0.0.1:{match.group(2)}"
                 self.grpc = f"127.0.0.1:{match.group(3)}"
-                self.metrics = f"http://127.0.0.1:{match.group(4)}/metrics"
+                self.metrics = f"http://{match.group(4)}:{match.group(5)}/metrics"
                 self.http_port = int(match.group(2))
                 break
         else:
