@@ -45,6 +45,7 @@ struct ServeFlags {
   int max_queue = 64;
   std::string max_body = "64MB";
   std::string max_header = "64KB";
+  std::string max_bodies = "1GB";
   double idle_timeout_seconds = 60;
   double request_timeout_seconds = 30;
   std::vector<std::string> restricted_api;  // API[,API...]:KEY=VALUE
@@ -75,6 +76,12 @@ int RunServe(const ServeFlags& flags) {
     return Fail(absl::InvalidArgumentError(absl::StrCat(
         "--max-header: ", max_header.ok() ? "must lie in [1KB, 1GB]"
                                           : max_header.status().message())));
+  }
+  auto max_bodies = ParseByteSize(flags.max_bodies);
+  if (!max_bodies.ok() || *max_bodies < *max_body) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        "--max-bodies: ", max_bodies.ok() ? "must be at least --max-body"
+                                          : max_bodies.status().message())));
   }
   serve::AccessPolicy access;
   for (const std::string& spec : flags.restricted_api) {
@@ -157,6 +164,7 @@ int RunServe(const ServeFlags& flags) {
   http_options.threads = flags.http_threads;
   http_options.max_body_bytes = *max_body;
   http_options.max_header_bytes = *max_header;
+  http_options.max_bodies_bytes = *max_bodies;
   http_options.max_connections = flags.max_connections;
   http_options.idle_timeout =
       std::chrono::milliseconds(static_cast<int64_t>(flags.idle_timeout_seconds * 1000));
@@ -283,6 +291,9 @@ std::function<int()> RegisterServeCommand(CLI::App& app) {
   command->add_option("--max-connections", flags->max_connections,
                       "most open HTTP connections; more are closed on accept")
       ->check(CLI::Range(1, 1 << 20));
+  command->add_option("--max-bodies", flags->max_bodies,
+                      "most bytes of HTTP request bodies held at once, all connections "
+                      "together, e.g. 1GB; past it a request gets 503");
   command->add_option("--max-header", flags->max_header,
                       "largest HTTP request line and headers, e.g. 64KB; larger get 431");
   command->add_option("--idle-timeout", flags->idle_timeout_seconds,

@@ -31,7 +31,53 @@ using tcp = asio::ip::tcp;
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using Parser = bhttp::request_parser<bhttp::string_body>;
+// A request body held as a string that grows with the bytes received.
+// (Beast's string_body reserves a declared Content-Length as soon as the
+// headers are in, so a client could make the server hold memory it never
+// sends; here memory follows the bytes, and the body budget charges them.)
+struct GrowingStringBody {
+  using value_type = std::string;
+
+  static std::uint64_t size(const value_type& body) { return body.size(); }
+
+  class reader {
+   public:
+    template <bool isRequest, class Fields>
+    reader(bhttp::header<isRequest, Fields>&, value_type& body) : body_(body) {}
+
+    void init(const boost::optional<std::uint64_t>& length, beast::error_code& error) {
+      if (length && *length > body_.max_size()) {
+        error = bhttp::error::buffer_overflow;
+        return;
+      }
+      // Enough for a typical request at once; larger bodies grow.
+      if (length) body_.reserve(static_cast<size_t>(std::min<std::uint64_t>(*length, 64 << 10)));
+      error = {};
+    }
+
+    template <class ConstBufferSequence>
+    std::size_t put(const ConstBufferSequence& buffers, beast::error_code& error) {
+      const size_t extra = beast::buffer_bytes(buffers);
+      if (extra > body_.max_size() - body_.size()) {
+        error = bhttp::error::buffer_overflow;
+        return 0;
+      }
+      for (auto buffer : beast::buffers_range_ref(buffers)) {
+        body_.append(static_cast<const char*>(buffer.data()), buffer.size());
+      }
+      error = {};
+      return extra;
+    }
+
+    void finish(beast::error_code& error) { error = {}; }
+
+   private:
+    value_type& body_;
+  };
+};
+
+using Request = bhttp::request<GrowingStringBody>;
+using Parser = bhttp::request_parser<GrowingStringBody>;
 using Response = bhttp::response<bhttp::string_body>;
 
 // An inference runs on the I/O thread that read it only below this body
@@ -324,21 +370,6 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     if (std::optional<Reply> refused = CheckFraming(request)) {
       return WriteReply(std::move(*refused), /*close=*/true);
     }
-    // The bodies held at once stay within their budget.
-    const boost::optional<uint64_t> length = parser_->content_length();
-    // Beast's string body reserves a declared length at once; a chunked
-    // body is charged as it arrives (ChargeBody).
-    const int64_t reserve = length ? static_cast<int64_t>(*length) : 0;
-    if (reserve > 0) {
-      if (server_->body_bytes.fetch_add(reserve) + reserve > server_->options.max_bodies_bytes) {
-        server_->body_bytes.fetch_sub(reserve);
-        return WriteReply(Overloaded(absl::StrCat(
-                              "overloaded: request bodies of ", server_->options.max_bodies_bytes,
-                              " bytes are being received; retry later")),
-                          /*close=*/true);
-      }
-      body_reserved_ = reserve;
-    }
     if (parser_->is_done()) return OnBody({}, 0);
     const auto expect = request.find(bhttp::field::expect);
     if (expect != request.end() && version_ >= 11) {
@@ -369,6 +400,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
       if (error) return OnReadError(error);
       if (used == 0) break;
     }
+    if (!ChargeBody()) return RefuseBody();
     if (parser_->is_done()) return OnBody({}, 0);
     ReadMoreBody();
   }
@@ -381,12 +413,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
         stream_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code error, size_t) {
           if (error) return self->OnReadError(error);
-          if (!self->ChargeBody()) {
-            return self->WriteReply(
-                Overloaded("overloaded: too many request bodies are being received; "
-                           "retry later"),
-                /*close=*/true);
-          }
+          if (!self->ChargeBody()) return self->RefuseBody();
           if (self->parser_->is_done()) return self->OnBody({}, 0);
           // Progress: the stall deadline moves, the request's does not.
           self->deadline_ns_.store(
@@ -398,7 +425,15 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
         });
   }
 
-  // Charges what the body holds beyond its reservation; false past the
+  // The body budget is spent: 503, and the connection closes.
+  void RefuseBody() {
+    WriteReply(Overloaded(absl::StrCat("overloaded: request bodies of ",
+                                       server_->options.max_bodies_bytes,
+                                       " bytes are being received; retry later")),
+               /*close=*/true);
+  }
+
+  // Charges what the body holds beyond what was charged; false past the
   // budget.
   bool ChargeBody() {
     const int64_t held = static_cast<int64_t>(parser_->get().body().size());
@@ -409,7 +444,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   }
 
   // RFC 9112 section 6: one way to frame the body, stated once.
-  std::optional<Reply> CheckFraming(const bhttp::request<bhttp::string_body>& request) {
+  std::optional<Reply> CheckFraming(const Request& request) {
     const size_t lengths = request.count(bhttp::field::content_length);
     const size_t codings = request.count(bhttp::field::transfer_encoding);
     if (lengths > 1) return ErrorReply(400, "more than one Content-Length header");
@@ -482,7 +517,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     ++served_;
     server_->active.fetch_add(1);
     counted_ = true;
-    auto request = std::make_shared<bhttp::request<bhttp::string_body>>(parser_->release());
+    auto request = std::make_shared<Request>(parser_->release());
     parser_.reset();
     keep_alive_ = request->keep_alive() && served_ < server_->options.keep_alive_requests;
     accept_coding_ = AcceptedCoding(Absl((*request)[bhttp::field::accept_encoding]));
@@ -559,7 +594,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     });
   }
 
-  HttpRequest View(const bhttp::request<bhttp::string_body>& request) const {
+  HttpRequest View(const Request& request) const {
     HttpRequest view;
     view.method = std::string(request.method_string());
     const std::string_view target(request.target().data(), request.target().size());
@@ -574,7 +609,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   }
 
   // Inflates a compressed body in place; the refusal otherwise.
-  std::optional<Reply> Decompress(bhttp::request<bhttp::string_body>& request) {
+  std::optional<Reply> Decompress(Request& request) {
     const auto found = request.find(bhttp::field::content_encoding);
     if (found == request.end()) return std::nullopt;
     const std::string coding =

@@ -56,9 +56,9 @@ struct HttpOptions {
   int64_t max_header_bytes = int64_t{64} << 10;
   // Open connections at most; further connections are closed on accept.
   int max_connections = 4096;
-  // Bytes of request bodies received or held at once, all connections
-  // together; a request that would pass it gets 503. A chunked body counts
-  // as max_body_bytes.
+  // Bytes of request bodies received and held at once, all connections
+  // together, charged as they arrive (and inflated bodies while held); the
+  // request whose bytes would pass it gets 503. At least max_body_bytes.
   int64_t max_bodies_bytes = int64_t{1} << 30;
   // listen(2) backlog.
   int backlog = 1024;

@@ -204,6 +204,41 @@ class HostileTest(unittest.TestCase):
         self.assertIn(b"exceeds", body)
         self.assert_serving()
 
+    def test_bodies_held_at_once_stay_within_their_budget(self):
+        server = Server("--model", f"r20={self.bundle}", "--max-body", "1MB",
+                        "--max-bodies", "2MB")
+        sockets = []
+        try:
+            before = rss_mb(server.process.pid)
+            # Declared lengths cost nothing until their bytes come: 50
+            # clients each announcing 1 MB and sending nothing.
+            for _ in range(50):
+                sock = socket.create_connection(("127.0.0.1", server.http_port), timeout=10)
+                sock.sendall(b"POST /v2/models/r20/infer HTTP/1.1\r\nHost: t\r\n"
+                             b"Content-Length: 1000000\r\n\r\n")
+                sockets.append(sock)
+            self.assertEqual(requests.post(f"{server.http}/v2/models/r20/infer",
+                                           data=infer_body(), timeout=10).status_code, 200)
+            # Bytes that do come are charged: the third 900 KB passes 2 MB.
+            statuses = []
+            for sock in sockets[:3]:
+                sock.sendall(b"0" * 900_000)
+                time.sleep(0.3)
+            for sock in sockets[:3]:
+                sock.settimeout(0.5)
+                try:
+                    reply = sock.recv(4096)
+                    statuses.append(int(reply.split()[1]) if reply else None)
+                except (socket.timeout, ConnectionResetError):
+                    statuses.append("pending")
+            self.assertEqual(statuses.count("pending"), 2, statuses)
+            self.assertIn(503, statuses)
+            self.assertLess(rss_mb(server.process.pid) - before, 100)
+        finally:
+            for sock in sockets:
+                sock.close()
+            self.assertEqual(server.stop(), 0)
+
     def test_a_declared_length_past_the_limit_is_refused_before_the_body(self):
         status, _, body, seconds = self.request(
             "POST /v2/models/r20/infer HTTP/1.1\r\nHost: t\r\nContent-Length: 999999999\r\n\r\n")
