@@ -215,9 +215,11 @@ class InferenceServiceImpl final : public ServiceBase {
     grpc::Status status = RunInfer(request, &response, &engine_us);
     if (!status.ok()) return status;
     streamer->Write(response, grpc::WriteOptions().set_last_message());
-    const double elapsed_us = std::chrono::duration<double, std::micro>(
-                                  std::chrono::steady_clock::now() - started).count();
-    service_->RecordOverhead(Transport::kGrpc, std::max(0.0, elapsed_us - engine_us) / 1e6);
+    service_->RecordOverhead(
+        Transport::kGrpc,
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - started)
+            .count(),
+        engine_us);
     return grpc::Status::OK;
   }
 

@@ -77,6 +77,18 @@ struct GrowingStringBody {
 };
 
 using Request = bhttp::request<GrowingStringBody>;
+
+// Now on the steady clock, in nanoseconds: the unit of connection deadlines.
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             Clock::now().time_since_epoch()).count();
+}
+
+// The request target without its query string.
+std::string_view PathOf(const Request& request) {
+  const std::string_view target(request.target().data(), request.target().size());
+  return target.substr(0, target.find('?'));
+}
 using Parser = bhttp::request_parser<GrowingStringBody>;
 using Response = bhttp::response<bhttp::string_body>;
 
@@ -215,6 +227,8 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   // Every sweep period, closes the connections past their deadline.
   void Sweep();
   void Register(const std::shared_ptr<Session>& session);
+  // The connections open now (a snapshot that keeps them alive).
+  std::vector<std::shared_ptr<Session>> LiveSessions();
   void Unregister(Session* session);
   int64_t Stop(std::chrono::milliseconds grace, bool abandon);
 
@@ -335,10 +349,6 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     if (inflated > 0) server_->body_bytes.fetch_sub(inflated);
   }
 
-  static int64_t NowNs() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               Clock::now().time_since_epoch()).count();
-  }
   // Deadlines are checked by the server's sweep, not by a timer per
   // operation (each would cost timer system calls on every request).
   void SetDeadline(std::chrono::milliseconds after) {
@@ -483,9 +493,8 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   void OnReadError(beast::error_code error) {
     if (error == bhttp::error::end_of_stream || error == asio::error::operation_aborted ||
         error == asio::error::eof || error == asio::error::connection_reset ||
-        error == asio::error::broken_pipe || error == beast::error::timeout) {
-      // The client left, idled out, or was too slow; a timed-out stream is
-      // closed already, so there is no answering it.
+        error == asio::error::broken_pipe) {
+      // The client left, or the sweep closed a connection past its deadline.
       return Close();
     }
     if (error == bhttp::error::header_limit) {
@@ -535,10 +544,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     }
     const bool compressed = request->find(bhttp::field::content_encoding) != request->end();
     const Route route =
-        ParseRoute(std::string(request->method_string()),
-                   std::string_view(request->target().data(), request->target().size())
-                       .substr(0, request->target().find('?')),
-                   server_->routes);
+        ParseRoute(std::string(request->method_string()), PathOf(*request), server_->routes);
     // Inflating is work: a compressed body is decoded on a worker, never on
     // an I/O thread.
     if (!route.blocking && !compressed) {
@@ -597,8 +603,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   HttpRequest View(const Request& request) const {
     HttpRequest view;
     view.method = std::string(request.method_string());
-    const std::string_view target(request.target().data(), request.target().size());
-    view.path = target.substr(0, target.find('?'));
+    view.path = PathOf(request);
     view.body = &request.body();
     view.header = [&request](const std::string& name) -> std::optional<std::string> {
       const auto found = request.find(name);
@@ -678,9 +683,9 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
 
   void OnWrite(beast::error_code error, size_t) {
     if (engine_us_ >= 0 && !error) {
-      const double elapsed_us =
-          std::chrono::duration<double, std::micro>(Clock::now() - started_).count();
-      server_->service->RecordOverhead(transport_, std::max(0.0, elapsed_us - engine_us_) / 1e6);
+      server_->service->RecordOverhead(
+          transport_, std::chrono::duration<double, std::micro>(Clock::now() - started_).count(),
+          engine_us_);
       engine_us_ = -1;
     }
     if (counted_) {
@@ -761,18 +766,19 @@ void HttpServer::Impl::Sweep() {
   sweep_timer.expires_after(period);
   sweep_timer.async_wait([self = shared_from_this()](beast::error_code error) {
     if (error || self->stopping.load()) return;
-    const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                            Clock::now().time_since_epoch()).count();
-    std::vector<std::shared_ptr<Session>> live;
-    {
-      absl::MutexLock lock(&self->sessions_mu);
-      for (auto& [raw, weak] : self->sessions) {
-        if (auto session = weak.lock()) live.push_back(std::move(session));
-      }
-    }
-    for (auto& session : live) session->CloseIfLate(now);
+    const int64_t now = NowNs();
+    for (auto& session : self->LiveSessions()) session->CloseIfLate(now);
     self->Sweep();
   });
+}
+
+std::vector<std::shared_ptr<HttpServer::Impl::Session>> HttpServer::Impl::LiveSessions() {
+  std::vector<std::shared_ptr<Session>> live;
+  absl::MutexLock lock(&sessions_mu);
+  for (auto& [raw, weak] : sessions) {
+    if (auto session = weak.lock()) live.push_back(std::move(session));
+  }
+  return live;
 }
 
 void HttpServer::Impl::Register(const std::shared_ptr<Session>& session) {
@@ -795,13 +801,7 @@ int64_t HttpServer::Impl::Stop(std::chrono::milliseconds grace, bool abandon) {
       self->retry_timer.cancel();
       self->sweep_timer.cancel();
     });
-    std::vector<std::shared_ptr<Session>> live;
-    {
-      absl::MutexLock lock(&sessions_mu);
-      for (auto& [raw, weak] : sessions) {
-        if (auto session = weak.lock()) live.push_back(std::move(session));
-      }
-    }
+    std::vector<std::shared_ptr<Session>> live = LiveSessions();
     for (auto& session : live) session->CloseIfIdle();
     const Clock::time_point deadline = Clock::now() + grace;
     while (active.load() > 0 && Clock::now() < deadline) {
@@ -900,7 +900,6 @@ HttpServer::~HttpServer() { Stop(); }
 
 int HttpServer::port() const { return impl_->port; }
 
-int64_t HttpServer::active_requests() const { return impl_->active.load(); }
 
 int64_t HttpServer::Stop(std::chrono::milliseconds grace, bool abandon) {
   return impl_->Stop(grace, abandon);

@@ -90,8 +90,6 @@ class HttpServer {
 
   // The bound port (the chosen one when options.port was 0).
   int port() const;
-  // Requests being handled now (read whole, response not yet written).
-  int64_t active_requests() const;
   // Stops accepting, closes idle connections, lets the requests being
   // handled finish and write their responses for up to `grace`, then closes
   // every connection and joins the threads. Returns the number of requests

@@ -13,6 +13,7 @@
 #ifndef GATI_SERVE_INFERENCE_SERVICE_H_
 #define GATI_SERVE_INFERENCE_SERVICE_H_
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -107,10 +108,11 @@ class InferenceService {
   // reply.
   void RecordLatency(const InferReply& reply, double received_us);
 
-  // Records the front end's own time for one answered inference request
-  // (request in to response out, less InferReply::engine_us). Thread-safe.
-  void RecordOverhead(Transport transport, double seconds) {
-    overhead_[static_cast<int>(transport)].Observe(seconds);
+  // Records the front end's own time for one answered inference request:
+  // `elapsed_us` from request in to response out, less the reply's
+  // `engine_us`. Thread-safe.
+  void RecordOverhead(Transport transport, double elapsed_us, double engine_us) {
+    overhead_[static_cast<int>(transport)].Observe(std::max(0.0, elapsed_us - engine_us) / 1e6);
   }
 
   // Metadata of `model`; NotFound / Unavailable as Infer.
