@@ -35,7 +35,9 @@ void WorkQueue::Submit(Task task) {
     ring_[(head_ + count_) % ring_.size()] = task;
     ++count_;
     queued_.store(static_cast<int64_t>(count_), std::memory_order_release);
-    wake = sleepers_ > 0;
+    // A spinning thread takes a task without a wake-up through the kernel;
+    // a sleeper is woken only for tasks beyond the spinners.
+    wake = sleepers_ > 0 && count_ > static_cast<size_t>(spinners_);
   }
   if (wake) wake_.notify_one();
 }
@@ -55,26 +57,41 @@ void WorkQueue::Spin() const {
 }
 
 void WorkQueue::Loop() {
+  bool spun = false;  // This thread's last wait was a spin that found nothing.
   for (;;) {
-    Spin();
     Task task;
     {
       MutexLock lock(&mutex_);
       while (count_ == 0 && !stopping_) {
+        if (!spun && spinners_ == 0 && spin_us_ > 0) {
+          // One idle thread spins; the others sleep. Idle spinners beyond
+          // one only take cores from the threads doing the work (on 2
+          // cores, a second spinning worker tripled a handoff's cost).
+          ++spinners_;
+          mutex_.Unlock();
+          Spin();
+          mutex_.Lock();
+          --spinners_;
+          spun = true;
+          continue;
+        }
         ++sleepers_;
         mutex_.Await(wake_, [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
           return stopping_ || count_ > 0;
         });
         --sleepers_;
+        spun = false;
       }
       if (count_ == 0) return;  // Stopping and drained.
       task = ring_[head_];
       head_ = (head_ + 1) % ring_.size();
       --count_;
       queued_.store(static_cast<int64_t>(count_), std::memory_order_release);
+      // Tasks left that no spinner will take: wake a sleeper for them.
+      if (count_ > static_cast<size_t>(spinners_) && sleepers_ > 0) wake_.notify_one();
     }
+    spun = false;
     task.run(task.object, task.arg);
   }
 }
-
 }  // namespace gati::runtime

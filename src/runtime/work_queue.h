@@ -4,7 +4,9 @@
 // allocates nothing (the queue is a ring that only grows). An idle thread
 // spins for `spin_us` (yielding its core to anything runnable) before it
 // sleeps, so that a task submitted soon after the last one starts without a
-// wake-up through the kernel; submitting wakes a sleeper only if one sleeps.
+// wake-up through the kernel. Only one idle thread spins at a time; the
+// others sleep, and submitting wakes one only for a task that the spinner
+// will not take.
 #ifndef GATI_RUNTIME_WORK_QUEUE_H_
 #define GATI_RUNTIME_WORK_QUEUE_H_
 
@@ -53,6 +55,7 @@ class WorkQueue {
   size_t head_ ABSL_GUARDED_BY(mutex_) = 0;
   size_t count_ ABSL_GUARDED_BY(mutex_) = 0;
   int sleepers_ ABSL_GUARDED_BY(mutex_) = 0;
+  int spinners_ ABSL_GUARDED_BY(mutex_) = 0;  // At most one.
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
   std::atomic<int64_t> queued_{0};  // count_, readable without the lock.
   std::vector<std::thread> threads_;

@@ -1,6 +1,7 @@
 // The work queue: function-pointer tasks in FIFO order past the ring's
-// first size, closures, draining on destruction, and threads that spin
-// and then sleep still waking for new work. Also runs under ThreadSanitizer.
+// first size, closures, draining on destruction, threads that spin and
+// then sleep still waking for new work, and sleepers woken for the tasks
+// that the one spinning thread does not take. Also runs under ThreadSanitizer.
 #include "runtime/work_queue.h"
 
 #include <gtest/gtest.h>
@@ -47,6 +48,34 @@ TEST(WorkQueueTest, SpinningThreadsStillSleepAndWake) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   EXPECT_EQ(ran.load(), 5);
+}
+
+// One idle thread spins and the others sleep; tasks beyond the spinner must
+// still wake sleepers. Three tasks that each wait for all three to start
+// finish only if the three threads run them at once.
+TEST(WorkQueueTest, TasksBeyondTheSpinnerWakeSleepers) {
+  std::atomic<int> started{0};
+  std::atomic<int> finished{0};
+  std::atomic<int> met{0};
+  runtime::WorkQueue queue(3, /*spin_us=*/200000);
+  // Let the threads settle: one spinning, two asleep.
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  for (int i = 0; i < 3; ++i) {
+    queue.Submit([&] {
+      ++started;
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+      while (started.load() < 3 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::yield();
+      }
+      if (started.load() == 3) ++met;
+      ++finished;
+    });
+  }
+  // Before the destructor, whose drain would run the tasks anyway.
+  for (int i = 0; i < 3000 && finished.load() < 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(met.load(), 3);
 }
 
 }  // namespace
