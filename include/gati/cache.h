@@ -165,6 +165,12 @@ class LearnedCache {
   LookupResult Lookup(const float* activation,
                       float* probabilities = nullptr) const;
 
+  // The same for `n` activations, row-major and contiguous (a batch
+  // [n, ...] of this cache's shape): results[i] and, when not null,
+  // probabilities[i * num_classes ...] for row i, as Lookup gives them.
+  void LookupBatch(int64_t n, const float* activations, LookupResult* results,
+                   float* probabilities = nullptr) const;
+
   // Predictor logits (num_classes values) for one activation.
   void Predict(const float* activation, float* logits) const;
   // Predictor logits from already pooled features (FeatureSize values).

@@ -298,6 +298,21 @@ class Engine {
   virtual absl::StatusOr<InferResult> Infer(const float* input, int64_t count,
                                             const InferOptions& options = {}) = 0;
 
+  // Classifies `n` inputs as one batch: rows[i] points at input i's
+  // `count` values (as for Infer). One result per row, in order: a row
+  // with a bad size or value gets InvalidArgument naming it, and the other
+  // rows are still answered; a model failure fails every computed row.
+  // The batch runs through the segments together; after each tap the rows
+  // that hit are answered and leave the batch, so later segments run on
+  // the rows that missed (batch shrinking). Each row gets the answer Infer
+  // gives it alone (exit, class, probabilities, sampled feedback); in
+  // either mode the batch runs on the caller's thread, lookups between
+  // segments. timings.total_us is the batch's. Thread-safe. This default
+  // runs Infer per row.
+  virtual std::vector<absl::StatusOr<InferResult>> InferBatch(const float* const* rows,
+                                                              int64_t n, int64_t count,
+                                                              const InferOptions& options = {});
+
   // The whole base model, frozen and optimized as one segment, run on the
   // caller's thread: the reference every speedup is measured against.
   // Thread-safe. Same errors as Infer.

@@ -266,6 +266,16 @@ LookupResult LearnedCache::Lookup(const float* activation,
   return result;
 }
 
+void LearnedCache::LookupBatch(int64_t n, const float* activations, LookupResult* results,
+                               float* probabilities) const {
+  const int64_t row = weights_.shape.size();
+  const int classes = weights_.num_classes;
+  for (int64_t i = 0; i < n; ++i) {
+    results[i] = Lookup(activations + i * row,
+                        probabilities != nullptr ? probabilities + i * classes : nullptr);
+  }
+}
+
 int64_t LearnedCache::training_input_size() const {
   return weights_.variant.streams() ? weights_.shape.size()
                                     : FeatureSize(weights_.variant, weights_.shape);

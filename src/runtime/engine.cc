@@ -145,6 +145,9 @@ class EngineImpl final : public Engine {
 
   absl::StatusOr<InferResult> Infer(const float* input, int64_t count,
                                     const InferOptions& options) override;
+  std::vector<absl::StatusOr<InferResult>> InferBatch(const float* const* rows, int64_t n,
+                                                      int64_t count,
+                                                      const InferOptions& options) override;
   absl::StatusOr<InferResult> InferBase(const float* input, int64_t count) override;
   absl::StatusOr<int> UpdateNow() override;
   void WaitForFeedback() override;
@@ -191,6 +194,27 @@ class EngineImpl final : public Engine {
   absl::StatusOr<InferResult> RunQueued(std::shared_ptr<const CacheSet> caches,
                                         const float* input, bool want_scores, double feedback,
                                         double start_us);
+  // Batches (InferBatch), on the caller's thread. `todo`: the indices into
+  // `rows` and `results` of the rows to compute; fills their results.
+  // The whole model on the batch; with `caches` (every tap off, or cooling
+  // down), sampled rows also run again, cut, on a worker for feedback.
+  absl::Status RunBatchWhole(const std::shared_ptr<const CacheSet>& caches,
+                             const float* const* rows, const std::vector<int64_t>& todo,
+                             bool want_scores, bool cooled,
+                             std::vector<absl::StatusOr<InferResult>>& results);
+  // The batch through the segments; after each tap, the rows that hit are
+  // answered and leave it.
+  absl::Status RunBatchCut(std::shared_ptr<const CacheSet> caches, const float* const* rows,
+                           const std::vector<int64_t>& todo, bool want_scores,
+                           std::vector<absl::StatusOr<InferResult>>& results);
+  // `rows[todo[...]]` copied into one batch input.
+  absl::StatusOr<Activation> GatherInput(const float* const* rows,
+                                         const std::vector<int64_t>& todo) const;
+  // A sampled answer of the whole model (every tap off): `input` runs
+  // again, cut, on a worker for its feedback; `epoch` is the live
+  // sequence's when it was answered.
+  void StartWholeFeedback(std::shared_ptr<const CacheSet> caches, const float* input,
+                          double feedback, bool cooled, uint64_t epoch);
   // Every tap off: the whole model answers; a sampled request (`feedback`
   // its rate, 0 for none) runs again, cut, on a worker for its feedback.
   absl::StatusOr<InferResult> RunEveryTapOff(std::shared_ptr<const CacheSet> caches,
@@ -757,15 +781,243 @@ absl::StatusOr<InferResult> EngineImpl::RunEveryTapOff(std::shared_ptr<const Cac
   const uint64_t epoch = live_epoch_.load(std::memory_order_acquire);
   absl::StatusOr<InferResult> result = RunWholeModel(input, want_scores, /*count_answer=*/true);
   if (!result.ok() || feedback <= 0) return result;
+  StartWholeFeedback(std::move(caches), input, feedback, cooled, epoch);
+  return result;
+}
+
+void EngineImpl::StartWholeFeedback(std::shared_ptr<const CacheSet> caches, const float* input,
+                                    double feedback, bool cooled, uint64_t epoch) {
   absl::StatusOr<Activation> made = parts_.runner->MakeInput(input, 1);  // A copy.
-  if (!made.ok()) return result;
+  if (!made.ok()) return;
   Request* sampled = Acquire(std::move(caches));
   sampled->feedback = true;
   sampled->feedback_rate = feedback;
   sampled->cooled = cooled;
   sampled->live_epoch = epoch;
   StartFeedback(sampled, 0, std::move(*made), -1, -1);
-  return result;
+}
+
+std::vector<absl::StatusOr<InferResult>> EngineImpl::InferBatch(
+    const float* const* rows, int64_t n, int64_t count, const InferOptions& infer_options) {
+  std::vector<absl::StatusOr<InferResult>> results;
+  if (n <= 0) return results;
+  // One row: the request path as it is.
+  if (n == 1) {
+    results.push_back(Infer(rows[0], count, infer_options));
+    return results;
+  }
+  const double start = NowUs();
+  const bool want_scores = infer_options.want_scores;
+  results.resize(n);
+  std::vector<int64_t> todo;
+  todo.reserve(n);
+  for (int64_t i = 0; i < n; ++i) {
+    ++requests_;
+    absl::Status valid = CheckInput(rows[i], count);
+    if (!valid.ok()) {
+      ++errors_;
+      results[i] = absl::InvalidArgumentError(absl::StrCat("row ", i, ": ", valid.message()));
+      continue;
+    }
+    if (exact_) {
+      const std::string_view bytes(reinterpret_cast<const char*>(rows[i]), count * sizeof(float));
+      if (std::optional<InferResult> found = exact_->Find(bytes, want_scores)) {
+        if (!want_scores) found->scores.clear();
+        found->exact_hit = true;
+        found->timings = {NowUs() - start, 0};
+        results[i] = std::move(*found);
+        continue;
+      }
+    }
+    todo.push_back(i);
+  }
+  if (todo.empty()) return results;
+  const bool cooled = requests_.load(std::memory_order_relaxed) <
+                      cooldown_until_.load(std::memory_order_relaxed);
+  std::shared_ptr<const CacheSet> caches = serve_base_ ? nullptr : Current();
+  const absl::Status ran =
+      serve_base_ || caches->every_off || cooled || num_slots() == 0
+          ? RunBatchWhole(caches, rows, todo, want_scores, cooled, results)
+          : RunBatchCut(std::move(caches), rows, todo, want_scores, results);
+  const double total_us = NowUs() - start;
+  for (int64_t i : todo) {
+    if (!ran.ok()) {
+      ++errors_;
+      results[i] = ran;
+      continue;
+    }
+    results[i]->timings.total_us = total_us;
+    if (exact_) {
+      exact_->Insert(std::string_view(reinterpret_cast<const char*>(rows[i]),
+                                      count * sizeof(float)),
+                     *results[i]);
+    }
+    if (!serve_base_ && !cooled) RecordExit(*results[i]);
+  }
+  return results;
+}
+
+absl::StatusOr<Activation> EngineImpl::GatherInput(const float* const* rows,
+                                                   const std::vector<int64_t>& todo) const {
+  thread_local std::vector<float> gathered;
+  gathered.resize(todo.size() * input_size_);
+  for (size_t j = 0; j < todo.size(); ++j) {
+    std::copy(rows[todo[j]], rows[todo[j]] + input_size_, gathered.data() + j * input_size_);
+  }
+  return parts_.runner->MakeInput(gathered.data(), static_cast<int64_t>(todo.size()));
+}
+
+absl::Status EngineImpl::RunBatchWhole(const std::shared_ptr<const CacheSet>& caches,
+                                       const float* const* rows,
+                                       const std::vector<int64_t>& todo, bool want_scores,
+                                       bool cooled,
+                                       std::vector<absl::StatusOr<InferResult>>& results) {
+  auto failed = [](const absl::Status& status) {
+    return absl::InternalError(absl::StrCat("model failed: ", status.message()));
+  };
+  const uint64_t epoch = live_epoch_.load(std::memory_order_acquire);
+  absl::StatusOr<Activation> input = GatherInput(rows, todo);
+  if (!input.ok()) return failed(input.status());
+  absl::StatusOr<Activation> logits = parts_.runner->RunWhole(*input);
+  if (!logits.ok()) return failed(logits.status());
+  const int64_t version = Current()->version;
+  for (size_t j = 0; j < todo.size(); ++j) {
+    const float* row = logits->data + j * logits->row_size;
+    InferResult result;
+    result.label = cache_internal::ArgMax(row, num_classes_);
+    if (want_scores) result.scores = Softmax(row, num_classes_);
+    result.cache_version = version;
+    ++base_answers_;
+    results[todo[j]] = std::move(result);
+    if (caches == nullptr) continue;  // The base model alone: no feedback.
+    const double feedback = SampleFeedback();
+    if (feedback > 0) StartWholeFeedback(caches, rows[todo[j]], feedback, cooled, epoch);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EngineImpl::RunBatchCut(std::shared_ptr<const CacheSet> caches,
+                                     const float* const* rows,
+                                     const std::vector<int64_t>& todo, bool want_scores,
+                                     std::vector<absl::StatusOr<InferResult>>& results) {
+  const int slots = num_slots();
+  auto failed = [](const absl::Status& status) {
+    return absl::InternalError(absl::StrCat("model failed: ", status.message()));
+  };
+  absl::StatusOr<Activation> made = GatherInput(rows, todo);
+  if (!made.ok()) return failed(made.status());
+  Activation current = std::move(*made);
+  // Per row of `current`: its index into `results`, and its sampled
+  // request (only a sampled row keeps its activations, for its rows).
+  std::vector<int64_t> alive = todo;
+  std::vector<Request*> sampled(alive.size(), nullptr);
+  for (Request*& request : sampled) {
+    const double feedback = SampleFeedback();
+    if (feedback <= 0) continue;
+    request = Acquire(caches);
+    request->feedback = true;
+    request->feedback_rate = feedback;
+    request->live_epoch = live_epoch_.load(std::memory_order_acquire);
+  }
+  auto release_all = [&] {
+    for (Request* request : sampled) {
+      if (request != nullptr) Release(request);
+    }
+  };
+  auto row_of = [&](size_t j) -> absl::StatusOr<Activation> {
+    return parts_.runner->SelectRows(current, {static_cast<int64_t>(j)});
+  };
+  std::vector<LookupResult> lookups;
+  std::vector<float> probabilities;
+  std::vector<int64_t> keep;
+  for (int segment = 0; segment <= slots; ++segment) {
+    absl::StatusOr<Activation> next = parts_.runner->RunSegment(segment, current);
+    if (!next.ok()) {
+      release_all();
+      return failed(next.status());
+    }
+    current = std::move(*next);
+    if (segment == slots) break;
+    for (size_t j = 0; j < alive.size(); ++j) {
+      if (sampled[j] == nullptr) continue;
+      absl::StatusOr<Activation> row = row_of(j);
+      if (!row.ok()) {
+        release_all();
+        return failed(row.status());
+      }
+      sampled[j]->activations[segment] = std::move(*row);
+    }
+    if (TapOff(*caches, segment)) continue;
+    const LearnedCache& cache = *caches->caches[segment];
+    const int64_t batch = static_cast<int64_t>(alive.size());
+    lookups.resize(batch);
+    probabilities.resize(want_scores ? batch * cache.num_classes() : 0);
+    cache.LookupBatch(batch, current.data, lookups.data(),
+                      want_scores ? probabilities.data() : nullptr);
+    lookups_[segment] += batch;
+    keep.clear();
+    for (int64_t j = 0; j < batch; ++j) {
+      if (!Hits(*caches, segment, lookups[j])) {
+        keep.push_back(j);
+        continue;
+      }
+      ++hits_[segment];
+      ++cache_hits_;
+      InferResult result;
+      result.label = lookups[j].label;
+      result.exit_tap = parts_.taps[segment];
+      result.cache_hit = true;
+      result.cache_version = caches->version;
+      if (want_scores) {
+        const float* p = probabilities.data() + j * cache.num_classes();
+        result.scores.assign(p, p + cache.num_classes());
+      }
+      results[alive[j]] = std::move(result);
+      if (sampled[j] != nullptr) {
+        absl::StatusOr<Activation> row = row_of(j);
+        if (row.ok()) {
+          StartFeedback(sampled[j], segment + 1, std::move(*row), segment, lookups[j].label);
+        } else {
+          Release(sampled[j]);
+        }
+        sampled[j] = nullptr;
+      }
+    }
+    if (keep.size() == alive.size()) continue;
+    if (keep.empty()) return absl::OkStatus();
+    // The rows that hit leave the batch.
+    absl::StatusOr<Activation> rest = parts_.runner->SelectRows(current, keep);
+    if (!rest.ok()) {
+      release_all();
+      return failed(rest.status());
+    }
+    current = std::move(*rest);
+    for (size_t k = 0; k < keep.size(); ++k) {
+      alive[k] = alive[keep[k]];
+      sampled[k] = sampled[keep[k]];
+    }
+    alive.resize(keep.size());
+    sampled.resize(keep.size());
+  }
+  // Every segment ran: `current` holds the base model's logits.
+  for (size_t j = 0; j < alive.size(); ++j) {
+    const float* row = current.data + j * current.row_size;
+    InferResult result;
+    result.label = cache_internal::ArgMax(row, num_classes_);
+    if (want_scores) result.scores = Softmax(row, num_classes_);
+    result.cache_version = caches->version;
+    ++base_answers_;
+    results[alive[j]] = std::move(result);
+    if (sampled[j] == nullptr) continue;
+    absl::StatusOr<Activation> logits = row_of(j);
+    if (logits.ok()) {
+      StartFeedback(sampled[j], slots + 1, std::move(*logits), -1, -1);
+    } else {
+      Release(sampled[j]);
+    }
+    sampled[j] = nullptr;
+  }
+  return absl::OkStatus();
 }
 
 void EngineImpl::StartFeedback(Request* request, int next_segment, Activation current,
@@ -1687,4 +1939,12 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(EngineParts parts,
 
 namespace gati {
 Engine::~Engine() = default;
+
+std::vector<absl::StatusOr<InferResult>> Engine::InferBatch(const float* const* rows, int64_t n,
+                                                            int64_t count,
+                                                            const InferOptions& options) {
+  std::vector<absl::StatusOr<InferResult>> results;
+  for (int64_t i = 0; i < n; ++i) results.push_back(Infer(rows[i], count, options));
+  return results;
+}
 }  // namespace gati

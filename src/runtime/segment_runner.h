@@ -37,6 +37,11 @@ class SegmentRunner {
   // segment's output; the last segment gives the logits [batch, classes].
   virtual absl::StatusOr<Activation> RunSegment(int segment,
                                                 const Activation& input) const = 0;
+  // The rows `rows` (indices into input.batch, in that order) of an
+  // activation, as a batch of their own: what the next segment runs on
+  // once the other rows have left the batch.
+  virtual absl::StatusOr<Activation> SelectRows(const Activation& input,
+                                                const std::vector<int64_t>& rows) const = 0;
   // The whole model as one frozen segment; logits.
   virtual absl::StatusOr<Activation> RunWhole(const Activation& input) const = 0;
 };

@@ -75,6 +75,21 @@ class TorchSegmentRunner final : public SegmentRunner {
     return Wrap(out);
   }
 
+  absl::StatusOr<Activation> SelectRows(const Activation& input,
+                                        const std::vector<int64_t>& rows) const override {
+    const auto& holder = *std::static_pointer_cast<TensorHolder>(input.holder);
+    try {
+      // One row: a view (contiguous along the batch dimension, no copy).
+      if (rows.size() == 1) return Wrap(holder.device.narrow(0, rows[0], 1));
+      at::Tensor index = at::from_blob(const_cast<int64_t*>(rows.data()),
+                                       {static_cast<int64_t>(rows.size())}, at::kLong)
+                             .to(holder.device.device());
+      return Wrap(holder.device.index_select(0, index));
+    } catch (const std::exception& e) {
+      return absl::InternalError(absl::StrCat("selecting rows failed: ", e.what()));
+    }
+  }
+
   absl::StatusOr<Activation> RunWhole(const Activation& input) const override {
     const auto& holder = *std::static_pointer_cast<TensorHolder>(input.holder);
     GATI_ASSIGN_OR_RETURN(at::Tensor out, whole_->RunSegment(0, holder.device));

@@ -141,6 +141,132 @@ TEST(EngineCoreTest, ParallelAndSequentialAnswerIdentically) {
   }
 }
 
+// Rows of `inputs` as InferBatch takes them.
+std::vector<const float*> RowPointers(const std::vector<std::vector<float>>& inputs,
+                                      size_t begin, size_t end) {
+  std::vector<const float*> rows;
+  for (size_t i = begin; i < end; ++i) rows.push_back(inputs[i].data());
+  return rows;
+}
+
+TEST(EngineCoreTest, ABatchAnswersEachRowAsInferDoesAloneAndHitsLeaveTheBatch) {
+  // The caches of ParallelAndSequentialAnswerIdentically: every exit shows.
+  std::vector<CacheWeights> caches = {FakeCacheWeights(0, 1, 0.85f),
+                                      FakeCacheWeights(2, 2, 0.6f),
+                                      FakeCacheWeights(7, 0, 0.3f)};
+  const std::vector<std::vector<float>> inputs = FakeInputs(400, 4);
+  for (LookupMode mode : {LookupMode::kSequential, LookupMode::kParallel}) {
+    SCOPED_TRACE(LookupModeName(mode));
+    EngineOptions options = MonitorOff();
+    options.mode = mode;
+    options.feedback_rate = 0;
+    auto alone = MakeEngine(caches, options);
+    runtime::EngineParts parts = FakeParts(caches);
+    const auto* runner = static_cast<const testing::FakeRunner*>(parts.runner.get());
+    auto batched = std::move(*runtime::CreateEngine(std::move(parts), options));
+    const int64_t warm_rows = runner->rows_run();  // The engine's start-up runs.
+    std::map<int, int> exits;
+    int64_t expected_rows = 0;  // Rows each segment should run on.
+    size_t begin = 0;
+    for (size_t size : {size_t{1}, size_t{7}, size_t{32}, size_t{360}}) {
+      const std::vector<const float*> rows = RowPointers(inputs, begin, begin + size);
+      auto results = batched->InferBatch(rows.data(), static_cast<int64_t>(size), kFakeClasses,
+                                         {/*want_scores=*/true});
+      ASSERT_EQ(results.size(), size);
+      for (size_t j = 0; j < size; ++j) {
+        ASSERT_TRUE(results[j].ok()) << results[j].status();
+        InferResult want = MustInfer(*alone, inputs[begin + j], {/*want_scores=*/true});
+        EXPECT_EQ(results[j]->label, want.label) << "row " << j;
+        EXPECT_EQ(results[j]->exit_tap, want.exit_tap) << "row " << j;
+        EXPECT_EQ(results[j]->cache_hit, want.cache_hit) << "row " << j;
+        EXPECT_EQ(results[j]->scores, want.scores) << "row " << j;
+        ++exits[want.exit_tap];
+        // A row that exits at slot s ran segments 0..s; a miss ran all 4.
+        const int slot = want.exit_tap == 0 ? 0 : want.exit_tap == 2 ? 1 : want.exit_tap == 7 ? 2 : 3;
+        expected_rows += slot + 1;
+      }
+      begin += size;
+    }
+    EXPECT_EQ(exits.size(), 4u);
+    for (const auto& [tap, n] : exits) EXPECT_GT(n, 10) << "tap " << tap;
+    // The rows that hit left the batch: later segments ran on fewer rows.
+    EXPECT_EQ(runner->rows_run() - warm_rows, expected_rows);
+    EXPECT_LT(expected_rows, 400 * 4);
+    const EngineStats stats = batched->Stats();
+    EXPECT_EQ(stats.requests, 400);
+    EXPECT_EQ(stats.cache_hits + stats.base_answers, 400);
+  }
+}
+
+TEST(EngineCoreTest, ABatchRowWithABadValueFailsAloneAndTheOthersAreAnswered) {
+  auto engine = MakeEngine({FakeCacheWeights(0, 0, 0.5f)}, MonitorOff());
+  std::vector<std::vector<float>> inputs = FakeInputs(5, 8);
+  inputs[2][1] = NAN;
+  const std::vector<const float*> rows = RowPointers(inputs, 0, 5);
+  auto results = engine->InferBatch(rows.data(), 5, kFakeClasses);
+  ASSERT_EQ(results.size(), 5u);
+  EXPECT_EQ(results[2].status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(results[2].status().message().find("row 2"), std::string::npos)
+      << results[2].status();
+  EXPECT_NE(results[2].status().message().find("value 1"), std::string::npos);
+  for (int j : {0, 1, 3, 4}) {
+    ASSERT_TRUE(results[j].ok()) << results[j].status();
+    EXPECT_EQ(results[j]->label, MustInfer(*engine, inputs[j]).label);
+  }
+  // A wrong row size fails every row.
+  auto wrong = engine->InferBatch(rows.data(), 2, kFakeClasses - 1);
+  ASSERT_EQ(wrong.size(), 2u);
+  EXPECT_FALSE(wrong[0].ok());
+  EXPECT_FALSE(wrong[1].ok());
+  EXPECT_EQ(engine->Stats().errors, 3);
+}
+
+TEST(EngineCoreTest, ABatchsSampledRowsFeedBackLikeSingleRequests) {
+  // Tap 0 hits confident rows, tap 1 is wrong on every row it answers: the
+  // sampled rows' checks must find tap 1's false hits and none at tap 0.
+  EngineOptions options = MonitorOff();
+  options.mode = LookupMode::kSequential;
+  options.feedback_rate = 1.0;
+  auto engine = MakeEngine({FakeCacheWeights(0, 0, 0.6f), FakeCacheWeights(3, 1, kAlwaysHit)},
+                           options);
+  const std::vector<std::vector<float>> inputs = FakeInputs(64, 9);
+  const std::vector<const float*> rows = RowPointers(inputs, 0, 64);
+  auto results = engine->InferBatch(rows.data(), 64, kFakeClasses);
+  int tap0 = 0, tap3 = 0;
+  for (const auto& result : results) {
+    ASSERT_TRUE(result.ok());
+    tap0 += result->exit_tap == 0;
+    tap3 += result->exit_tap == 3;
+  }
+  ASSERT_GT(tap0, 0);
+  ASSERT_GT(tap3, 0);
+  engine->WaitForFeedback();
+  const EngineStats stats = engine->Stats();
+  EXPECT_EQ(stats.feedback_requests, 64);
+  EXPECT_EQ(stats.live_checked, 64);
+  EXPECT_EQ(stats.taps[0].feedback_hits, tap0);
+  EXPECT_EQ(stats.taps[0].feedback_false_hits, 0);
+  EXPECT_EQ(stats.taps[1].feedback_hits, tap3);
+  EXPECT_EQ(stats.taps[1].feedback_false_hits, tap3);
+  EXPECT_EQ(stats.live_disagreements, tap3);
+}
+
+TEST(EngineCoreTest, ABatchOfTheBaseModelAloneAnswersWithItsClasses) {
+  // Auto mode without taps serves the base model alone.
+  auto engine = MakeEngine({});
+  ASSERT_TRUE(engine->serving_base());
+  const std::vector<std::vector<float>> inputs = FakeInputs(20, 10);
+  const std::vector<const float*> rows = RowPointers(inputs, 0, 20);
+  auto results = engine->InferBatch(rows.data(), 20, kFakeClasses, {/*want_scores=*/true});
+  for (size_t j = 0; j < 20; ++j) {
+    ASSERT_TRUE(results[j].ok());
+    EXPECT_EQ(results[j]->label, testing::FakeBaseClass(inputs[j]));
+    EXPECT_EQ(results[j]->exit_tap, kBaseExit);
+    EXPECT_EQ(results[j]->scores.size(), static_cast<size_t>(kFakeClasses));
+  }
+  EXPECT_EQ(engine->Stats().base_answers, 20);
+}
+
 TEST(EngineCoreTest, NoTapsServesLikeTheBaseModel) {
   auto engine = MakeEngine({});
   for (const auto& input : FakeInputs(20, 5)) {

@@ -184,6 +184,53 @@ TEST_F(EngineTest, ParallelAndSequentialAnswerIdentically) {
   }
 }
 
+// Batches run on [B, ...] and shrink as rows hit; each row's answer is the
+// one a request of its own gets.
+TEST_F(EngineTest, ABatchAnswersEachImageAsASingleRequestDoes) {
+  EngineOptions options;
+  options.mode = LookupMode::kSequential;
+  options.feedback_rate = 0;
+  auto batched = Make(options);
+  auto alone = Make(options);
+  ASSERT_TRUE(batched && alone);
+  std::map<int, int> exits;
+  int begin = 0;
+  for (int size : {1, 16, 64, kImages - 81}) {
+    std::vector<const float*> rows;
+    for (int i = begin; i < begin + size; ++i) rows.push_back(Image(i));
+    auto results = batched->InferBatch(rows.data(), size, kImageSize, {.want_scores = true});
+    ASSERT_EQ(results.size(), static_cast<size_t>(size));
+    for (int j = 0; j < size; ++j) {
+      ASSERT_TRUE(results[j].ok()) << results[j].status();
+      auto want = alone->Infer(Image(begin + j), kImageSize, {.want_scores = true});
+      ASSERT_TRUE(want.ok());
+      EXPECT_EQ(results[j]->label, want->label) << "image " << begin + j;
+      EXPECT_EQ(results[j]->exit_tap, want->exit_tap) << "image " << begin + j;
+      ASSERT_EQ(results[j]->scores.size(), want->scores.size());
+      for (size_t k = 0; k < want->scores.size(); ++k) {
+        EXPECT_NEAR(results[j]->scores[k], want->scores[k], 1e-4) << "image " << begin + j;
+      }
+      ++exits[want->exit_tap];
+    }
+    begin += size;
+  }
+  EXPECT_EQ(exits.size(), 3u);
+  // The base model alone, batched.
+  EngineOptions base = options;
+  base.use_caches = false;
+  auto plain = Make(base);
+  ASSERT_NE(plain, nullptr);
+  std::vector<const float*> rows;
+  for (int i = 0; i < 40; ++i) rows.push_back(Image(i));
+  auto results = plain->InferBatch(rows.data(), 40, kImageSize);
+  for (int i = 0; i < 40; ++i) {
+    auto want = plain->InferBase(Image(i), kImageSize);
+    ASSERT_TRUE(results[i].ok() && want.ok());
+    EXPECT_EQ(results[i]->label, want->label) << "image " << i;
+    EXPECT_EQ(results[i]->exit_tap, kBaseExit);
+  }
+}
+
 TEST_F(EngineTest, CachesOffServesExactlyTheBaseModel) {
   EngineOptions options;
   options.use_caches = false;

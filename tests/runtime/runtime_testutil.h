@@ -58,8 +58,19 @@ class FakeRunner final : public runtime::SegmentRunner {
       return absl::InvalidArgumentError("no such segment");
     }
     if (clock_ != nullptr) clock_->Advance(segment_us_);
+    rows_run_.fetch_add(input.batch);
     return Wrap(std::vector<float>(input.data, input.data + input.batch * input.row_size),
                 input.batch);
+  }
+  absl::StatusOr<runtime::Activation> SelectRows(
+      const runtime::Activation& input, const std::vector<int64_t>& rows) const override {
+    std::vector<float> values;
+    for (int64_t row : rows) {
+      if (row < 0 || row >= input.batch) return absl::InvalidArgumentError("no such row");
+      values.insert(values.end(), input.data + row * input.row_size,
+                    input.data + (row + 1) * input.row_size);
+    }
+    return Wrap(std::move(values), static_cast<int64_t>(rows.size()));
   }
   absl::StatusOr<runtime::Activation> RunWhole(
       const runtime::Activation& input) const override {
@@ -78,6 +89,13 @@ class FakeRunner final : public runtime::SegmentRunner {
     activation.holder = holder;
     return activation;
   }
+
+ public:
+  // Rows that segments have run on, summed over RunSegment calls.
+  int64_t rows_run() const { return rows_run_.load(); }
+
+ private:
+  mutable std::atomic<int64_t> rows_run_{0};
   int segments_;
   FakeClock* clock_;
   double segment_us_;
