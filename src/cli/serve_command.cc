@@ -6,6 +6,7 @@
 #include <malloc.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -53,6 +54,11 @@ struct ServeFlags {
   std::string record;  // Directory; empty = no recording.
   double record_rate = 0.01;
   std::string record_bytes = "1GB";
+  // Dynamic batching, for models whose bundle holds no config.json.
+  std::string batching = "on";
+  int max_batch_size = 16;
+  int64_t max_queue_delay_us = 0;
+  std::vector<int> preferred_batch_sizes;
   EngineFlags engine;
 };
 
@@ -127,8 +133,20 @@ int RunServe(const ServeFlags& flags) {
     setrlimit(RLIMIT_NOFILE, &files);
   }
 
+  serve::BatchingOptions batching;
+  batching.dynamic = flags.batching == "on";
+  batching.max_batch_size = flags.max_batch_size;
+  batching.max_queue_delay_us = flags.max_queue_delay_us;
+  batching.preferred_batch_sizes = flags.preferred_batch_sizes;
+  std::sort(batching.preferred_batch_sizes.begin(), batching.preferred_batch_sizes.end());
+  // As many batches compute at once as requests would without batching.
+  batching.max_concurrent = flags.engine.workers;
+  if (absl::Status valid = serve::ValidateBatching(batching); !valid.ok()) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat("batching: ", valid.message())));
+  }
   serve::ModelRepository repository(
       [options](const std::string& bundle_dir) { return Engine::Create(bundle_dir, options); });
+  repository.SetBatchingDefaults(batching);
   if (!flags.repository.empty()) {
     absl::Status registered = repository.RegisterDirectory(flags.repository);
     if (!registered.ok()) return Fail(registered);
@@ -284,6 +302,20 @@ std::function<int()> RegisterServeCommand(CLI::App& app) {
   command->add_option("--metrics-port", flags->metrics_port,
                       "Prometheus /metrics port (0: any free port)")
       ->check(CLI::Range(0, 65535));
+  command->add_option("--batching", flags->batching,
+                      "dynamic batching of concurrent requests (models whose bundle holds a "
+                      "config.json follow it instead)")
+      ->check(CLI::IsMember({"on", "off"}));
+  command->add_option("--max-batch-size", flags->max_batch_size,
+                      "most rows the batcher merges into one batch")
+      ->check(CLI::Range(1, 4096));
+  command->add_option("--max-queue-delay-us", flags->max_queue_delay_us,
+                      "longest a request waits for others to join its batch (0: none; a batch "
+                      "is then what queued while the previous ones computed)")
+      ->check(CLI::Range(int64_t{0}, int64_t{10'000'000}));
+  command->add_option("--preferred-batch-size", flags->preferred_batch_sizes,
+                      "batch sizes run as soon as they can be formed (repeatable)")
+      ->check(CLI::Range(1, 4096));
   command->add_option("--http-threads", flags->http_threads,
                       "threads running HTTP inference and repository requests (and most gRPC "
                       "threads); when all are busy, inference gets 503 at once")

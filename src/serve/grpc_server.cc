@@ -252,18 +252,24 @@ class InferenceServiceImpl final : public ServiceBase {
     config->set_name(model.name);
     config->set_platform(kPlatform);
     config->set_backend("gati");
-    config->set_max_batch_size(0);
+    config->set_max_batch_size(ConfigMaxBatchSize(model));
+    if (model.batcher != nullptr) {
+      auto* dynamic = config->mutable_dynamic_batching();
+      for (int size : model.batching.preferred_batch_sizes) dynamic->add_preferred_batch_size(size);
+      dynamic->set_max_queue_delay_microseconds(
+          static_cast<uint64_t>(model.batching.max_queue_delay_us));
+    }
     for (const TensorDescription& t : description.inputs) {
       auto* input = config->add_input();
       input->set_name(t.name);
       input->set_data_type(DataTypeOf(t.datatype));
-      for (int64_t d : t.shape) input->add_dims(d);
+      for (int64_t d : ConfigDims(model, t)) input->add_dims(d);
     }
     for (const TensorDescription& t : description.outputs) {
       auto* output = config->add_output();
       output->set_name(t.name);
       output->set_data_type(DataTypeOf(t.datatype));
-      for (int64_t d : t.shape) output->add_dims(d);
+      for (int64_t d : ConfigDims(model, t)) output->add_dims(d);
     }
     auto& parameters = *config->mutable_parameters();
     parameters["gati_version"].set_string_value(model.version_string());

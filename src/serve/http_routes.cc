@@ -41,16 +41,18 @@ json TensorsJson(const std::vector<TensorDescription>& tensors) {
 json ConfigJson(const ServedModel& model, const ModelDescription& description) {
   json inputs = json::array(), outputs = json::array();
   for (const TensorDescription& t : description.inputs) {
-    inputs.push_back({{"name", t.name}, {"data_type", "TYPE_" + t.datatype}, {"dims", t.shape}});
+    inputs.push_back(
+        {{"name", t.name}, {"data_type", "TYPE_" + t.datatype}, {"dims", ConfigDims(model, t)}});
   }
   for (const TensorDescription& t : description.outputs) {
-    outputs.push_back({{"name", t.name}, {"data_type", "TYPE_" + t.datatype}, {"dims", t.shape}});
+    outputs.push_back(
+        {{"name", t.name}, {"data_type", "TYPE_" + t.datatype}, {"dims", ConfigDims(model, t)}});
   }
   const ModelMetadata& metadata = model.engine->metadata();
-  return {{"name", model.name},
+  json config = {{"name", model.name},
           {"platform", kPlatform},
           {"backend", "gati"},
-          {"max_batch_size", 0},
+          {"max_batch_size", ConfigMaxBatchSize(model)},
           {"input", inputs},
           {"output", outputs},
           {"gati",
@@ -64,6 +66,12 @@ json ConfigJson(const ServedModel& model, const ModelDescription& description) {
             {"planned_taps", model.engine->planned_taps()},
             {"predicted_mean_ms", model.engine->predicted_mean_ms()},
             {"predicted_base_ms", model.engine->predicted_base_ms()}}}};
+  if (model.batcher != nullptr) {
+    config["dynamic_batching"] = {
+        {"preferred_batch_size", model.batching.preferred_batch_sizes},
+        {"max_queue_delay_microseconds", model.batching.max_queue_delay_us}};
+  }
+  return config;
 }
 
 json DurationJson(int64_t count, double seconds) {

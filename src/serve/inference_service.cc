@@ -131,9 +131,12 @@ absl::StatusOr<InferReply> InferenceService::Infer(const std::string& model,
         "overloaded: ", options_.max_queue,
         " requests are already queued or running (--max-queue); retry later"));
   }
-  // Wait for a computing slot; the wait is the request's queue time.
+  // Wait for a computing slot; the wait is the request's queue time. A
+  // model that batches has its own slots (its batcher's), and requests
+  // must reach it to be merged.
   double waited_us = 0;
-  if (options_.max_computing > 0) {
+  const bool slotted = options_.max_computing > 0 && (*served)->batcher == nullptr;
+  if (slotted) {
     const double before = NowMicros();
     computing_mu_.LockWhen(absl::Condition(
         +[](InferenceService* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->computing_mu_) {
@@ -145,7 +148,7 @@ absl::StatusOr<InferReply> InferenceService::Infer(const std::string& model,
     waited_us = NowMicros() - before;
   }
   absl::StatusOr<InferReply> reply = Run(*served, std::move(request).value(), waited_us);
-  if (options_.max_computing > 0) {
+  if (slotted) {
     absl::MutexLock lock(&computing_mu_);
     --computing_;
   }
@@ -269,9 +272,23 @@ absl::StatusOr<InferReply> InferenceService::Run(const std::shared_ptr<const Ser
   bool all_hits = true, all_exact = true;
   int64_t cache_version = 0;
   double engine_us = waited_us;
+  // The rows: through the model's batcher (merged with other requests),
+  // or as one batch of their own.
+  std::vector<const float*> rows(batch);
+  for (int64_t i = 0; i < batch; ++i) rows[i] = input.data.data() + i * sample_size;
+  const double started_us = NowMicros();
+  std::vector<absl::StatusOr<InferResult>> results;
+  if (model->batcher != nullptr) {
+    results = model->batcher->Run(rows.data(), batch, sample_size, want_scores);
+  } else {
+    results = engine.InferBatch(rows.data(), batch, sample_size, {want_scores});
+    model->metrics->executions.fetch_add(1, std::memory_order_relaxed);
+  }
+  // From the call to the answer: the batch's compute and, through the
+  // batcher, the wait before the batch began (queue time).
+  const double call_us = NowMicros() - started_us;
   for (int64_t i = 0; i < batch; ++i) {
-    absl::StatusOr<InferResult> result =
-        engine.Infer(input.data.data() + i * sample_size, sample_size, {want_scores});
+    absl::StatusOr<InferResult>& result = results[i];
     if (!result.ok()) {
       const std::string where = batch > 1 ? absl::StrCat(" (sample ", i, ")") : "";
       if (absl::IsInvalidArgument(result.status())) {
@@ -295,11 +312,14 @@ absl::StatusOr<InferReply> InferenceService::Run(const std::shared_ptr<const Ser
     all_hits = all_hits && result->cache_hit;
     all_exact = all_exact && result->exact_hit;
     cache_version = std::max(cache_version, result->cache_version);
-    engine_us += result->timings.total_us;
-    model->metrics->queue.Observe((result->timings.queue_us + (i == 0 ? waited_us : 0)) / 1e6);
+    // The time before its batch began is queue time too.
+    const double batch_wait_us = std::max(0.0, call_us - result->timings.total_us);
+    model->metrics->queue.Observe(
+        (result->timings.queue_us + (i == 0 ? waited_us + batch_wait_us : 0)) / 1e6);
     model->metrics->compute.Observe(
         std::max(0.0, result->timings.total_us - result->timings.queue_us) / 1e6);
   }
+  engine_us += call_us;
   model->metrics->inferences.fetch_add(batch, std::memory_order_relaxed);
   // Only requests the engine accepted (finite, of the model's shape).
   if (options_.recorder != nullptr) {
@@ -339,12 +359,21 @@ ModelStatistics StatisticsOf(const ServedModel& model) {
   const auto request = m.request.Read(), queue = m.queue.Read(), compute = m.compute.Read();
   out.last_inference_ms = m.last_inference_ms.load();
   out.inference_count = m.inferences.load();
-  out.execution_count = m.successes.load();
+  out.execution_count = m.executions.load();
   out.success = {request.count, request.sum_seconds};
   out.queue = {queue.count, queue.sum_seconds};
   out.compute = {compute.count, compute.sum_seconds};
   out.engine = model.engine->Stats();
   return out;
+}
+
+int ConfigMaxBatchSize(const ServedModel& model) {
+  return model.batcher != nullptr ? model.batching.max_batch_size : 0;
+}
+
+std::vector<int64_t> ConfigDims(const ServedModel& model, const TensorDescription& tensor) {
+  if (ConfigMaxBatchSize(model) == 0) return tensor.shape;
+  return std::vector<int64_t>(tensor.shape.begin() + 1, tensor.shape.end());
 }
 
 ModelDescription DescribeModel(const ServedModel& model) {

@@ -104,6 +104,8 @@ struct ModelMetrics {
   std::atomic<int64_t> successes{0};
   std::array<std::atomic<int64_t>, kNumFailureReasons> failures{};
   std::atomic<int64_t> inferences{0};  // Samples answered (a batch of N counts N).
+  // Model executions: one per request, or per batch the batcher ran.
+  std::atomic<int64_t> executions{0};
   std::atomic<int64_t> last_inference_ms{0};  // Unix time of the last success.
   LatencyHistogram request;  // Whole request: decode to encoded answer.
   LatencyHistogram queue;    // Per sample: waiting for an engine worker.

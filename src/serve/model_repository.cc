@@ -34,11 +34,20 @@ bool ValidName(const std::string& name) {
          name != "." && name != "..";
 }
 
-// A hash of the bundle's manifest (its revision); empty when unreadable.
+// The model config a bundle directory may hold beside its manifest.
+constexpr char kConfigFile[] = "config.json";
+
+// A hash of the bundle's manifest and model config (its revision); empty
+// when the manifest is unreadable.
 std::string Revision(const std::string& bundle_dir) {
   std::ifstream in(fs::path(bundle_dir) / "manifest.json", std::ios::binary);
   if (!in) return "";
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::ifstream config(fs::path(bundle_dir) / kConfigFile, std::ios::binary);
+  if (config) {
+    bytes += "\n-- config.json --\n";
+    bytes.append(std::istreambuf_iterator<char>(config), std::istreambuf_iterator<char>());
+  }
   uint64_t hash = 1469598103934665603ull;  // FNV-1a, 64 bits.
   for (unsigned char c : bytes) hash = (hash ^ c) * 1099511628211ull;
   return absl::StrCat(bytes.size(), "-", hash);
@@ -130,6 +139,21 @@ class ModelRepository::Reaper {
 
 const char* StateName(const ModelState& state) { return state.ready ? "READY" : "UNAVAILABLE"; }
 
+// The batching of `name`: its config.json over the defaults.
+absl::StatusOr<BatchingOptions> ReadBatching(const std::string& name,
+                                             const std::string& bundle_dir,
+                                             const BatchingOptions& defaults) {
+  const fs::path path = fs::path(bundle_dir) / kConfigFile;
+  std::error_code error;
+  if (!fs::exists(path, error)) return defaults;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(absl::StrCat(kConfigFile, " cannot be read"));
+  }
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return ParseBatchingConfig(text, defaults, kConfigFile);
+}
+
 ModelRepository::ModelRepository(EngineFactory factory)
     : factory_(std::move(factory)),
       reaper_(std::make_shared<Reaper>()),
@@ -219,7 +243,9 @@ absl::StatusOr<LoadResult> ModelRepository::Load(const std::string& name) {
     spdlog::info("model '{}': bundle unchanged; version {} keeps serving", name, version);
     return LoadResult{version, false};
   }
-  absl::StatusOr<std::unique_ptr<Engine>> engine = factory_(bundle_dir);
+  absl::StatusOr<BatchingOptions> batching = ReadBatching(name, bundle_dir, batching_);
+  absl::StatusOr<std::unique_ptr<Engine>> engine =
+      batching.ok() ? factory_(bundle_dir) : absl::StatusOr<std::unique_ptr<Engine>>(batching.status());
   // The map replaced below is let go after the lock (declared before it).
   std::shared_ptr<const ModelMap> replaced;
   absl::MutexLock lock(&state_mu_);
@@ -240,6 +266,11 @@ absl::StatusOr<LoadResult> ModelRepository::Load(const std::string& name) {
   model->version = next;
   model->bundle_dir = bundle_dir;
   model->engine = std::move(engine).value();
+  model->batching = *batching;
+  if (batching->dynamic && batching->max_batch_size > 1) {
+    model->batcher =
+        std::make_unique<Batcher>(model->engine.get(), *batching, &metrics->executions);
+  }
   const std::string mode = model->engine->mode_report();
   model->metrics = metrics;
   replaced = std::atomic_load(&models_);

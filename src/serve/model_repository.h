@@ -28,6 +28,7 @@
 #include "absl/synchronization/mutex.h"
 #include "gati/engine.h"
 #include "gati/status.h"
+#include "serve/batcher.h"
 #include "serve/metrics.h"
 
 namespace gati::serve {
@@ -38,6 +39,10 @@ struct ServedModel {
   int64_t version = 1;  // 1 for the first load, +1 per successful reload.
   std::string bundle_dir;
   std::unique_ptr<Engine> engine;
+  // Its batching (config.json over gati serve's defaults) and, when it
+  // batches dynamically, the batcher (destroyed before the engine).
+  BatchingOptions batching;
+  std::unique_ptr<Batcher> batcher;
   // Survives reloads, so counters keep counting across versions.
   std::shared_ptr<ModelMetrics> metrics;
   std::string version_string() const { return std::to_string(version); }
@@ -71,6 +76,10 @@ struct LoadResult {
 class ModelRepository {
  public:
   explicit ModelRepository(EngineFactory factory);
+
+  // The batching of models whose bundle directory holds no config.json
+  // (and what a config.json's fields override); set before loading.
+  void SetBatchingDefaults(const BatchingOptions& defaults) { batching_ = defaults; }
   ~ModelRepository();
 
   // Registers `name` as served from `bundle_dir` (not loaded yet).
@@ -126,6 +135,7 @@ class ModelRepository {
   class Reaper;
 
   EngineFactory factory_;
+  BatchingOptions batching_;
   // Frees released versions off the request and lock paths; shared with
   // every version's deleter, so it outlives them.
   std::shared_ptr<Reaper> reaper_;

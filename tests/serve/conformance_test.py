@@ -143,7 +143,11 @@ class ConformanceTest(unittest.TestCase):
                                    model_version=version)[0], 200)
         status, config = rest.call("model_config", model_name="r20")
         self.assertEqual(config["input"][0]["data_type"], "TYPE_FP32")
-        self.assertEqual(config["max_batch_size"], 0)
+        # gati serve batches dynamically by default: Triton's config, with
+        # one sample's dims.
+        self.assertEqual(config["max_batch_size"], 16)
+        self.assertEqual(config["input"][0]["dims"], [1, 28, 28])
+        self.assertEqual(config["dynamic_batching"]["max_queue_delay_microseconds"], 0)
         self.assertEqual(rest.call("model_statistics", model_name="r20")[1]["model_stats"][0]
                          ["name"], "r20")
         self.assertEqual(rest.call("all_statistics")[0], 200)

@@ -184,8 +184,45 @@ TEST_F(HttpRoutesTest, RestrictedApisNeedTheirHeader) {
 TEST_F(HttpRoutesTest, ConfigNamesTheBundleButNotWhereItLies) {
   const Reply config = Call("GET", "/v2/models/m/config");
   ASSERT_EQ(config.status, 200);
-  EXPECT_EQ(json::parse(config.body)["gati"]["bundle"], "m");
+  const json parsed = json::parse(config.body);
+  EXPECT_EQ(parsed["gati"]["bundle"], "m");
   EXPECT_EQ(config.body.find("/bundles"), std::string::npos) << config.body;
+  // Without batching: max_batch_size 0 and dims with the batch dimension.
+  EXPECT_EQ(parsed["max_batch_size"], 0);
+  EXPECT_EQ(parsed["input"][0]["dims"], json::array({-1, 1, 2, 2}));
+  EXPECT_FALSE(parsed.contains("dynamic_batching"));
+}
+
+TEST(HttpConfigTest, ABatchingModelsConfigSaysHowItBatchesAsTritonWritesIt) {
+  FakeFactory factory;
+  ModelRepository repository(factory.Make());
+  BatchingOptions batching;
+  batching.dynamic = true;
+  batching.max_batch_size = 8;
+  batching.preferred_batch_sizes = {4};
+  batching.max_queue_delay_us = 250;
+  repository.SetBatchingDefaults(batching);
+  ASSERT_TRUE(repository.Register("m", "/bundles/m").ok());
+  ASSERT_TRUE(repository.LoadAll().ok());
+  InferenceService service(&repository, ServiceOptions{});
+  AccessPolicy access;
+  const std::string empty;
+  HttpRequest request;
+  request.method = "GET";
+  request.path = "/v2/models/m/config";
+  request.body = &empty;
+  request.header = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
+  const Reply reply =
+      Handle(service, &access, ParseRoute("GET", request.path, HttpRoutes::kInference), request);
+  ASSERT_EQ(reply.status, 200);
+  const json config = json::parse(reply.body);
+  EXPECT_EQ(config["max_batch_size"], 8);
+  // With max_batch_size above 0, dims are one sample's.
+  EXPECT_EQ(config["input"][0]["dims"], json::array({1, 2, 2}));
+  EXPECT_EQ(config["output"][0]["dims"], json::array());
+  EXPECT_EQ(config["output"][1]["dims"], json::array({10}));
+  EXPECT_EQ(config["dynamic_batching"]["preferred_batch_size"], json::array({4}));
+  EXPECT_EQ(config["dynamic_batching"]["max_queue_delay_microseconds"], 250);
 }
 
 }  // namespace

@@ -91,6 +91,9 @@ class BundleDir {
   }
   ~BundleDir() { std::filesystem::remove_all(path_); }
   void Write(const std::string& text) const { std::ofstream(path_ / "manifest.json") << text; }
+  void WriteConfig(const std::string& text) const {
+    std::ofstream(path_ / "config.json") << text;
+  }
   std::string path() const { return path_.string(); }
 
  private:
@@ -133,6 +136,87 @@ TEST(ModelRepositoryTest, AVersionIsABundleRevision) {
   EXPECT_EQ(back->version, 2);
   EXPECT_TRUE(repository.Get("r", "2").ok());
   EXPECT_TRUE(absl::IsNotFound(repository.Unload("absent")));
+}
+
+TEST(ModelRepositoryTest, AConfigJsonSetsTheBatchingAndAChangedOneIsANewVersion) {
+  FakeFactory factory;
+  ModelRepository repository(factory.Make());
+  BatchingOptions defaults;
+  defaults.dynamic = true;
+  defaults.max_batch_size = 16;
+  repository.SetBatchingDefaults(defaults);
+  BundleDir bundle("gati_batching");
+  ASSERT_TRUE(repository.Register("b", bundle.path()).ok());
+  ASSERT_TRUE(repository.Load("b").ok());
+  auto first = repository.Get("b");
+  ASSERT_TRUE(first.ok());
+  ASSERT_NE((*first)->batcher, nullptr);  // The defaults: batching on.
+  EXPECT_EQ((*first)->batching.max_batch_size, 16);
+
+  bundle.WriteConfig(
+      R"({"max_batch_size": 4, "dynamic_batching": {"max_queue_delay_microseconds": 100}})");
+  auto changed = repository.Load("b");
+  ASSERT_TRUE(changed.ok()) << changed.status();
+  EXPECT_TRUE(changed->changed);
+  EXPECT_EQ(changed->version, 2);
+  auto second = repository.Get("b");
+  ASSERT_TRUE(second.ok());
+  ASSERT_NE((*second)->batcher, nullptr);
+  EXPECT_EQ((*second)->batcher->options().max_batch_size, 4);
+  EXPECT_EQ((*second)->batcher->options().max_queue_delay_us, 100);
+
+  // A bad config fails the load, names the file and field, and version 2
+  // keeps serving.
+  bundle.WriteConfig(R"({"max_batch_size": -3, "dynamic_batching": {}})");
+  auto bad = repository.Load("b");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("config.json: max_batch_size"), absl::string_view::npos)
+      << bad.status();
+  EXPECT_EQ(bad.status().message().find(bundle.path()), absl::string_view::npos) << bad.status();
+  EXPECT_EQ((*repository.Get("b"))->version, 2);
+
+  // Without dynamic_batching, nothing is merged (Triton's rule).
+  bundle.WriteConfig(R"({"max_batch_size": 8})");
+  ASSERT_TRUE(repository.Load("b").ok());
+  EXPECT_EQ((*repository.Get("b"))->batcher, nullptr);
+}
+
+TEST(InferenceServiceTest, ABatchingModelAnswersThroughItsBatcherAndCountsExecutions) {
+  FakeFactory factory;
+  ModelRepository repository(factory.Make());
+  BatchingOptions defaults;
+  defaults.dynamic = true;
+  defaults.max_batch_size = 8;
+  repository.SetBatchingDefaults(defaults);
+  ASSERT_TRUE(repository.Register("b", "/bundles/b").ok());
+  ASSERT_TRUE(repository.LoadAll().ok());
+  ServiceOptions options;
+  options.max_computing = 1;  // The batcher's slots replace the service's.
+  InferenceService service(&repository, options);
+  std::vector<std::thread> clients;
+  std::atomic<int> wrong{0};
+  for (int c = 0; c < 4; ++c) {
+    clients.emplace_back([&, c] {
+      for (int i = 0; i < 20; ++i) {
+        const float a = float((c + i) % 10), b = float((c + i + 1) % 10);
+        auto reply = service.Infer("b", "", Request({2, 1, 2, 2}, {a, 0, 0, 0, b, 0, 0, 0}),
+                                   service.NowMicros());
+        if (!reply.ok() || reply->outputs[0].int64 != std::vector<int64_t>{int64_t(a), int64_t(b)}) {
+          ++wrong;
+        }
+      }
+    });
+  }
+  for (std::thread& client : clients) client.join();
+  EXPECT_EQ(wrong.load(), 0);
+  auto served = repository.Get("b");
+  ASSERT_TRUE(served.ok());
+  const ModelMetrics& metrics = *(*served)->metrics;
+  EXPECT_EQ(metrics.successes.load(), 80);
+  EXPECT_EQ(metrics.inferences.load(), 160);
+  // One execution per batch run, however many requests each merged.
+  EXPECT_EQ(metrics.executions.load(), (*served)->batcher->batches());
+  EXPECT_EQ((*served)->batcher->batched_rows(), 160);
 }
 
 TEST(ModelRepositoryTest, LoadRemovesTemporariesOfWritersThatAreGone) {

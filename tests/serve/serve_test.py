@@ -199,6 +199,32 @@ class ServeTest(unittest.TestCase):
         self.assertEqual(batch.classes.tolist(), self.expected["labels"][:8])
         self.assertIsNone(batch.probabilities)
 
+    def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(self):
+        # 16 clients at once: the dynamic batcher (on by default) merges
+        # their requests; every answer is still the engine's for its input.
+        from concurrent.futures import ThreadPoolExecutor
+        version = requests.get(f"{self.server.http}/v2/models/r20").json()["versions"][0]
+        text = requests.get(self.server.metrics).text
+        executions = metric_value(text, "nv_inference_exec_count", model="r20", version=version)
+        inferences = metric_value(text, "nv_inference_count", model="r20", version=version)
+        client = gati_client.Client(self.server.http, "r20")
+        indices = [i % COUNT for i in range(192)]
+
+        def one(i):
+            return i, client.infer(self.inputs[i:i + 1], probabilities=True)
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(one, indices))
+        for i, answer in answers:
+            self.assert_matches_engine(i, int(answer.classes[0]),
+                                       answer.parameters["gati_exit_tap"], answer.probabilities[0])
+        text = requests.get(self.server.metrics).text
+        ran = metric_value(text, "nv_inference_exec_count", model="r20", version=version)
+        served = metric_value(text, "nv_inference_count", model="r20", version=version)
+        self.assertEqual(served - inferences, 192)
+        # Fewer executions than requests: some batches held several.
+        self.assertLess(ran - executions, 192)
+        self.assertGreater(ran - executions, 0)
+
     def test_raw_uint8_images_answer_like_their_normalized_floats(self):
         # The server normalizes UINT8 pixels itself, with the same float32
         # arithmetic as the client's normalize(): the same answers.
@@ -301,7 +327,10 @@ class ServeTest(unittest.TestCase):
         self.assertEqual(config.name, "r20")
         self.assertEqual(config.platform, "pytorch_torchscript")
         self.assertEqual(config.input[0].data_type, pb.TYPE_FP32)
-        self.assertEqual(list(config.input[0].dims), [-1, 1, 28, 28])
+        # Batching by default: max_batch_size 16, one sample's dims.
+        self.assertEqual(config.max_batch_size, 16)
+        self.assertEqual(list(config.input[0].dims), [1, 28, 28])
+        self.assertTrue(config.HasField("dynamic_batching"))
         self.assertEqual([o.name for o in config.output], ["class", "probabilities"])
         self.assertEqual(config.output[0].data_type, pb.TYPE_INT64)
         with self.assertRaises(grpc.RpcError) as error:

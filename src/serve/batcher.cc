@@ -1,0 +1,218 @@
+#include "serve/batcher.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+
+namespace gati::serve {
+
+namespace {
+
+constexpr int kMostRows = 4096;
+constexpr int64_t kMostDelayUs = 10'000'000;  // 10 s.
+
+}  // namespace
+
+absl::Status ValidateBatching(const BatchingOptions& options) {
+  if (options.max_batch_size < 0 || options.max_batch_size > kMostRows) {
+    return absl::InvalidArgumentError(absl::StrCat("max_batch_size must be in 0..", kMostRows,
+                                                   "; got ", options.max_batch_size));
+  }
+  int previous = 0;
+  for (int size : options.preferred_batch_sizes) {
+    if (size < 1 || size > options.max_batch_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("preferred_batch_size ", size, " is not in 1..max_batch_size (",
+                       options.max_batch_size, ")"));
+    }
+    if (size <= previous) {
+      return absl::InvalidArgumentError("preferred_batch_size must be ascending, without repeats");
+    }
+    previous = size;
+  }
+  if (options.max_queue_delay_us < 0 || options.max_queue_delay_us > kMostDelayUs) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_queue_delay_microseconds must be in 0..", kMostDelayUs, "; got ",
+                     options.max_queue_delay_us));
+  }
+  if (options.max_concurrent < 1) {
+    return absl::InvalidArgumentError("at least one batch must be allowed to compute");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<BatchingOptions> ParseBatchingConfig(const std::string& text,
+                                                    const BatchingOptions& defaults,
+                                                    const std::string& where) {
+  using nlohmann::json;
+  auto bad = [&](const std::string& why) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": ", why));
+  };
+  json config;
+  try {
+    config = json::parse(text);
+  } catch (const json::exception& e) {
+    return bad(absl::StrCat("not JSON (", e.what(), ")"));
+  }
+  if (!config.is_object()) return bad("the model config must be a JSON object");
+  auto integer = [&](const json& value, const std::string& field, int64_t lo, int64_t hi,
+                     int64_t* out) -> absl::Status {
+    if (!value.is_number_integer() || value.get<int64_t>() < lo || value.get<int64_t>() > hi) {
+      return bad(absl::StrCat(field, " must be an integer in ", lo, "..", hi, "; got ",
+                              value.dump()));
+    }
+    *out = value.get<int64_t>();
+    return absl::OkStatus();
+  };
+  BatchingOptions options = defaults;
+  int64_t value = 0;
+  if (config.contains("max_batch_size")) {
+    GATI_RETURN_IF_ERROR(integer(config["max_batch_size"], "max_batch_size", 0, kMostRows, &value));
+    options.max_batch_size = static_cast<int>(value);
+  }
+  if (!config.contains("dynamic_batching")) {
+    // Triton batches dynamically only where the config asks for it.
+    options.dynamic = false;
+    options.preferred_batch_sizes.clear();
+    options.max_queue_delay_us = 0;
+    GATI_RETURN_IF_ERROR(ValidateBatching(options));
+    return options;
+  }
+  const json& dynamic = config["dynamic_batching"];
+  if (!dynamic.is_object()) return bad("dynamic_batching must be an object");
+  options.dynamic = true;
+  for (const auto& [key, field] : dynamic.items()) {
+    if (key == "preferred_batch_size") {
+      if (!field.is_array()) return bad("dynamic_batching.preferred_batch_size must be a list");
+      options.preferred_batch_sizes.clear();
+      for (const json& size : field) {
+        GATI_RETURN_IF_ERROR(integer(size, "dynamic_batching.preferred_batch_size", 1,
+                                     kMostRows, &value));
+        options.preferred_batch_sizes.push_back(static_cast<int>(value));
+      }
+      std::sort(options.preferred_batch_sizes.begin(), options.preferred_batch_sizes.end());
+    } else if (key == "max_queue_delay_microseconds") {
+      GATI_RETURN_IF_ERROR(integer(field, "dynamic_batching.max_queue_delay_microseconds", 0,
+                                   kMostDelayUs, &options.max_queue_delay_us));
+    } else {
+      return bad(absl::StrCat("dynamic_batching.", key,
+                              " is not supported (preferred_batch_size and "
+                              "max_queue_delay_microseconds are)"));
+    }
+  }
+  absl::Status valid = ValidateBatching(options);
+  if (!valid.ok()) return bad(std::string(valid.message()));
+  return options;
+}
+
+Batcher::Batcher(Engine* engine, BatchingOptions options, std::atomic<int64_t>* executions)
+    : engine_(engine), options_(std::move(options)), executions_(executions) {}
+
+bool Batcher::DueLocked(absl::Time now, absl::Time* due) const {
+  if (queue_.empty()) return false;
+  if (queued_rows_ >= options_.max_batch_size) return true;
+  for (int size : options_.preferred_batch_sizes) {
+    if (queued_rows_ >= size) return true;
+  }
+  *due = queue_.front()->enqueued + absl::Microseconds(options_.max_queue_delay_us);
+  return now >= *due;
+}
+
+std::vector<Batcher::Pending*> Batcher::TakeLocked() {
+  // The batch's size: max_batch_size, or the largest preferred size that
+  // the queued rows reach when they do not reach max_batch_size.
+  int64_t limit = options_.max_batch_size;
+  if (queued_rows_ < limit) {
+    for (int size : options_.preferred_batch_sizes) {
+      if (queued_rows_ >= size) limit = size;
+    }
+    if (limit == options_.max_batch_size) limit = queued_rows_;
+  }
+  std::vector<Pending*> batch;
+  int64_t rows = 0;
+  while (!queue_.empty()) {
+    Pending* next = queue_.front();
+    if (!batch.empty() && rows + next->n > limit) break;
+    batch.push_back(next);
+    next->taken = true;
+    rows += next->n;
+    queue_.pop_front();
+    queued_rows_ -= next->n;
+    if (rows >= limit) break;
+  }
+  return batch;
+}
+
+void Batcher::Execute(const std::vector<Pending*>& batch) {
+  std::vector<const float*> rows;
+  bool want_scores = false;
+  for (const Pending* pending : batch) {
+    rows.insert(rows.end(), pending->rows, pending->rows + pending->n);
+    want_scores = want_scores || pending->want_scores;
+  }
+  std::vector<absl::StatusOr<InferResult>> results = engine_->InferBatch(
+      rows.data(), static_cast<int64_t>(rows.size()), batch.front()->count, {want_scores});
+  batches_.fetch_add(1, std::memory_order_relaxed);
+  if (executions_ != nullptr) executions_->fetch_add(1, std::memory_order_relaxed);
+  batched_rows_.fetch_add(static_cast<int64_t>(rows.size()), std::memory_order_relaxed);
+  size_t at = 0;
+  for (Pending* pending : batch) {
+    pending->results.clear();
+    for (int64_t i = 0; i < pending->n; ++i, ++at) {
+      absl::StatusOr<InferResult>& result = results[at];
+      if (result.ok() && !pending->want_scores) result->scores.clear();
+      pending->results.push_back(std::move(result));
+    }
+  }
+}
+
+void Batcher::WakeHeadLocked() {
+  if (!queue_.empty()) queue_.front()->wake.Signal();
+}
+
+std::vector<absl::StatusOr<InferResult>> Batcher::Run(const float* const* rows, int64_t n,
+                                                      int64_t count, bool want_scores) {
+  Pending self;
+  self.rows = rows;
+  self.n = n;
+  self.count = count;
+  self.want_scores = want_scores;
+  absl::MutexLock lock(&mu_);
+  self.enqueued = absl::Now();
+  queue_.push_back(&self);
+  queued_rows_ += n;
+  WakeHeadLocked();  // More rows may make the head's batch due.
+  for (;;) {
+    if (self.done) return std::move(self.results);
+    // Only the owner of the queue's head runs the next batch (its own
+    // request first in it); everyone else waits to be answered or to
+    // become the head.
+    absl::Time due = absl::InfiniteFuture();
+    const bool head = !self.taken && queue_.front() == &self;
+    const bool free_slot = computing_ < options_.max_concurrent;
+    if (head && free_slot && DueLocked(absl::Now(), &due)) {
+      std::vector<Pending*> batch = TakeLocked();
+      ++computing_;
+      WakeHeadLocked();  // The next head may run in another free slot.
+      mu_.Unlock();
+      Execute(batch);
+      mu_.Lock();
+      --computing_;
+      for (Pending* pending : batch) {
+        pending->done = true;
+        if (pending != &self) pending->wake.Signal();
+      }
+      WakeHeadLocked();  // A slot is free.
+      continue;
+    }
+    if (head && free_slot && due != absl::InfiniteFuture()) {
+      self.wake.WaitWithDeadline(&mu_, due);
+    } else {
+      self.wake.Wait(&mu_);
+    }
+  }
+}
+
+}  // namespace gati::serve
