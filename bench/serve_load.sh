@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
-# HTTP load on `gati serve`: wrk at concurrency C for D seconds against
-# /v2/models/demo/infer, first with the bundle's caches, then the same
-# server with --no-cache, in one run. Requests rotate over 500 test images
-# (JSON bodies), so cache hits and misses mix as in the trace. Usage:
-#   serve_load.sh GATI_BINARY BUNDLE OUT_DIR [SECONDS] [CONCURRENCY]
-# Prints, per side: requests, errors (non-2xx and socket), throughput,
-# p50 / p90 / p99 latency; then gati / base ratios. wrk runs on the same
-# machine and takes CPU from the server; both sides pay it alike.
+# HTTP load on `gati serve` (issue 18): wrk at each concurrency of a sweep
+# against /v2/models/demo/infer, on three servers in one run:
+#   gati         the bundle's caches, behind the dynamic batcher (default);
+#   base         the base model alone (--no-cache), behind the same batcher;
+#   base-nobatch the base model alone, each request on its own.
+# Requests rotate over 500 test images (JSON bodies), so cache hits and
+# misses mix as in the trace. Every server admits 256 requests (--max-queue),
+# so that 64 connections are queued, not refused. Usage:
+#   serve_load.sh GATI_BINARY BUNDLE OUT_DIR [SECONDS] [CONCURRENCIES]
+# CONCURRENCIES: space-separated, default "1 8 32 64". Writes
+# OUT_DIR/serve_load.md (throughput, p50, p99 per server and concurrency;
+# gati against the batched base model, with the targets flagged) and
+# OUT_DIR/serve_load.png. wrk runs on the same machine and takes CPU from
+# the server; every server pays it alike.
 set -euo pipefail
 GATI="$1"
 BUNDLE="$2"
 OUT="$3"
-SECONDS_EACH="${4:-60}"
-CONCURRENCY="${5:-32}"
+SECONDS_EACH="${4:-20}"
+CONCURRENCIES="${5:-1 8 32 64}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 PYTHON=/usr/bin/python3
 mkdir -p "$OUT"
-WRK_THREADS=$(( CONCURRENCY < 2 ? 1 : 2 ))
+RESULTS="$OUT/serve_load.tsv"
+: >"$RESULTS"
 
 "$GATI" trace --kind iid --n 500 --seed 21 --out "$OUT/serve_load.npy" >/dev/null
 "$PYTHON" - "$OUT/serve_load.npy" "$BUNDLE" "$OUT/serve_load.bodies" <<'PY'
@@ -32,13 +39,14 @@ with open(sys.argv[3], "wb") as out:
         out.write(body + b"\n")
 PY
 
-# run_side NAME [extra serve flags]: starts the server, loads it, stops it.
+# run_side NAME [extra serve flags]: starts the server, sweeps the
+# concurrencies, stops it.
 run_side() {
   local name="$1"
   shift
   local log="$OUT/serve_load.$name.log"
   "$GATI" serve --model "demo=$BUNDLE" --host 127.0.0.1 --http-port 0 --grpc-port 0 \
-    --metrics-port 0 "$@" >"$log" 2>&1 &
+    --metrics-port 0 --max-queue 256 "$@" >"$log" 2>&1 &
   local pid=$!
   local port=""
   for _ in $(seq 1 600); do
@@ -48,35 +56,25 @@ run_side() {
     sleep 0.1
   done
   [[ -n "$port" ]] || { echo "serve_load: $name did not start"; cat "$log"; exit 1; }
-  # Warm-up, untimed.
-  GATI_BODIES="$OUT/serve_load.bodies" wrk -t"$WRK_THREADS" -c"$CONCURRENCY" -d3s \
-    -s "$HERE/serve_load.lua" "http://127.0.0.1:$port/v2/models/demo/infer" >/dev/null
-  GATI_BODIES="$OUT/serve_load.bodies" wrk -t"$WRK_THREADS" -c"$CONCURRENCY" -d"${SECONDS_EACH}s" \
-    --timeout 10s -s "$HERE/serve_load.lua" \
-    "http://127.0.0.1:$port/v2/models/demo/infer" | tee "$OUT/serve_load.$name.wrk" |
-    grep -E "^RESULT" | sed "s/^RESULT/$name/"
+  for c in $CONCURRENCIES; do
+    local threads=$(( c < 2 ? 1 : 2 ))
+    # Warm-up, untimed.
+    GATI_BODIES="$OUT/serve_load.bodies" wrk -t"$threads" -c"$c" -d3s \
+      -s "$HERE/serve_load.lua" "http://127.0.0.1:$port/v2/models/demo/infer" >/dev/null
+    GATI_BODIES="$OUT/serve_load.bodies" wrk -t"$threads" -c"$c" -d"${SECONDS_EACH}s" \
+      --timeout 10s -s "$HERE/serve_load.lua" \
+      "http://127.0.0.1:$port/v2/models/demo/infer" >"$OUT/serve_load.$name.$c.wrk"
+    local result
+    result=$(grep -E "^RESULT" "$OUT/serve_load.$name.$c.wrk" | sed "s/^RESULT //")
+    echo "$name c=$c $result"
+    printf '%s\t%s\t%s\n' "$name" "$c" "$result" >>"$RESULTS"
+  done
   kill -TERM "$pid"
   wait "$pid"
 }
 
-echo "wrk: $CONCURRENCY connections, $WRK_THREADS threads, ${SECONDS_EACH} s per side, 500 rotating images"
+echo "wrk: concurrency $CONCURRENCIES, ${SECONDS_EACH} s each, 500 rotating images"
 run_side gati
 run_side base --no-cache
-"$PYTHON" - "$OUT/serve_load.gati.wrk" "$OUT/serve_load.base.wrk" <<'PY'
-import sys
-def parse(path):
-    for line in open(path):
-        if line.startswith("RESULT"):
-            return dict(kv.split("=") for kv in line.split()[1:])
-    raise SystemExit(f"{path}: no RESULT line")
-gati, base = parse(sys.argv[1]), parse(sys.argv[2])
-for name, side in (("gati", gati), ("base", base)):
-    print(f"{name:5s} {float(side['rps']):8.1f} req/s  p50 {float(side['p50_ms']):7.2f} ms  "
-          f"p90 {float(side['p90_ms']):7.2f} ms  p99 {float(side['p99_ms']):7.2f} ms  "
-          f"errors {side['errors']}")
-print(f"gati/base: throughput x{float(gati['rps']) / float(base['rps']):.2f}, "
-      f"p50 x{float(base['p50_ms']) / float(gati['p50_ms']):.2f} faster, "
-      f"p99 x{float(base['p99_ms']) / float(gati['p99_ms']):.2f} faster")
-if int(gati["errors"]) or int(base["errors"]):
-    raise SystemExit("serve_load: some requests failed")
-PY
+run_side base-nobatch --no-cache --batching off
+"$PYTHON" "$HERE/serve_load_report.py" "$RESULTS" "$OUT/serve_load.md" "$OUT/serve_load.png"

@@ -907,10 +907,16 @@ absl::Status EngineImpl::RunBatchCut(std::shared_ptr<const CacheSet> caches,
   absl::StatusOr<Activation> made = GatherInput(rows, todo);
   if (!made.ok()) return failed(made.status());
   Activation current = std::move(*made);
-  // Per row of `current`: its index into `results`, and its sampled
-  // request (only a sampled row keeps its activations, for its rows).
+  // Per row of `current`: its index into `results`; its sampled request
+  // (only a sampled row keeps its activations, for its rows); and, once a
+  // sampled row has been answered by a hit, the hit. A sampled row that
+  // hit stays in the batch as a passenger, for its feedback (the base
+  // model's answer), while unanswered rows run on: on [B, ...] its
+  // remaining segments cost a fraction of a run of its own.
   std::vector<int64_t> alive = todo;
   std::vector<Request*> sampled(alive.size(), nullptr);
+  std::vector<int> hit_slot(alive.size(), -1);
+  std::vector<int> hit_label(alive.size(), -1);
   for (Request*& request : sampled) {
     const double feedback = SampleFeedback();
     if (feedback <= 0) continue;
@@ -926,6 +932,16 @@ absl::Status EngineImpl::RunBatchCut(std::shared_ptr<const CacheSet> caches,
   };
   auto row_of = [&](size_t j) -> absl::StatusOr<Activation> {
     return parts_.runner->SelectRows(current, {static_cast<int64_t>(j)});
+  };
+  // Hands row j's feedback to a worker, from `next_segment` on.
+  auto start_feedback = [&](size_t j, int next_segment) {
+    absl::StatusOr<Activation> row = row_of(j);
+    if (row.ok()) {
+      StartFeedback(sampled[j], next_segment, std::move(*row), hit_slot[j], hit_label[j]);
+    } else {
+      Release(sampled[j]);
+    }
+    sampled[j] = nullptr;
   };
   std::vector<LookupResult> lookups;
   std::vector<float> probabilities;
@@ -954,11 +970,17 @@ absl::Status EngineImpl::RunBatchCut(std::shared_ptr<const CacheSet> caches,
     probabilities.resize(want_scores ? batch * cache.num_classes() : 0);
     cache.LookupBatch(batch, current.data, lookups.data(),
                       want_scores ? probabilities.data() : nullptr);
-    lookups_[segment] += batch;
     keep.clear();
+    int64_t unanswered = 0;
     for (int64_t j = 0; j < batch; ++j) {
+      if (hit_slot[j] >= 0) {  // A passenger: answered already.
+        keep.push_back(j);
+        continue;
+      }
+      ++lookups_[segment];
       if (!Hits(*caches, segment, lookups[j])) {
         keep.push_back(j);
+        ++unanswered;
         continue;
       }
       ++hits_[segment];
@@ -974,18 +996,19 @@ absl::Status EngineImpl::RunBatchCut(std::shared_ptr<const CacheSet> caches,
       }
       results[alive[j]] = std::move(result);
       if (sampled[j] != nullptr) {
-        absl::StatusOr<Activation> row = row_of(j);
-        if (row.ok()) {
-          StartFeedback(sampled[j], segment + 1, std::move(*row), segment, lookups[j].label);
-        } else {
-          Release(sampled[j]);
-        }
-        sampled[j] = nullptr;
+        hit_slot[j] = segment;
+        hit_label[j] = lookups[j].label;
+        keep.push_back(j);
       }
     }
+    if (unanswered == 0) {
+      // Only passengers are left: their feedback runs on a worker, off
+      // the caller's path.
+      for (int64_t j : keep) start_feedback(j, segment + 1);
+      return absl::OkStatus();
+    }
     if (keep.size() == alive.size()) continue;
-    if (keep.empty()) return absl::OkStatus();
-    // The rows that hit leave the batch.
+    // The rows that hit (and were not sampled) leave the batch.
     absl::StatusOr<Activation> rest = parts_.runner->SelectRows(current, keep);
     if (!rest.ok()) {
       release_all();
@@ -995,27 +1018,26 @@ absl::Status EngineImpl::RunBatchCut(std::shared_ptr<const CacheSet> caches,
     for (size_t k = 0; k < keep.size(); ++k) {
       alive[k] = alive[keep[k]];
       sampled[k] = sampled[keep[k]];
+      hit_slot[k] = hit_slot[keep[k]];
+      hit_label[k] = hit_label[keep[k]];
     }
     alive.resize(keep.size());
     sampled.resize(keep.size());
+    hit_slot.resize(keep.size());
+    hit_label.resize(keep.size());
   }
   // Every segment ran: `current` holds the base model's logits.
   for (size_t j = 0; j < alive.size(); ++j) {
-    const float* row = current.data + j * current.row_size;
-    InferResult result;
-    result.label = cache_internal::ArgMax(row, num_classes_);
-    if (want_scores) result.scores = Softmax(row, num_classes_);
-    result.cache_version = caches->version;
-    ++base_answers_;
-    results[alive[j]] = std::move(result);
-    if (sampled[j] == nullptr) continue;
-    absl::StatusOr<Activation> logits = row_of(j);
-    if (logits.ok()) {
-      StartFeedback(sampled[j], slots + 1, std::move(*logits), -1, -1);
-    } else {
-      Release(sampled[j]);
+    if (hit_slot[j] < 0) {
+      const float* row = current.data + j * current.row_size;
+      InferResult result;
+      result.label = cache_internal::ArgMax(row, num_classes_);
+      if (want_scores) result.scores = Softmax(row, num_classes_);
+      result.cache_version = caches->version;
+      ++base_answers_;
+      results[alive[j]] = std::move(result);
     }
-    sampled[j] = nullptr;
+    if (sampled[j] != nullptr) start_feedback(j, slots + 1);
   }
   return absl::OkStatus();
 }
