@@ -61,6 +61,9 @@ run_side() {
     # Warm-up, untimed.
     GATI_BODIES="$OUT/serve_load.bodies" wrk -t"$threads" -c"$c" -d3s \
       -s "$HERE/serve_load.lua" "http://127.0.0.1:$port/v2/models/demo/infer" >/dev/null
+    # The warm-up's last requests finish before the timed run opens its
+    # connections.
+    sleep 1
     GATI_BODIES="$OUT/serve_load.bodies" wrk -t"$threads" -c"$c" -d"${SECONDS_EACH}s" \
       --timeout 10s -s "$HERE/serve_load.lua" \
       "http://127.0.0.1:$port/v2/models/demo/infer" >"$OUT/serve_load.$name.$c.wrk"

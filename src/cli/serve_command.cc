@@ -56,8 +56,9 @@ struct ServeFlags {
   std::string record_bytes = "1GB";
   // Dynamic batching, for models whose bundle holds no config.json.
   std::string batching = "on";
-  int max_batch_size = 16;
+  int max_batch_size = 32;
   int64_t max_queue_delay_us = 0;
+  int64_t busy_delay_us = 2000;
   std::vector<int> preferred_batch_sizes;
   EngineFlags engine;
 };
@@ -137,6 +138,7 @@ int RunServe(const ServeFlags& flags) {
   batching.dynamic = flags.batching == "on";
   batching.max_batch_size = flags.max_batch_size;
   batching.max_queue_delay_us = flags.max_queue_delay_us;
+  batching.busy_delay_us = flags.busy_delay_us;
   batching.preferred_batch_sizes = flags.preferred_batch_sizes;
   std::sort(batching.preferred_batch_sizes.begin(), batching.preferred_batch_sizes.end());
   // As many batches compute at once as requests would without batching.
@@ -312,6 +314,11 @@ std::function<int()> RegisterServeCommand(CLI::App& app) {
   command->add_option("--max-queue-delay-us", flags->max_queue_delay_us,
                       "longest a request waits for others to join its batch (0: none; a batch "
                       "is then what queued while the previous ones computed)")
+      ->check(CLI::Range(int64_t{0}, int64_t{10'000'000}));
+  command->add_option("--busy-delay-us", flags->busy_delay_us,
+                      "while another batch computes, longest a request waits for others to "
+                      "join its batch (an idle model answers at once; also for models with a "
+                      "config.json)")
       ->check(CLI::Range(int64_t{0}, int64_t{10'000'000}));
   command->add_option("--preferred-batch-size", flags->preferred_batch_sizes,
                       "batch sizes run as soon as they can be formed (repeatable)")

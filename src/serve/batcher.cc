@@ -37,6 +37,11 @@ absl::Status ValidateBatching(const BatchingOptions& options) {
         absl::StrCat("max_queue_delay_microseconds must be in 0..", kMostDelayUs, "; got ",
                      options.max_queue_delay_us));
   }
+  if (options.busy_delay_us < 0 || options.busy_delay_us > kMostDelayUs) {
+    return absl::InvalidArgumentError(absl::StrCat("the busy delay must be in 0..",
+                                                   kMostDelayUs, " us; got ",
+                                                   options.busy_delay_us));
+  }
   if (options.max_concurrent < 1) {
     return absl::InvalidArgumentError("at least one batch must be allowed to compute");
   }
@@ -116,7 +121,11 @@ bool Batcher::DueLocked(absl::Time now, absl::Time* due) const {
   for (int size : options_.preferred_batch_sizes) {
     if (queued_rows_ >= size) return true;
   }
-  *due = queue_.front()->enqueued + absl::Microseconds(options_.max_queue_delay_us);
+  // Triton's delay; and, while another batch computes, gati's busy delay.
+  const int64_t wait_us =
+      computing_ > 0 ? std::max(options_.max_queue_delay_us, options_.busy_delay_us)
+                     : options_.max_queue_delay_us;
+  *due = queue_.front()->enqueued + absl::Microseconds(wait_us);
   return now >= *due;
 }
 

@@ -39,6 +39,13 @@ struct BatchingOptions {
   int max_batch_size = 0;
   std::vector<int> preferred_batch_sizes;  // Ascending, each in 1..max_batch_size.
   int64_t max_queue_delay_us = 0;
+  // While another batch computes, how long the head waits at most for
+  // company before its batch runs in a free slot (gati's own setting, not
+  // Triton's; never beyond max_queue_delay_us when that is longer). An idle
+  // model runs a request at once whatever this says; under load it keeps
+  // a slot that frees from taking the first request to arrive alone, while
+  // the clients just answered are still sending their next ones.
+  int64_t busy_delay_us = 0;
   int max_concurrent = 1;  // Batches computing at once (>= 1).
 };
 

@@ -192,6 +192,34 @@ TEST(BatcherTest, AFullBatchRunsBeforeTheDelayAndALoneRequestAfterIt) {
   EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(30));
 }
 
+TEST(BatcherTest, WhileABatchComputesTheHeadWaitsTheBusyDelayForCompany) {
+  RecordingEngine engine;
+  BatchingOptions options = Options(8);
+  options.max_concurrent = 2;
+  options.busy_delay_us = 60'000'000;  // Only a full batch or a free model ends it.
+  Batcher batcher(&engine, options);
+  engine.HoldBatches();
+  Client first(0, 1);
+  first.Start(batcher);
+  engine.WaitEntered(1);  // The model was idle: at once, alone.
+  // A slot is free, but a batch computes: the next requests wait for
+  // company instead of taking the free slot one by one.
+  std::vector<std::unique_ptr<Client>> rest;
+  for (int c = 1; c <= 3; ++c) {
+    rest.push_back(std::make_unique<Client>(c, 1));
+    rest.back()->Start(batcher);
+    WaitQueued(batcher, c);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(engine.sizes().size(), 1u);
+  EXPECT_EQ(batcher.queued_rows(), 3);
+  // The computing batch ends: the model is idle, and the three run now.
+  engine.ReleaseBatches();
+  first.ExpectAnswered(0);
+  for (int c = 1; c <= 3; ++c) rest[c - 1]->ExpectAnswered(c);
+  EXPECT_EQ(engine.sizes(), (std::vector<int64_t>{1, 3}));
+}
+
 TEST(BatcherTest, ManyConcurrentClientsEachGetTheirOwnAnswers) {
   RecordingEngine engine;
   BatchingOptions options = Options(8);

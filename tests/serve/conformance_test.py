@@ -145,7 +145,7 @@ class ConformanceTest(unittest.TestCase):
         self.assertEqual(config["input"][0]["data_type"], "TYPE_FP32")
         # gati serve batches dynamically by default: Triton's config, with
         # one sample's dims.
-        self.assertEqual(config["max_batch_size"], 16)
+        self.assertEqual(config["max_batch_size"], 32)
         self.assertEqual(config["input"][0]["dims"], [1, 28, 28])
         self.assertEqual(config["dynamic_batching"]["max_queue_delay_microseconds"], 0)
         self.assertEqual(rest.call("model_statistics", model_name="r20")[1]["model_stats"][0]

@@ -327,8 +327,8 @@ class ServeTest(unittest.TestCase):
         self.assertEqual(config.name, "r20")
         self.assertEqual(config.platform, "pytorch_torchscript")
         self.assertEqual(config.input[0].data_type, pb.TYPE_FP32)
-        # Batching by default: max_batch_size 16, one sample's dims.
-        self.assertEqual(config.max_batch_size, 16)
+        # Batching by default: max_batch_size 32, one sample's dims.
+        self.assertEqual(config.max_batch_size, 32)
         self.assertEqual(list(config.input[0].dims), [1, 28, 28])
         self.assertTrue(config.HasField("dynamic_batching"))
         self.assertEqual([o.name for o in config.output], ["class", "probabilities"])
