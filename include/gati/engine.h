@@ -300,15 +300,18 @@ class Engine {
 
   // Classifies `n` inputs as one batch: rows[i] points at input i's
   // `count` values (as for Infer). One result per row, in order: a row
-  // with a bad size or value gets InvalidArgument naming it, and the other
-  // rows are still answered; a model failure fails every computed row.
+  // with a bad value gets Infer's InvalidArgument (its position says
+  // which row), and the other rows are still answered; a wrong `count`
+  // fails every row; a model failure fails the rows not yet answered.
   // The batch runs through the segments together; after each tap the rows
   // that hit are answered and leave the batch, so later segments run on
-  // the rows that missed (batch shrinking). Each row gets the answer Infer
-  // gives it alone (exit, class, probabilities, sampled feedback); in
-  // either mode the batch runs on the caller's thread, lookups between
-  // segments. timings.total_us is the batch's. Thread-safe. This default
-  // runs Infer per row.
+  // the rows that missed (batch shrinking). Each row gets the exit and
+  // class Infer gives it alone, up to the float rounding of batched
+  // kernels (probabilities within 1e-4), with sampled feedback as Infer's;
+  // a batch that meets a false-hit cool-down is cooled whole. In either
+  // mode the batch runs on the caller's thread, lookups between segments.
+  // timings.total_us is the batch's. Thread-safe. This default runs Infer
+  // per row.
   virtual std::vector<absl::StatusOr<InferResult>> InferBatch(const float* const* rows,
                                                               int64_t n, int64_t count,
                                                               const InferOptions& options = {});

@@ -136,7 +136,8 @@ int RunServe(const ServeFlags& flags) {
 
   serve::BatchingOptions batching;
   batching.dynamic = flags.batching == "on";
-  batching.max_batch_size = flags.max_batch_size;
+  // Off: the model config says 0, each request its own batch dimension.
+  batching.max_batch_size = batching.dynamic ? flags.max_batch_size : 0;
   batching.max_queue_delay_us = flags.max_queue_delay_us;
   batching.busy_delay_us = flags.busy_delay_us;
   batching.preferred_batch_sizes = flags.preferred_batch_sizes;

@@ -808,6 +808,11 @@ std::vector<absl::StatusOr<InferResult>> EngineImpl::InferBatch(
   }
   const double start = NowUs();
   const bool want_scores = infer_options.want_scores;
+  // A batch is cooled down (the whole model answers it) when its first
+  // row would be: the rows count as requests one after another, and a
+  // cool-down is never cut short by the size of the batch that meets it.
+  const bool cooled = requests_.load(std::memory_order_relaxed) + 1 <
+                      cooldown_until_.load(std::memory_order_relaxed);
   results.resize(n);
   std::vector<int64_t> todo;
   todo.reserve(n);
@@ -816,7 +821,7 @@ std::vector<absl::StatusOr<InferResult>> EngineImpl::InferBatch(
     absl::Status valid = CheckInput(rows[i], count);
     if (!valid.ok()) {
       ++errors_;
-      results[i] = absl::InvalidArgumentError(absl::StrCat("row ", i, ": ", valid.message()));
+      results[i] = std::move(valid);  // Its position in `results` names the row.
       continue;
     }
     if (exact_) {
@@ -832,8 +837,6 @@ std::vector<absl::StatusOr<InferResult>> EngineImpl::InferBatch(
     todo.push_back(i);
   }
   if (todo.empty()) return results;
-  const bool cooled = requests_.load(std::memory_order_relaxed) <
-                      cooldown_until_.load(std::memory_order_relaxed);
   std::shared_ptr<const CacheSet> caches = serve_base_ ? nullptr : Current();
   const absl::Status ran =
       serve_base_ || caches->every_off || cooled || num_slots() == 0
@@ -841,7 +844,9 @@ std::vector<absl::StatusOr<InferResult>> EngineImpl::InferBatch(
           : RunBatchCut(std::move(caches), rows, todo, want_scores, results);
   const double total_us = NowUs() - start;
   for (int64_t i : todo) {
-    if (!ran.ok()) {
+    // A failure fails the rows still unanswered; rows that a cache
+    // answered before it keep their answers (and their counts).
+    if (!ran.ok() && !results[i].ok()) {
       ++errors_;
       results[i] = ran;
       continue;
@@ -859,8 +864,9 @@ std::vector<absl::StatusOr<InferResult>> EngineImpl::InferBatch(
 
 absl::StatusOr<Activation> EngineImpl::GatherInput(const float* const* rows,
                                                    const std::vector<int64_t>& todo) const {
-  thread_local std::vector<float> gathered;
-  gathered.resize(todo.size() * input_size_);
+  // Per batch (not kept per thread: one large batch would pin its size on
+  // every thread that ever led one).
+  std::vector<float> gathered(todo.size() * input_size_);
   for (size_t j = 0; j < todo.size(); ++j) {
     std::copy(rows[todo[j]], rows[todo[j]] + input_size_, gathered.data() + j * input_size_);
   }

@@ -38,8 +38,9 @@ class SegmentRunner {
   virtual absl::StatusOr<Activation> RunSegment(int segment,
                                                 const Activation& input) const = 0;
   // The rows `rows` (indices into input.batch, in that order) of an
-  // activation, as a batch of their own: what the next segment runs on
-  // once the other rows have left the batch.
+  // activation, copied into a batch of their own: what the next segment
+  // runs on once the other rows have left the batch, and a sampled row's
+  // activation kept for its feedback.
   virtual absl::StatusOr<Activation> SelectRows(const Activation& input,
                                                 const std::vector<int64_t>& rows) const = 0;
   // The whole model as one frozen segment; logits.

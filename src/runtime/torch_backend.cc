@@ -79,8 +79,9 @@ class TorchSegmentRunner final : public SegmentRunner {
                                         const std::vector<int64_t>& rows) const override {
     const auto& holder = *std::static_pointer_cast<TensorHolder>(input.holder);
     try {
-      // One row: a view (contiguous along the batch dimension, no copy).
-      if (rows.size() == 1) return Wrap(holder.device.narrow(0, rows[0], 1));
+      // A copy, not a view: a sampled row's activations wait for its
+      // feedback, and a view would keep the whole batch's tensor alive.
+      if (rows.size() == 1) return Wrap(holder.device.narrow(0, rows[0], 1).clone());
       at::Tensor index = at::from_blob(const_cast<int64_t*>(rows.data()),
                                        {static_cast<int64_t>(rows.size())}, at::kLong)
                              .to(holder.device.device());

@@ -71,7 +71,12 @@ absl::StatusOr<BatchingOptions> ParseBatchingConfig(const std::string& text,
     *out = value.get<int64_t>();
     return absl::OkStatus();
   };
-  BatchingOptions options = defaults;
+  // A config.json speaks for the model: what it omits takes Triton's
+  // defaults (no batching, no preferred size, no delay), not the server
+  // flags'; the busy delay and the slots stay the server's.
+  BatchingOptions options;
+  options.busy_delay_us = defaults.busy_delay_us;
+  options.max_concurrent = defaults.max_concurrent;
   int64_t value = 0;
   if (config.contains("max_batch_size")) {
     GATI_RETURN_IF_ERROR(integer(config["max_batch_size"], "max_batch_size", 0, kMostRows, &value));
@@ -87,6 +92,9 @@ absl::StatusOr<BatchingOptions> ParseBatchingConfig(const std::string& text,
   }
   const json& dynamic = config["dynamic_batching"];
   if (!dynamic.is_object()) return bad("dynamic_batching must be an object");
+  if (options.max_batch_size < 1) {
+    return bad("dynamic_batching needs a max_batch_size of at least 1");
+  }
   options.dynamic = true;
   for (const auto& [key, field] : dynamic.items()) {
     if (key == "preferred_batch_size") {
@@ -112,8 +120,21 @@ absl::StatusOr<BatchingOptions> ParseBatchingConfig(const std::string& text,
   return options;
 }
 
+namespace {
+
+int64_t InputSize(const Engine& engine) {
+  int64_t size = 1;
+  for (int64_t d : engine.input_shape()) size *= d;
+  return size;
+}
+
+}  // namespace
+
 Batcher::Batcher(Engine* engine, BatchingOptions options, std::atomic<int64_t>* executions)
-    : engine_(engine), options_(std::move(options)), executions_(executions) {}
+    : engine_(engine),
+      options_(std::move(options)),
+      input_size_(InputSize(*engine)),
+      executions_(executions) {}
 
 bool Batcher::DueLocked(absl::Time now, absl::Time* due) const {
   if (queue_.empty()) return false;
@@ -146,6 +167,7 @@ std::vector<Batcher::Pending*> Batcher::TakeLocked() {
     if (!batch.empty() && rows + next->n > limit) break;
     batch.push_back(next);
     next->taken = true;
+    next->started = absl::Now();
     rows += next->n;
     queue_.pop_front();
     queued_rows_ -= next->n;
@@ -162,7 +184,7 @@ void Batcher::Execute(const std::vector<Pending*>& batch) {
     want_scores = want_scores || pending->want_scores;
   }
   std::vector<absl::StatusOr<InferResult>> results = engine_->InferBatch(
-      rows.data(), static_cast<int64_t>(rows.size()), batch.front()->count, {want_scores});
+      rows.data(), static_cast<int64_t>(rows.size()), input_size_, {want_scores});
   batches_.fetch_add(1, std::memory_order_relaxed);
   if (executions_ != nullptr) executions_->fetch_add(1, std::memory_order_relaxed);
   batched_rows_.fetch_add(static_cast<int64_t>(rows.size()), std::memory_order_relaxed);
@@ -182,7 +204,17 @@ void Batcher::WakeHeadLocked() {
 }
 
 std::vector<absl::StatusOr<InferResult>> Batcher::Run(const float* const* rows, int64_t n,
-                                                      int64_t count, bool want_scores) {
+                                                      int64_t count, bool want_scores,
+                                                      double* waited_us) {
+  if (waited_us != nullptr) *waited_us = 0;
+  if (count != input_size_) {
+    // Rows of another size would fail, or be read past their end, in a
+    // batch shared with other clients.
+    return std::vector<absl::StatusOr<InferResult>>(
+        n, absl::InvalidArgumentError(absl::StrCat("input has ", count,
+                                                   " values per sample; the model takes ",
+                                                   input_size_)));
+  }
   Pending self;
   self.rows = rows;
   self.n = n;
@@ -194,7 +226,12 @@ std::vector<absl::StatusOr<InferResult>> Batcher::Run(const float* const* rows, 
   queued_rows_ += n;
   WakeHeadLocked();  // More rows may make the head's batch due.
   for (;;) {
-    if (self.done) return std::move(self.results);
+    if (self.done) {
+      if (waited_us != nullptr) {
+        *waited_us = std::max(0.0, absl::ToDoubleMicroseconds(self.started - self.enqueued));
+      }
+      return std::move(self.results);
+    }
     // Only the owner of the queue's head runs the next batch (its own
     // request first in it); everyone else waits to be answered or to
     // become the head.

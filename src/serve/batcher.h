@@ -71,9 +71,13 @@ class Batcher {
   Batcher& operator=(const Batcher&) = delete;
 
   // Answers `n` rows (rows[i]: `count` floats, as for Engine::InferBatch)
-  // within a batch; blocks until they are answered. Thread-safe.
+  // within a batch; blocks until they are answered. A `count` other than
+  // the model's input size fails every row (InvalidArgument). When
+  // `waited_us` is not null it receives the time from the call to the
+  // start of its batch (queue time). Thread-safe.
   std::vector<absl::StatusOr<InferResult>> Run(const float* const* rows, int64_t n,
-                                               int64_t count, bool want_scores);
+                                               int64_t count, bool want_scores,
+                                               double* waited_us = nullptr);
 
   const BatchingOptions& options() const { return options_; }
   // Batches run and the rows in them, since the start.
@@ -92,6 +96,7 @@ class Batcher {
     int64_t count = 0;
     bool want_scores = false;
     absl::Time enqueued;
+    absl::Time started;  // When its batch began.
     std::vector<absl::StatusOr<InferResult>> results;
     bool taken = false;  // In a batch (off the queue).
     bool done = false;   // Its results are in.
@@ -112,6 +117,7 @@ class Batcher {
 
   Engine* const engine_;
   const BatchingOptions options_;
+  const int64_t input_size_;  // Floats per row.
   std::atomic<int64_t>* const executions_;
   mutable absl::Mutex mu_;
   std::deque<Pending*> queue_ ABSL_GUARDED_BY(mu_);

@@ -278,8 +278,9 @@ absl::StatusOr<InferReply> InferenceService::Run(const std::shared_ptr<const Ser
   for (int64_t i = 0; i < batch; ++i) rows[i] = input.data.data() + i * sample_size;
   const double started_us = NowMicros();
   std::vector<absl::StatusOr<InferResult>> results;
+  double batch_wait_us = 0;  // In the batcher's queue, before its batch began.
   if (model->batcher != nullptr) {
-    results = model->batcher->Run(rows.data(), batch, sample_size, want_scores);
+    results = model->batcher->Run(rows.data(), batch, sample_size, want_scores, &batch_wait_us);
   } else {
     results = engine.InferBatch(rows.data(), batch, sample_size, {want_scores});
     model->metrics->executions.fetch_add(1, std::memory_order_relaxed);
@@ -312,13 +313,17 @@ absl::StatusOr<InferReply> InferenceService::Run(const std::shared_ptr<const Ser
     all_hits = all_hits && result->cache_hit;
     all_exact = all_exact && result->exact_hit;
     cache_version = std::max(cache_version, result->cache_version);
-    // The time before its batch began is queue time too.
-    const double batch_wait_us = std::max(0.0, call_us - result->timings.total_us);
-    model->metrics->queue.Observe(
-        (result->timings.queue_us + (i == 0 ? waited_us + batch_wait_us : 0)) / 1e6);
-    model->metrics->compute.Observe(
-        std::max(0.0, result->timings.total_us - result->timings.queue_us) / 1e6);
   }
+  // Once per request, as Triton counts them: the queue (a computing slot,
+  // then the batcher's queue, then the engine's own wait for a worker) and
+  // the compute, the rest of the call.
+  double engine_queue_us = 0;
+  for (const auto& result : results) {
+    if (result.ok()) engine_queue_us = std::max(engine_queue_us, result->timings.queue_us);
+  }
+  model->metrics->queue.Observe((waited_us + batch_wait_us + engine_queue_us) / 1e6);
+  model->metrics->compute.Observe(
+      std::max(0.0, call_us - batch_wait_us - engine_queue_us) / 1e6);
   engine_us += call_us;
   model->metrics->inferences.fetch_add(batch, std::memory_order_relaxed);
   // Only requests the engine accepted (finite, of the model's shape).
@@ -367,13 +372,13 @@ ModelStatistics StatisticsOf(const ServedModel& model) {
   return out;
 }
 
-int ConfigMaxBatchSize(const ServedModel& model) {
-  return model.batcher != nullptr ? model.batching.max_batch_size : 0;
-}
+int ConfigMaxBatchSize(const ServedModel& model) { return model.batching.max_batch_size; }
 
 std::vector<int64_t> ConfigDims(const ServedModel& model, const TensorDescription& tensor) {
   if (ConfigMaxBatchSize(model) == 0) return tensor.shape;
-  return std::vector<int64_t>(tensor.shape.begin() + 1, tensor.shape.end());
+  std::vector<int64_t> sample(tensor.shape.begin() + 1, tensor.shape.end());
+  if (sample.empty()) sample = {1};  // A scalar per sample, as Triton writes one.
+  return sample;
 }
 
 ModelDescription DescribeModel(const ServedModel& model) {

@@ -179,12 +179,12 @@ absl::StatusOr<RequestInput> NormalizeImages(const RequestInput& input,
 
 // The metadata endpoints' description of a loaded model.
 ModelDescription DescribeModel(const ServedModel& model);
-// The model config's max_batch_size: the batcher's when the model batches
-// dynamically, 0 otherwise.
+// The model config's max_batch_size: its config.json's, or the server's
+// when it batches by the server's flags; 0 when it does not batch.
 int ConfigMaxBatchSize(const ServedModel& model);
 // A tensor's dims in the model config: as Triton writes them, one
-// sample's when max_batch_size is above 0, otherwise with the batch
-// dimension (-1).
+// sample's when max_batch_size is above 0 ([1] for a scalar per sample),
+// otherwise with the batch dimension (-1).
 std::vector<int64_t> ConfigDims(const ServedModel& model, const TensorDescription& tensor);
 
 // A model's statistics, as the statistics extension reports them (HTTP

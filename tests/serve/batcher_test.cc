@@ -260,6 +260,20 @@ TEST(BatcherTest, ManyConcurrentClientsEachGetTheirOwnAnswers) {
   EXPECT_EQ(rows, want);
 }
 
+TEST(BatcherTest, RowsOfAnotherSizeFailWithoutJoiningABatch) {
+  RecordingEngine engine;  // Its input: 1 x 2 x 2, 4 floats.
+  Batcher batcher(&engine, Options(8));
+  std::vector<float> sample(5, 1.0f);
+  const float* rows[] = {sample.data(), sample.data()};
+  auto results = batcher.Run(rows, 2, 5, false);
+  ASSERT_EQ(results.size(), 2u);
+  for (const auto& result : results) {
+    EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(result.status().message().find("takes 4"), absl::string_view::npos);
+  }
+  EXPECT_TRUE(engine.sizes().empty());
+}
+
 TEST(BatcherTest, ModelConfigSetsTritonsBatchingFields) {
   BatchingOptions defaults = Options(16);
   auto parsed = ParseBatchingConfig(
@@ -276,11 +290,20 @@ TEST(BatcherTest, ModelConfigSetsTritonsBatchingFields) {
   auto plain = ParseBatchingConfig(R"({"max_batch_size": 8})", defaults, "config.json");
   ASSERT_TRUE(plain.ok()) << plain.status();
   EXPECT_FALSE(plain->dynamic);
-  // An empty dynamic_batching takes the defaults for what it omits.
-  auto empty = ParseBatchingConfig(R"({"dynamic_batching": {}})", defaults, "config.json");
-  ASSERT_TRUE(empty.ok());
-  EXPECT_TRUE(empty->dynamic);
-  EXPECT_EQ(empty->max_batch_size, 16);
+  // What a config omits takes Triton's defaults, not the server's: here no
+  // preferred size and no delay, although the defaults have both.
+  BatchingOptions flags = defaults;
+  flags.preferred_batch_sizes = {16};
+  flags.max_queue_delay_us = 900;
+  flags.busy_delay_us = 1234;
+  auto lean = ParseBatchingConfig(R"({"max_batch_size": 8, "dynamic_batching": {}})", flags,
+                                  "config.json");
+  ASSERT_TRUE(lean.ok()) << lean.status();
+  EXPECT_TRUE(lean->dynamic);
+  EXPECT_EQ(lean->max_batch_size, 8);
+  EXPECT_TRUE(lean->preferred_batch_sizes.empty());
+  EXPECT_EQ(lean->max_queue_delay_us, 0);
+  EXPECT_EQ(lean->busy_delay_us, 1234);  // gati's own stays the server's.
 
   for (const auto& [text, says] : std::vector<std::pair<std::string, std::string>>{
            {"{", "not JSON"},
@@ -289,11 +312,13 @@ TEST(BatcherTest, ModelConfigSetsTritonsBatchingFields) {
            {R"({"max_batch_size": "8"})", "max_batch_size must be an integer"},
            {R"({"max_batch_size": 4, "dynamic_batching": {"preferred_batch_size": [8]}})",
             "preferred_batch_size 8"},
-           {R"({"dynamic_batching": {"preferred_batch_size": [2, 2]}})", "ascending"},
-           {R"({"dynamic_batching": {"max_queue_delay_microseconds": 1.5}})",
+           {R"({"max_batch_size": 4, "dynamic_batching": {"preferred_batch_size": [2, 2]}})",
+            "ascending"},
+           {R"({"max_batch_size": 4, "dynamic_batching": {"max_queue_delay_microseconds": 1.5}})",
             "max_queue_delay_microseconds must be an integer"},
-           {R"({"dynamic_batching": {"priority_levels": 2}})",
+           {R"({"max_batch_size": 4, "dynamic_batching": {"priority_levels": 2}})",
             "dynamic_batching.priority_levels is not supported"},
+           {R"({"dynamic_batching": {}})", "needs a max_batch_size of at least 1"},
            {R"({"dynamic_batching": 3})", "dynamic_batching must be an object"}}) {
     auto bad = ParseBatchingConfig(text, defaults, "config.json");
     ASSERT_FALSE(bad.ok()) << text;

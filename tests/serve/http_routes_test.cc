@@ -219,7 +219,7 @@ TEST(HttpConfigTest, ABatchingModelsConfigSaysHowItBatchesAsTritonWritesIt) {
   EXPECT_EQ(config["max_batch_size"], 8);
   // With max_batch_size above 0, dims are one sample's.
   EXPECT_EQ(config["input"][0]["dims"], json::array({1, 2, 2}));
-  EXPECT_EQ(config["output"][0]["dims"], json::array());
+  EXPECT_EQ(config["output"][0]["dims"], json::array({1}));
   EXPECT_EQ(config["output"][1]["dims"], json::array({10}));
   EXPECT_EQ(config["dynamic_batching"]["preferred_batch_size"], json::array({4}));
   EXPECT_EQ(config["dynamic_batching"]["max_queue_delay_microseconds"], 250);

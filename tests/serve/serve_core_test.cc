@@ -181,7 +181,7 @@ TEST(ModelRepositoryTest, AConfigJsonSetsTheBatchingAndAChangedOneIsANewVersion)
   EXPECT_EQ((*repository.Get("b"))->batcher, nullptr);
 }
 
-TEST(InferenceServiceTest, ABatchingModelAnswersThroughItsBatcherAndCountsExecutions) {
+TEST(InferenceServiceTest, ABatchingModelMergesRequestsAndCountsItsExecutions) {
   FakeFactory factory;
   ModelRepository repository(factory.Make());
   BatchingOptions defaults;
@@ -193,30 +193,36 @@ TEST(InferenceServiceTest, ABatchingModelAnswersThroughItsBatcherAndCountsExecut
   ServiceOptions options;
   options.max_computing = 1;  // The batcher's slots replace the service's.
   InferenceService service(&repository, options);
-  std::vector<std::thread> clients;
-  std::atomic<int> wrong{0};
-  for (int c = 0; c < 4; ++c) {
-    clients.emplace_back([&, c] {
-      for (int i = 0; i < 20; ++i) {
-        const float a = float((c + i) % 10), b = float((c + i + 1) % 10);
-        auto reply = service.Infer("b", "", Request({2, 1, 2, 2}, {a, 0, 0, 0, b, 0, 0, 0}),
-                                   service.NowMicros());
-        if (!reply.ok() || reply->outputs[0].int64 != std::vector<int64_t>{int64_t(a), int64_t(b)}) {
-          ++wrong;
-        }
-      }
-    });
-  }
-  for (std::thread& client : clients) client.join();
-  EXPECT_EQ(wrong.load(), 0);
   auto served = repository.Get("b");
   ASSERT_TRUE(served.ok());
+  // The first request holds the model; three more queue behind it.
+  factory.last->Hold();
+  std::vector<std::thread> clients;
+  std::vector<std::vector<int64_t>> classes(4);
+  auto send = [&](int c) {
+    const float a = float(2 * c), b = float(2 * c + 1);
+    auto reply = service.Infer("b", "", Request({2, 1, 2, 2}, {a, 0, 0, 0, b, 0, 0, 0}),
+                               service.NowMicros());
+    if (reply.ok()) classes[c] = reply->outputs[0].int64;
+  };
+  clients.emplace_back(send, 0);
+  factory.last->WaitRunning(1);
+  for (int c = 1; c < 4; ++c) clients.emplace_back(send, c);
+  for (int i = 0; i < 5000 && (*served)->batcher->queued_rows() < 6; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_EQ((*served)->batcher->queued_rows(), 6);
+  factory.last->Release();
+  for (std::thread& client : clients) client.join();
+  for (int c = 0; c < 4; ++c) {
+    EXPECT_EQ(classes[c], (std::vector<int64_t>{2 * c, 2 * c + 1})) << "client " << c;
+  }
   const ModelMetrics& metrics = *(*served)->metrics;
-  EXPECT_EQ(metrics.successes.load(), 80);
-  EXPECT_EQ(metrics.inferences.load(), 160);
-  // One execution per batch run, however many requests each merged.
-  EXPECT_EQ(metrics.executions.load(), (*served)->batcher->batches());
-  EXPECT_EQ((*served)->batcher->batched_rows(), 160);
+  EXPECT_EQ(metrics.successes.load(), 4);
+  EXPECT_EQ(metrics.inferences.load(), 8);
+  // Two executions: the first request alone, then the three merged.
+  EXPECT_EQ(metrics.executions.load(), 2);
+  EXPECT_EQ(metrics.queue.Read().count, 4);  // Once per request.
 }
 
 TEST(ModelRepositoryTest, LoadRemovesTemporariesOfWritersThatAreGone) {
@@ -535,10 +541,11 @@ TEST_F(ServeCoreTest, ExpositionHasOneFamilyHeaderAndConsistentHistograms) {
             std::string::npos);
   EXPECT_NE(text.find("gati_inferences_total{model=\"m\",version=\"1\"} 2\n"),
             std::string::npos);
-  EXPECT_NE(text.find("gati_queue_duration_seconds_count{model=\"m\",version=\"1\"} 2\n"),
+  // Queue and compute are observed once per request, as Triton counts them.
+  EXPECT_NE(text.find("gati_queue_duration_seconds_count{model=\"m\",version=\"1\"} 1\n"),
             std::string::npos);
   EXPECT_NE(text.find("gati_queue_duration_seconds_bucket{model=\"m\",version=\"1\",le=\"0.0001\"} "
-                      "2\n"),
+                      "1\n"),
             std::string::npos);
   // Bounds print as written, not as the nearest doubles' 17 digits.
   EXPECT_NE(text.find("le=\"0.00025\"}"), std::string::npos);
@@ -549,8 +556,8 @@ TEST_F(ServeCoreTest, ExpositionHasOneFamilyHeaderAndConsistentHistograms) {
   EXPECT_NE(text.find("nv_inference_request_success{model=\"m\",version=\"1\"} 1\n"),
             std::string::npos);
   EXPECT_NE(text.find("nv_inference_count{model=\"m\",version=\"1\"} 2\n"), std::string::npos);
-  // 2 samples x 100 us of queue.
-  EXPECT_NE(text.find("nv_inference_queue_duration_us{model=\"m\",version=\"1\"} 200\n"),
+  // One request, whose rows waited 100 us for the engine.
+  EXPECT_NE(text.find("nv_inference_queue_duration_us{model=\"m\",version=\"1\"} 100\n"),
             std::string::npos);
   // A request for a model the server does not have: one bounded series.
   EXPECT_TRUE(absl::IsNotFound(Infer(Request({1, 1, 2, 2}, {1, 0, 0, 0}), "nope").status()));
