@@ -58,9 +58,11 @@ tsan: deps
 	cmake -S . -B $(TSAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DCMAKE_CXX_FLAGS="-fsanitize=thread" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" \
 	  -DGATI_BUILD_TESTS=ON -DGATI_BUILD_BENCHMARKS=OFF
-	cmake --build $(TSAN_DIR) -j $(JOBS) --target runtime_core_test
+	cmake --build $(TSAN_DIR) -j $(JOBS) --target runtime_core_test batcher_test
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
 	  $(TSAN_DIR)/tests/runtime_core_test --gtest_repeat=3
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	  $(TSAN_DIR)/tests/batcher_test --gtest_repeat=3
 
 # clang's thread-safety analysis on every lock of the engine core and the
 # server (absl::Mutex is annotated; std::mutex is not, and would check

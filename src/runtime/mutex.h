@@ -29,6 +29,22 @@ class ABSL_LOCKABLE Mutex {
     changed.wait(lock, ready);
     lock.release();  // Still held; the caller's MutexLock unlocks it.
   }
+  // One wait on `changed`, which may end spuriously: for loops that look
+  // at their state again after every wake-up. WaitOnceUntil: at most until
+  // `deadline`.
+  void WaitOnce(std::condition_variable& changed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(this) {
+    std::unique_lock<std::mutex> lock(mutex_, std::adopt_lock);
+    changed.wait(lock);
+    lock.release();
+  }
+  template <typename Clock, typename Duration>
+  void WaitOnceUntil(std::condition_variable& changed,
+                     std::chrono::time_point<Clock, Duration> deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(this) {
+    std::unique_lock<std::mutex> lock(mutex_, std::adopt_lock);
+    changed.wait_until(lock, deadline);
+    lock.release();
+  }
   // The same, for at most `timeout`; returns ready().
   template <typename Ready, typename Rep, typename Period>
   bool AwaitFor(std::condition_variable& changed, std::chrono::duration<Rep, Period> timeout,

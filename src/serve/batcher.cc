@@ -136,7 +136,7 @@ Batcher::Batcher(Engine* engine, BatchingOptions options, std::atomic<int64_t>* 
       input_size_(InputSize(*engine)),
       executions_(executions) {}
 
-bool Batcher::DueLocked(absl::Time now, absl::Time* due) const {
+bool Batcher::DueLocked(Clock::time_point now, Clock::time_point* due) const {
   if (queue_.empty()) return false;
   if (queued_rows_ >= options_.max_batch_size) return true;
   for (int size : options_.preferred_batch_sizes) {
@@ -146,7 +146,7 @@ bool Batcher::DueLocked(absl::Time now, absl::Time* due) const {
   const int64_t wait_us =
       computing_ > 0 ? std::max(options_.max_queue_delay_us, options_.busy_delay_us)
                      : options_.max_queue_delay_us;
-  *due = queue_.front()->enqueued + absl::Microseconds(wait_us);
+  *due = queue_.front()->enqueued + std::chrono::microseconds(wait_us);
   return now >= *due;
 }
 
@@ -167,7 +167,7 @@ std::vector<Batcher::Pending*> Batcher::TakeLocked() {
     if (!batch.empty() && rows + next->n > limit) break;
     batch.push_back(next);
     next->taken = true;
-    next->started = absl::Now();
+    next->started = Clock::now();
     rows += next->n;
     queue_.pop_front();
     queued_rows_ -= next->n;
@@ -200,7 +200,7 @@ void Batcher::Execute(const std::vector<Pending*>& batch) {
 }
 
 void Batcher::WakeHeadLocked() {
-  if (!queue_.empty()) queue_.front()->wake.Signal();
+  if (!queue_.empty()) queue_.front()->wake.notify_one();
 }
 
 std::vector<absl::StatusOr<InferResult>> Batcher::Run(const float* const* rows, int64_t n,
@@ -220,25 +220,26 @@ std::vector<absl::StatusOr<InferResult>> Batcher::Run(const float* const* rows, 
   self.n = n;
   self.count = count;
   self.want_scores = want_scores;
-  absl::MutexLock lock(&mu_);
-  self.enqueued = absl::Now();
+  runtime::MutexLock lock(&mu_);
+  self.enqueued = Clock::now();
   queue_.push_back(&self);
   queued_rows_ += n;
   WakeHeadLocked();  // More rows may make the head's batch due.
   for (;;) {
     if (self.done) {
       if (waited_us != nullptr) {
-        *waited_us = std::max(0.0, absl::ToDoubleMicroseconds(self.started - self.enqueued));
+        *waited_us = std::max(
+            0.0, std::chrono::duration<double, std::micro>(self.started - self.enqueued).count());
       }
       return std::move(self.results);
     }
     // Only the owner of the queue's head runs the next batch (its own
     // request first in it); everyone else waits to be answered or to
     // become the head.
-    absl::Time due = absl::InfiniteFuture();
+    Clock::time_point due = Clock::time_point::max();
     const bool head = !self.taken && queue_.front() == &self;
     const bool free_slot = computing_ < options_.max_concurrent;
-    if (head && free_slot && DueLocked(absl::Now(), &due)) {
+    if (head && free_slot && DueLocked(Clock::now(), &due)) {
       std::vector<Pending*> batch = TakeLocked();
       ++computing_;
       WakeHeadLocked();  // The next head may run in another free slot.
@@ -248,15 +249,15 @@ std::vector<absl::StatusOr<InferResult>> Batcher::Run(const float* const* rows, 
       --computing_;
       for (Pending* pending : batch) {
         pending->done = true;
-        if (pending != &self) pending->wake.Signal();
+        if (pending != &self) pending->wake.notify_one();
       }
       WakeHeadLocked();  // A slot is free.
       continue;
     }
-    if (head && free_slot && due != absl::InfiniteFuture()) {
-      self.wake.WaitWithDeadline(&mu_, due);
+    if (head && free_slot && due != Clock::time_point::max()) {
+      mu_.WaitOnceUntil(self.wake, due);
     } else {
-      self.wake.Wait(&mu_);
+      mu_.WaitOnce(self.wake);
     }
   }
 }
