@@ -27,6 +27,7 @@
 #define GATI_ENGINE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -310,11 +311,15 @@ class Engine {
   // kernels (probabilities within 1e-4), with sampled feedback as Infer's;
   // a batch that meets a false-hit cool-down is cooled whole. In either
   // mode the batch runs on the caller's thread, lookups between segments.
-  // timings.total_us is the batch's. Thread-safe. This default runs Infer
-  // per row.
-  virtual std::vector<absl::StatusOr<InferResult>> InferBatch(const float* const* rows,
-                                                              int64_t n, int64_t count,
-                                                              const InferOptions& options = {});
+  // Thread-safe. `answered`, when set, is called on the calling thread
+  // once per row as soon as the row's answer is known: a row that hits is
+  // handed over before the batch's later segments run (a caller can
+  // answer its client while the rest computes); timings.total_us is the
+  // time from the call to that moment. This default runs Infer per row.
+  using RowAnswered = std::function<void(int64_t row, const absl::StatusOr<InferResult>&)>;
+  virtual std::vector<absl::StatusOr<InferResult>> InferBatch(
+      const float* const* rows, int64_t n, int64_t count, const InferOptions& options = {},
+      const RowAnswered& answered = nullptr);
 
   // The whole base model, frozen and optimized as one segment, run on the
   // caller's thread: the reference every speedup is measured against.

@@ -146,8 +146,8 @@ class EngineImpl final : public Engine {
   absl::StatusOr<InferResult> Infer(const float* input, int64_t count,
                                     const InferOptions& options) override;
   std::vector<absl::StatusOr<InferResult>> InferBatch(const float* const* rows, int64_t n,
-                                                      int64_t count,
-                                                      const InferOptions& options) override;
+                                                      int64_t count, const InferOptions& options,
+                                                      const RowAnswered& answered) override;
   absl::StatusOr<InferResult> InferBase(const float* input, int64_t count) override;
   absl::StatusOr<int> UpdateNow() override;
   void WaitForFeedback() override;
@@ -204,9 +204,12 @@ class EngineImpl final : public Engine {
                              std::vector<absl::StatusOr<InferResult>>& results);
   // The batch through the segments; after each tap, the rows that hit are
   // answered and leave it.
+  // `hand_over` (when set) gets the index of each row a cache answered,
+  // at once.
   absl::Status RunBatchCut(std::shared_ptr<const CacheSet> caches, const float* const* rows,
                            const std::vector<int64_t>& todo, bool want_scores,
-                           std::vector<absl::StatusOr<InferResult>>& results);
+                           std::vector<absl::StatusOr<InferResult>>& results,
+                           const std::function<void(int64_t)>& hand_over);
   // `rows[todo[...]]` copied into one batch input.
   absl::StatusOr<Activation> GatherInput(const float* const* rows,
                                          const std::vector<int64_t>& todo) const;
@@ -798,12 +801,14 @@ void EngineImpl::StartWholeFeedback(std::shared_ptr<const CacheSet> caches, cons
 }
 
 std::vector<absl::StatusOr<InferResult>> EngineImpl::InferBatch(
-    const float* const* rows, int64_t n, int64_t count, const InferOptions& infer_options) {
+    const float* const* rows, int64_t n, int64_t count, const InferOptions& infer_options,
+    const RowAnswered& answered) {
   std::vector<absl::StatusOr<InferResult>> results;
   if (n <= 0) return results;
   // One row: the request path as it is.
   if (n == 1) {
     results.push_back(Infer(rows[0], count, infer_options));
+    if (answered) answered(0, results[0]);
     return results;
   }
   const double start = NowUs();
@@ -838,10 +843,28 @@ std::vector<absl::StatusOr<InferResult>> EngineImpl::InferBatch(
   }
   if (todo.empty()) return results;
   std::shared_ptr<const CacheSet> caches = serve_base_ ? nullptr : Current();
+  // Rows handed over early (hits, through `answered`), by index.
+  std::vector<bool> early(n, false);
+  std::function<void(int64_t)> hand_over;
+  if (answered) {
+    // Everything that reads the row's input happens before it is handed
+    // over: its caller may then free it.
+    hand_over = [&](int64_t i) {
+      results[i]->timings.total_us = NowUs() - start;
+      early[i] = true;
+      if (exact_) {
+        exact_->Insert(std::string_view(reinterpret_cast<const char*>(rows[i]),
+                                        count * sizeof(float)),
+                       *results[i]);
+      }
+      if (!cooled) RecordExit(*results[i]);
+      answered(i, results[i]);
+    };
+  }
   const absl::Status ran =
       serve_base_ || caches->every_off || cooled || num_slots() == 0
           ? RunBatchWhole(caches, rows, todo, want_scores, cooled, results)
-          : RunBatchCut(std::move(caches), rows, todo, want_scores, results);
+          : RunBatchCut(std::move(caches), rows, todo, want_scores, results, hand_over);
   const double total_us = NowUs() - start;
   for (int64_t i : todo) {
     // A failure fails the rows still unanswered; rows that a cache
@@ -851,6 +874,7 @@ std::vector<absl::StatusOr<InferResult>> EngineImpl::InferBatch(
       results[i] = ran;
       continue;
     }
+    if (early[i]) continue;  // Done when it was handed over.
     results[i]->timings.total_us = total_us;
     if (exact_) {
       exact_->Insert(std::string_view(reinterpret_cast<const char*>(rows[i]),
@@ -858,6 +882,11 @@ std::vector<absl::StatusOr<InferResult>> EngineImpl::InferBatch(
                      *results[i]);
     }
     if (!serve_base_ && !cooled) RecordExit(*results[i]);
+  }
+  if (answered) {
+    for (int64_t i = 0; i < n; ++i) {
+      if (!early[i]) answered(i, results[i]);
+    }
   }
   return results;
 }
@@ -905,7 +934,8 @@ absl::Status EngineImpl::RunBatchWhole(const std::shared_ptr<const CacheSet>& ca
 absl::Status EngineImpl::RunBatchCut(std::shared_ptr<const CacheSet> caches,
                                      const float* const* rows,
                                      const std::vector<int64_t>& todo, bool want_scores,
-                                     std::vector<absl::StatusOr<InferResult>>& results) {
+                                     std::vector<absl::StatusOr<InferResult>>& results,
+                                     const std::function<void(int64_t)>& hand_over) {
   const int slots = num_slots();
   auto failed = [](const absl::Status& status) {
     return absl::InternalError(absl::StrCat("model failed: ", status.message()));
@@ -1001,6 +1031,7 @@ absl::Status EngineImpl::RunBatchCut(std::shared_ptr<const CacheSet> caches,
         result.scores.assign(p, p + cache.num_classes());
       }
       results[alive[j]] = std::move(result);
+      if (hand_over) hand_over(alive[j]);
       if (sampled[j] != nullptr) {
         hit_slot[j] = segment;
         hit_label[j] = lookups[j].label;
@@ -1970,9 +2001,13 @@ Engine::~Engine() = default;
 
 std::vector<absl::StatusOr<InferResult>> Engine::InferBatch(const float* const* rows, int64_t n,
                                                             int64_t count,
-                                                            const InferOptions& options) {
+                                                            const InferOptions& options,
+                                                            const RowAnswered& answered) {
   std::vector<absl::StatusOr<InferResult>> results;
-  for (int64_t i = 0; i < n; ++i) results.push_back(Infer(rows[i], count, options));
+  for (int64_t i = 0; i < n; ++i) {
+    results.push_back(Infer(rows[i], count, options));
+    if (answered) answered(i, results.back());
+  }
   return results;
 }
 }  // namespace gati

@@ -168,6 +168,7 @@ std::vector<Batcher::Pending*> Batcher::TakeLocked() {
     batch.push_back(next);
     next->taken = true;
     next->started = Clock::now();
+    next->results.resize(next->n);
     rows += next->n;
     queue_.pop_front();
     queued_rows_ -= next->n;
@@ -178,23 +179,51 @@ std::vector<Batcher::Pending*> Batcher::TakeLocked() {
 
 void Batcher::Execute(const std::vector<Pending*>& batch) {
   std::vector<const float*> rows;
+  // Per row of the batch: its member and its index there.
+  std::vector<std::pair<size_t, int64_t>> owner;
   bool want_scores = false;
-  for (const Pending* pending : batch) {
-    rows.insert(rows.end(), pending->rows, pending->rows + pending->n);
-    want_scores = want_scores || pending->want_scores;
+  for (size_t k = 0; k < batch.size(); ++k) {
+    const Pending& pending = *batch[k];
+    rows.insert(rows.end(), pending.rows, pending.rows + pending.n);
+    for (int64_t i = 0; i < pending.n; ++i) owner.emplace_back(k, i);
+    want_scores = want_scores || pending.want_scores;
   }
+  // Under mu_: rows not yet handed to each member, and which rows were.
+  std::vector<int64_t> left;
+  for (const Pending* pending : batch) left.push_back(pending->n);
+  std::vector<char> delivered(rows.size(), 0);
+  // A member whose rows are all in is answered at once, while the batch's
+  // later segments still run; it may then return and free its Pending and
+  // its rows, so nothing here touches it again.
+  auto deliver = [&](int64_t row, absl::StatusOr<InferResult> result)
+                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (delivered[row]) return;
+    delivered[row] = 1;
+    const auto [k, index] = owner[row];
+    Pending* pending = batch[k];
+    if (result.ok() && !pending->want_scores) result->scores.clear();
+    pending->results[index] = std::move(result);
+    if (--left[k] == 0) {
+      pending->done = true;
+      pending->wake.notify_one();
+    }
+  };
   std::vector<absl::StatusOr<InferResult>> results = engine_->InferBatch(
-      rows.data(), static_cast<int64_t>(rows.size()), input_size_, {want_scores});
+      rows.data(), static_cast<int64_t>(rows.size()), input_size_, {want_scores},
+      [&](int64_t row, const absl::StatusOr<InferResult>& result) {
+        runtime::MutexLock lock(&mu_);
+        deliver(row, result);
+      });
   batches_.fetch_add(1, std::memory_order_relaxed);
   if (executions_ != nullptr) executions_->fetch_add(1, std::memory_order_relaxed);
   batched_rows_.fetch_add(static_cast<int64_t>(rows.size()), std::memory_order_relaxed);
-  size_t at = 0;
-  for (Pending* pending : batch) {
-    pending->results.clear();
-    for (int64_t i = 0; i < pending->n; ++i, ++at) {
-      absl::StatusOr<InferResult>& result = results[at];
-      if (result.ok() && !pending->want_scores) result->scores.clear();
-      pending->results.push_back(std::move(result));
+  // Rows an engine did not hand over one by one.
+  runtime::MutexLock lock(&mu_);
+  for (size_t row = 0; row < rows.size(); ++row) {
+    if (!delivered[row]) {
+      deliver(static_cast<int64_t>(row),
+              row < results.size() ? std::move(results[row])
+                                   : absl::InternalError("the engine gave no answer"));
     }
   }
 }
@@ -244,13 +273,9 @@ std::vector<absl::StatusOr<InferResult>> Batcher::Run(const float* const* rows, 
       ++computing_;
       WakeHeadLocked();  // The next head may run in another free slot.
       mu_.Unlock();
-      Execute(batch);
+      Execute(batch);  // Answers every member (and may free them).
       mu_.Lock();
       --computing_;
-      for (Pending* pending : batch) {
-        pending->done = true;
-        if (pending != &self) pending->wake.notify_one();
-      }
       WakeHeadLocked();  // A slot is free.
       continue;
     }

@@ -117,7 +117,9 @@ class Batcher {
   std::vector<Pending*> TakeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // REQUIRES: mu_. Signals the owner of the queue's head.
   void WakeHeadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Runs `batch` on the engine and fills each member's results.
+  // Runs `batch` on the engine and hands each member its rows' answers
+  // as soon as they are all known (rows that hit early, before the batch
+  // ends). REQUIRES: mu_ not held.
   void Execute(const std::vector<Pending*>& batch);
 
   Engine* const engine_;

@@ -201,6 +201,43 @@ TEST(EngineCoreTest, ABatchAnswersEachRowAsInferDoesAloneAndHitsLeaveTheBatch) {
   }
 }
 
+TEST(EngineCoreTest, ABatchHandsEachRowOverOnceAndAHitBeforeTheLaterSegmentsRun) {
+  std::vector<CacheWeights> caches = {FakeCacheWeights(0, 1, 0.85f),
+                                      FakeCacheWeights(2, 2, 0.6f)};
+  EngineOptions options = MonitorOff();
+  options.mode = LookupMode::kSequential;
+  options.feedback_rate = 0;
+  runtime::EngineParts parts = FakeParts(caches);
+  const auto* runner = static_cast<const testing::FakeRunner*>(parts.runner.get());
+  auto engine = std::move(*runtime::CreateEngine(std::move(parts), options));
+  std::vector<std::vector<float>> inputs = FakeInputs(64, 12);
+  inputs[5][0] = NAN;  // A bad row is handed over too.
+  const std::vector<const float*> rows = RowPointers(inputs, 0, 64);
+  const int64_t before = runner->rows_run();
+  std::vector<int> calls(64, 0);
+  std::vector<int64_t> rows_run_then(64, -1);
+  std::vector<int> exit_then(64, -2);
+  auto results = engine->InferBatch(
+      rows.data(), 64, kFakeClasses, {},
+      [&](int64_t row, const absl::StatusOr<InferResult>& result) {
+        ++calls[row];
+        rows_run_then[row] = runner->rows_run() - before;
+        exit_then[row] = result.ok() ? result->exit_tap : -3;
+      });
+  int tap0 = 0;
+  for (int j = 0; j < 64; ++j) {
+    EXPECT_EQ(calls[j], 1) << "row " << j;
+    EXPECT_EQ(exit_then[j], results[j].ok() ? results[j]->exit_tap : -3) << "row " << j;
+    if (results[j].ok() && results[j]->exit_tap == 0) {
+      ++tap0;
+      // Handed over when only segment 0 had run, on the 63 valid rows.
+      EXPECT_EQ(rows_run_then[j], 63) << "row " << j;
+    }
+  }
+  EXPECT_GT(tap0, 5);
+  EXPECT_FALSE(results[5].ok());
+}
+
 TEST(EngineCoreTest, ABatchRowWithABadValueFailsAloneAndTheOthersAreAnswered) {
   auto engine = MakeEngine({FakeCacheWeights(0, 0, 0.5f)}, MonitorOff());
   std::vector<std::vector<float>> inputs = FakeInputs(5, 8);

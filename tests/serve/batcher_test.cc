@@ -21,9 +21,10 @@ namespace {
 class RecordingEngine final : public FakeEngine {
  public:
   RecordingEngine() : FakeEngine(1) {}
+  // Hands nothing over row by row: the batcher answers from the results.
   std::vector<absl::StatusOr<InferResult>> InferBatch(const float* const* rows, int64_t n,
-                                                      int64_t count,
-                                                      const InferOptions& options) override {
+                                                      int64_t count, const InferOptions& options,
+                                                      const RowAnswered&) override {
     {
       std::unique_lock<std::mutex> lock(mu_);
       sizes_.push_back(n);
@@ -59,6 +60,46 @@ class RecordingEngine final : public FakeEngine {
   bool hold_ = false;
   int entered_ = 0;
   std::vector<int64_t> sizes_;
+};
+
+// Hands the last row of a batch of two or more over at once, then holds
+// the rest until released; a batch of one waits for `first` to open.
+class EarlyEngine final : public FakeEngine {
+ public:
+  EarlyEngine() : FakeEngine(1) {}
+  std::vector<absl::StatusOr<InferResult>> InferBatch(const float* const* rows, int64_t n,
+                                                      int64_t count, const InferOptions& options,
+                                                      const RowAnswered& answered) override {
+    ++entered;
+    std::vector<absl::StatusOr<InferResult>> results;
+    for (int64_t i = 0; i < n; ++i) results.push_back(Infer(rows[i], count, options));
+    if (n == 1) {
+      Wait(first_);
+    } else {
+      answered(n - 1, results[n - 1]);
+      Wait(rest_);
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      if (n == 1 || i < n - 1) answered(i, results[i]);
+    }
+    return results;
+  }
+  void Open(bool& gate) {
+    std::lock_guard<std::mutex> lock(mu_);
+    gate = true;
+    cv_.notify_all();
+  }
+  bool first_ = false;
+  bool rest_ = false;
+  std::atomic<int> entered{0};
+
+ private:
+  void Wait(const bool& gate) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return gate; });
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
 };
 
 // One client's request: `rows` samples whose first value is its class.
@@ -218,6 +259,29 @@ TEST(BatcherTest, WhileABatchComputesTheHeadWaitsTheBusyDelayForCompany) {
   first.ExpectAnswered(0);
   for (int c = 1; c <= 3; ++c) rest[c - 1]->ExpectAnswered(c);
   EXPECT_EQ(engine.sizes(), (std::vector<int64_t>{1, 3}));
+}
+
+TEST(BatcherTest, AMemberWhoseRowsAreAnsweredReturnsBeforeTheBatchEnds) {
+  EarlyEngine engine;
+  Batcher batcher(&engine, Options(8));
+  Client first(0, 1);
+  first.Start(batcher);  // Alone; held until `first_` opens.
+  for (int i = 0; i < 5000 && engine.entered.load() < 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_EQ(engine.entered.load(), 1);
+  Client a(1, 1), b(2, 1);
+  a.Start(batcher);
+  WaitQueued(batcher, 1);
+  b.Start(batcher);
+  WaitQueued(batcher, 2);
+  engine.Open(engine.first_);
+  first.ExpectAnswered(0);
+  // The batch [a, b] runs; b's row is handed over at once, so b returns
+  // while the batch is still held.
+  b.ExpectAnswered(2);
+  engine.Open(engine.rest_);
+  a.ExpectAnswered(1);
 }
 
 TEST(BatcherTest, ManyConcurrentClientsEachGetTheirOwnAnswers) {
