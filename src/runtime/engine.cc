@@ -819,6 +819,12 @@ std::vector<absl::StatusOr<InferResult>> EngineImpl::InferBatch(
   const bool cooled = requests_.load(std::memory_order_relaxed) + 1 <
                       cooldown_until_.load(std::memory_order_relaxed);
   results.resize(n);
+  // Rows handed over early (before the end of the call), by index.
+  std::vector<bool> early(n, false);
+  auto hand_over_known = [&](int64_t i) {
+    early[i] = true;
+    if (answered) answered(i, results[i]);
+  };
   std::vector<int64_t> todo;
   todo.reserve(n);
   for (int64_t i = 0; i < n; ++i) {
@@ -827,6 +833,7 @@ std::vector<absl::StatusOr<InferResult>> EngineImpl::InferBatch(
     if (!valid.ok()) {
       ++errors_;
       results[i] = std::move(valid);  // Its position in `results` names the row.
+      hand_over_known(i);
       continue;
     }
     if (exact_) {
@@ -836,6 +843,7 @@ std::vector<absl::StatusOr<InferResult>> EngineImpl::InferBatch(
         found->exact_hit = true;
         found->timings = {NowUs() - start, 0};
         results[i] = std::move(*found);
+        hand_over_known(i);
         continue;
       }
     }
@@ -843,8 +851,6 @@ std::vector<absl::StatusOr<InferResult>> EngineImpl::InferBatch(
   }
   if (todo.empty()) return results;
   std::shared_ptr<const CacheSet> caches = serve_base_ ? nullptr : Current();
-  // Rows handed over early (hits, through `answered`), by index.
-  std::vector<bool> early(n, false);
   std::function<void(int64_t)> hand_over;
   if (answered) {
     // Everything that reads the row's input happens before it is handed

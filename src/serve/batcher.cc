@@ -197,7 +197,7 @@ void Batcher::Execute(const std::vector<Pending*>& batch) {
   // its rows, so nothing here touches it again.
   auto deliver = [&](int64_t row, absl::StatusOr<InferResult> result)
                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (delivered[row]) return;
+    if (row < 0 || row >= static_cast<int64_t>(rows.size()) || delivered[row]) return;
     delivered[row] = 1;
     const auto [k, index] = owner[row];
     Pending* pending = batch[k];
@@ -208,15 +208,17 @@ void Batcher::Execute(const std::vector<Pending*>& batch) {
       pending->wake.notify_one();
     }
   };
-  std::vector<absl::StatusOr<InferResult>> results = engine_->InferBatch(
-      rows.data(), static_cast<int64_t>(rows.size()), input_size_, {want_scores},
-      [&](int64_t row, const absl::StatusOr<InferResult>& result) {
-        runtime::MutexLock lock(&mu_);
-        deliver(row, result);
-      });
+  // Counted before any member can be answered (and read them).
   batches_.fetch_add(1, std::memory_order_relaxed);
   if (executions_ != nullptr) executions_->fetch_add(1, std::memory_order_relaxed);
   batched_rows_.fetch_add(static_cast<int64_t>(rows.size()), std::memory_order_relaxed);
+  std::vector<absl::StatusOr<InferResult>> results = engine_->InferBatch(
+      rows.data(), static_cast<int64_t>(rows.size()), input_size_, {want_scores},
+      [&](int64_t row, const absl::StatusOr<InferResult>& result) {
+        absl::StatusOr<InferResult> copy = result;  // Copied before the lock.
+        runtime::MutexLock lock(&mu_);
+        deliver(row, std::move(copy));
+      });
   // Rows an engine did not hand over one by one.
   runtime::MutexLock lock(&mu_);
   for (size_t row = 0; row < rows.size(); ++row) {
@@ -236,6 +238,7 @@ std::vector<absl::StatusOr<InferResult>> Batcher::Run(const float* const* rows, 
                                                       int64_t count, bool want_scores,
                                                       double* waited_us) {
   if (waited_us != nullptr) *waited_us = 0;
+  if (n <= 0) return {};
   if (count != input_size_) {
     // Rows of another size would fail, or be read past their end, in a
     // batch shared with other clients.

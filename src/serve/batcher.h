@@ -74,13 +74,15 @@ class Batcher {
   Batcher& operator=(const Batcher&) = delete;
 
   // Answers `n` rows (rows[i]: `count` floats, as for Engine::InferBatch)
-  // within a batch; blocks until they are answered. A `count` other than
+  // within a batch; blocks until they are answered (n = 0: none, at once).
+  // A `count` other than
   // the model's input size fails every row (InvalidArgument). When
   // `waited_us` is not null it receives the time from the call to the
   // start of its batch (queue time). Thread-safe.
   std::vector<absl::StatusOr<InferResult>> Run(const float* const* rows, int64_t n,
                                                int64_t count, bool want_scores,
-                                               double* waited_us = nullptr);
+                                               double* waited_us = nullptr)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   const BatchingOptions& options() const { return options_; }
   // Batches run and the rows in them, since the start.
@@ -120,7 +122,7 @@ class Batcher {
   // Runs `batch` on the engine and hands each member its rows' answers
   // as soon as they are all known (rows that hit early, before the batch
   // ends). REQUIRES: mu_ not held.
-  void Execute(const std::vector<Pending*>& batch);
+  void Execute(const std::vector<Pending*>& batch) ABSL_LOCKS_EXCLUDED(mu_);
 
   Engine* const engine_;
   const BatchingOptions options_;

@@ -238,6 +238,44 @@ TEST(EngineCoreTest, ABatchHandsEachRowOverOnceAndAHitBeforeTheLaterSegmentsRun)
   EXPECT_FALSE(results[5].ok());
 }
 
+TEST(EngineCoreTest, ARowsInputIsNotReadAfterItIsHandedOver) {
+  // A caller may free a row's input once the row is handed over: here the
+  // callback overwrites it with NaN. The exact cache and the feedback of
+  // every row (all sampled) must have been fed from the input as it was.
+  std::vector<CacheWeights> caches = {FakeCacheWeights(0, 0, 0.85f),
+                                      FakeCacheWeights(2, 0, 0.6f)};
+  EngineOptions options = MonitorOff();
+  options.mode = LookupMode::kSequential;
+  options.feedback_rate = 1.0;
+  options.exact_cache_bytes = 1 << 20;
+  auto engine = MakeEngine(caches, options);
+  const std::vector<std::vector<float>> original = FakeInputs(32, 13);
+  std::vector<std::vector<float>> inputs = original;
+  const std::vector<const float*> rows = RowPointers(inputs, 0, 32);
+  int calls = 0;
+  auto first = engine->InferBatch(rows.data(), 32, kFakeClasses, {},
+                                  [&](int64_t row, const absl::StatusOr<InferResult>&) {
+                                    ++calls;
+                                    std::fill(inputs[row].begin(), inputs[row].end(), NAN);
+                                  });
+  EXPECT_EQ(calls, 32);
+  engine->WaitForFeedback();
+  EXPECT_EQ(engine->Stats().feedback_requests, 32);
+  EXPECT_EQ(engine->Stats().live_disagreements, 0);  // Both taps agree here.
+  // The same inputs again: every row an exact hit, each handed over too.
+  const std::vector<const float*> again = RowPointers(original, 0, 32);
+  calls = 0;
+  auto second = engine->InferBatch(again.data(), 32, kFakeClasses, {},
+                                   [&](int64_t, const absl::StatusOr<InferResult>&) { ++calls; });
+  EXPECT_EQ(calls, 32);
+  for (int j = 0; j < 32; ++j) {
+    ASSERT_TRUE(first[j].ok() && second[j].ok()) << "row " << j;
+    EXPECT_TRUE(second[j]->exact_hit) << "row " << j;
+    EXPECT_EQ(second[j]->label, first[j]->label) << "row " << j;
+    EXPECT_EQ(second[j]->label, testing::FakeBaseClass(original[j])) << "row " << j;
+  }
+}
+
 TEST(EngineCoreTest, ABatchRowWithABadValueFailsAloneAndTheOthersAreAnswered) {
   auto engine = MakeEngine({FakeCacheWeights(0, 0, 0.5f)}, MonitorOff());
   std::vector<std::vector<float>> inputs = FakeInputs(5, 8);
