@@ -140,9 +140,7 @@ void WaitQueued(const Batcher& batcher, int64_t rows) {
 
 BatchingOptions Options(int max_batch_size, int64_t delay_us = 0,
                         std::vector<int> preferred = {}) {
-  BatchingOptions options;
-  options.dynamic = true;
-  options.max_batch_size = max_batch_size;
+  BatchingOptions options = DynamicBatching(max_batch_size);
   options.max_queue_delay_us = delay_us;
   options.preferred_batch_sizes = std::move(preferred);
   return options;

@@ -196,9 +196,7 @@ TEST_F(HttpRoutesTest, ConfigNamesTheBundleButNotWhereItLies) {
 TEST(HttpConfigTest, ABatchingModelsConfigSaysHowItBatchesAsTritonWritesIt) {
   FakeFactory factory;
   ModelRepository repository(factory.Make());
-  BatchingOptions batching;
-  batching.dynamic = true;
-  batching.max_batch_size = 8;
+  BatchingOptions batching = DynamicBatching(8);
   batching.preferred_batch_sizes = {4};
   batching.max_queue_delay_us = 250;
   repository.SetBatchingDefaults(batching);

@@ -141,10 +141,7 @@ TEST(ModelRepositoryTest, AVersionIsABundleRevision) {
 TEST(ModelRepositoryTest, AConfigJsonSetsTheBatchingAndAChangedOneIsANewVersion) {
   FakeFactory factory;
   ModelRepository repository(factory.Make());
-  BatchingOptions defaults;
-  defaults.dynamic = true;
-  defaults.max_batch_size = 16;
-  repository.SetBatchingDefaults(defaults);
+  repository.SetBatchingDefaults(DynamicBatching(16));
   BundleDir bundle("gati_batching");
   ASSERT_TRUE(repository.Register("b", bundle.path()).ok());
   ASSERT_TRUE(repository.Load("b").ok());
@@ -184,10 +181,7 @@ TEST(ModelRepositoryTest, AConfigJsonSetsTheBatchingAndAChangedOneIsANewVersion)
 TEST(InferenceServiceTest, ABatchingModelMergesRequestsAndCountsItsExecutions) {
   FakeFactory factory;
   ModelRepository repository(factory.Make());
-  BatchingOptions defaults;
-  defaults.dynamic = true;
-  defaults.max_batch_size = 8;
-  repository.SetBatchingDefaults(defaults);
+  repository.SetBatchingDefaults(DynamicBatching(8));
   ASSERT_TRUE(repository.Register("b", "/bundles/b").ok());
   ASSERT_TRUE(repository.LoadAll().ok());
   ServiceOptions options;

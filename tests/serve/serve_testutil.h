@@ -116,6 +116,14 @@ struct FakeFactory {
   }
 };
 
+// Dynamic batching of at most `max_batch_size` rows, no delays.
+inline BatchingOptions DynamicBatching(int max_batch_size) {
+  BatchingOptions options;
+  options.dynamic = true;
+  options.max_batch_size = max_batch_size;
+  return options;
+}
+
 // A request for the fake model: one input "input" of `shape`, the outputs
 // named (none: every output).
 inline DecodedRequest Request(std::vector<int64_t> shape, std::vector<float> data,
