@@ -182,14 +182,15 @@ bench-modes: build $(DEMO_BUNDLE)/manifest.json $(DEMO20_BUNDLE)/manifest.json \
 	bash bench/modes.sh $(BUILD_DIR)/gati $(EVAL_OUT) $(MODES_REQUESTS) $(MODES_REPEATS) \
 	  $(DEMO20_BUNDLE) $(DEMO_BUNDLE) $(DEMOVIT_BUNDLE)
 
-# HTTP load on `gati serve` with the demo bundle: wrk at concurrency 1, 8, 32
-# and 64 for SERVE_SECONDS each, on gati, on the base model behind the same
-# dynamic batcher, and on the base model without batching, in one run
-# (bench/out/serve_load.md and .png).
+# HTTP load on `gati serve` with the ResNet-56 and ViT demo bundles: wrk at
+# concurrency 1, 8, 32 and 64 for SERVE_SECONDS each, on gati, on the base
+# model behind the same dynamic batcher, and on the base model without
+# batching (bench/out/serve-*/serve_load.md and .png).
 SERVE_SECONDS ?= 20
 OVERHEAD_SECONDS ?= 15
-bench-serve: build $(DEMO_BUNDLE)/manifest.json
-	bash bench/serve_load.sh $(BUILD_DIR)/gati $(DEMO_BUNDLE) bench/out $(SERVE_SECONDS)
+bench-serve: build $(DEMO_BUNDLE)/manifest.json $(DEMOVIT_BUNDLE)/manifest.json
+	bash bench/serve_load.sh $(BUILD_DIR)/gati $(DEMO_BUNDLE) bench/out/serve-resnet56 $(SERVE_SECONDS)
+	bash bench/serve_load.sh $(BUILD_DIR)/gati $(DEMOVIT_BUNDLE) bench/out/serve-vit6 $(SERVE_SECONDS)
 
 bench-overhead: build $(DEMO_BUNDLE)/manifest.json
 	mkdir -p bench/out

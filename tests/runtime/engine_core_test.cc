@@ -141,6 +141,18 @@ TEST(EngineCoreTest, ParallelAndSequentialAnswerIdentically) {
   }
 }
 
+// An engine over FakeParts(caches) and its runner, whose rows_run() the
+// batch tests read (the engine owns it).
+std::unique_ptr<Engine> MakeEngineWithRunner(const std::vector<CacheWeights>& caches,
+                                             const EngineOptions& options,
+                                             const testing::FakeRunner** runner) {
+  runtime::EngineParts parts = FakeParts(caches);
+  *runner = static_cast<const testing::FakeRunner*>(parts.runner.get());
+  auto engine = runtime::CreateEngine(std::move(parts), options);
+  EXPECT_TRUE(engine.ok()) << engine.status();
+  return std::move(*engine);
+}
+
 // Rows of `inputs` as InferBatch takes them.
 std::vector<const float*> RowPointers(const std::vector<std::vector<float>>& inputs,
                                       size_t begin, size_t end) {
@@ -164,9 +176,8 @@ TEST(EngineCoreTest, ABatchAnswersEachRowAsInferDoesAloneAndHitsLeaveTheBatch) {
     // start-up), so that a single request stops at the tap that answers.
     options.inline_lookup_us = 1e9;
     auto alone = MakeEngine(caches, options);
-    runtime::EngineParts parts = FakeParts(caches);
-    const auto* runner = static_cast<const testing::FakeRunner*>(parts.runner.get());
-    auto batched = std::move(*runtime::CreateEngine(std::move(parts), options));
+    const testing::FakeRunner* runner = nullptr;
+    auto batched = MakeEngineWithRunner(caches, options, &runner);
     const int64_t warm_rows = runner->rows_run();  // The engine's start-up runs.
     std::map<int, int> exits;
     int64_t expected_rows = 0;  // Rows each segment should run on.
@@ -207,9 +218,8 @@ TEST(EngineCoreTest, ABatchHandsEachRowOverOnceAndAHitBeforeTheLaterSegmentsRun)
   EngineOptions options = MonitorOff();
   options.mode = LookupMode::kSequential;
   options.feedback_rate = 0;
-  runtime::EngineParts parts = FakeParts(caches);
-  const auto* runner = static_cast<const testing::FakeRunner*>(parts.runner.get());
-  auto engine = std::move(*runtime::CreateEngine(std::move(parts), options));
+  const testing::FakeRunner* runner = nullptr;
+  auto engine = MakeEngineWithRunner(caches, options, &runner);
   std::vector<std::vector<float>> inputs = FakeInputs(64, 12);
   inputs[5][0] = NAN;  // A bad row is handed over too.
   const std::vector<const float*> rows = RowPointers(inputs, 0, 64);
