@@ -79,6 +79,15 @@ int main(int argc, char** argv) {
     }
     engines.push_back(std::move(*engine));
   }
+  const gati::BundleManifest& manifest = (*bundle)->manifest();
+  if (manifest.has_plan && !manifest.plan.caches.empty()) {
+    // The planner's figures for the batch size the plan was made for, to
+    // hold against the measured row of that size.
+    const gati::StoredPlan& plan = manifest.plan;
+    std::printf("plan for batches of %d: predicted %.1f us/row, base %.1f us/row (%.2fx)\n",
+                plan.batch, 1000 * plan.mean_ms, 1000 * plan.base_ms,
+                plan.base_ms / plan.mean_ms);
+  }
   std::printf("%-6s %14s %14s %10s %10s\n", "batch", "gati us/row", "base us/row", "base/gati",
               "hit share");
   for (int batch : sizes) {

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # HTTP load on `gati serve` (issue 18): wrk at each concurrency of a sweep
-# against /v2/models/demo/infer, on three servers in one run:
+# against /v2/models/demo/infer, on four servers in one run:
 #   gati         the bundle's caches, behind the dynamic batcher (default);
+#   gati-bN      a copy of the bundle re-planned for batches of N
+#                (`gati plan --batch N`), behind the same batcher;
 #   base         the base model alone (--no-cache), behind the same batcher;
 #   base-nobatch the base model alone, each request on its own.
 # Requests rotate over 500 test images (JSON bodies), so cache hits and
 # misses mix as in the trace. Every server admits 256 requests (--max-queue),
 # so that 64 connections are queued, not refused. Usage:
-#   serve_load.sh GATI_BINARY BUNDLE OUT_DIR [SECONDS] [CONCURRENCIES]
-# CONCURRENCIES: space-separated, default "1 8 32 64". Writes
+#   serve_load.sh GATI_BINARY BUNDLE OUT_DIR [SECONDS] [CONCURRENCIES] [PLAN_BATCH]
+# CONCURRENCIES: space-separated, default "1 8 32 64". PLAN_BATCH: N above,
+# default 32 (the batcher's default --max-batch-size); 0 skips gati-bN. Writes
 # OUT_DIR/serve_load.md (throughput, p50, p99 per server and concurrency;
 # gati against the batched base model, with the targets flagged) and
 # OUT_DIR/serve_load.png. wrk runs on the same machine and takes CPU from
@@ -19,6 +22,7 @@ BUNDLE="$2"
 OUT="$3"
 SECONDS_EACH="${4:-20}"
 CONCURRENCIES="${5:-1 8 32 64}"
+PLAN_BATCH="${6:-32}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 PYTHON=/usr/bin/python3
 mkdir -p "$OUT"
@@ -45,7 +49,9 @@ run_side() {
   local name="$1"
   shift
   local log="$OUT/serve_load.$name.log"
-  "$GATI" serve --model "demo=$BUNDLE" --host 127.0.0.1 --http-port 0 --grpc-port 0 \
+  local bundle="$BUNDLE"
+  if [[ "$name" == gati-b* ]]; then bundle="$OUT/batch-plan.bundle"; fi
+  "$GATI" serve --model "demo=$bundle" --host 127.0.0.1 --http-port 0 --grpc-port 0 \
     --metrics-port 0 --max-queue 256 "$@" >"$log" 2>&1 &
   local pid=$!
   local port=""
@@ -78,6 +84,13 @@ run_side() {
 
 echo "wrk: concurrency $CONCURRENCIES, ${SECONDS_EACH} s each, 500 rotating images"
 run_side gati
+if [[ "$PLAN_BATCH" != 0 ]]; then
+  rm -rf "$OUT/batch-plan.bundle"
+  cp -r "$BUNDLE" "$OUT/batch-plan.bundle"
+  "$GATI" plan "$OUT/batch-plan.bundle" --batch "$PLAN_BATCH" >"$OUT/batch-plan.txt"
+  grep -E "^made for|^predicted latency" "$OUT/batch-plan.txt"
+  run_side "gati-b$PLAN_BATCH"
+fi
 run_side base --no-cache
 run_side base-nobatch --no-cache --batching off
 "$PYTHON" "$HERE/serve_load_report.py" "$RESULTS" "$OUT/serve_load.md" "$OUT/serve_load.png"

@@ -83,7 +83,14 @@ expect "plan negative max taps" nonzero "--max-taps must be >= 0" -- "$GATI" pla
 expect "plan runs" 0 "predicted latency: mean [0-9.]+ ms" -- "$GATI" plan "$WORK/b" --memory-budget 1MB --mode sequential
 expect "plan stored" 0 "\"mode\": \"sequential\"" -- cat "$WORK/b/manifest.json"
 expect "plan infeasible is the base model" 0 "no caches: every request runs the base model \(no cache fits the memory budget" -- "$GATI" plan "$WORK/b" --memory-budget 10B
+expect "plan bad batch" nonzero "--batch.*not in range" -- "$GATI" plan "$WORK/b" --batch 0
+expect "plan batch too large" nonzero "--batch.*not in range" -- "$GATI" plan "$WORK/b" --batch 5000
+expect "plan batch without measuring" nonzero "--batch profiles the model at that batch size" -- "$GATI" plan "$WORK/b" --batch 4 --no-measure
+expect "plan batch in parallel mode" nonzero "cannot be used with --mode parallel" -- "$GATI" plan "$WORK/b" --batch 4 --mode parallel
+expect "plan for batches" 0 "made for batches of 4: every latency below is per row" -- "$GATI" plan "$WORK/b" --batch 4 --repetitions 5
+expect "plan for batches stored" 0 "\"batch\": 4" -- cat "$WORK/b/manifest.json"
 expect "plan bundle still loads" 0 "search: [0-9]+ plans replayed" -- "$GATI" plan "$WORK/b"
+expect "plan for single requests stored" 0 "\"batch\": 1" -- cat "$WORK/b/manifest.json"
 # gati trace + gati replay on the bundle just planned.
 expect "trace unknown kind" nonzero "unknown trace kind 'zipf'; known: iid, skewed, video, mixed" -- "$GATI" trace --kind zipf --n 10 --out "$WORK/t.npy"
 expect "trace needs out" nonzero "--out is required" -- "$GATI" trace --n 10

@@ -94,6 +94,8 @@ inline constexpr char kReplayFileName[] = "replay.safetensors";
 
 // A plan as stored in the manifest (see gati/plan.h for the search).
 inline constexpr int kPlanVersion = 1;
+// The largest batch size a plan may be made for.
+inline constexpr int kMaxPlanBatch = 1024;
 struct PlannedCache {
   int tap = 0;
   std::string variant;
@@ -108,6 +110,10 @@ struct StoredPlan {
   double confidence = 0.95;
   int max_taps = 0;
   double tail_budget = 0;  // 0 = none (also for plans written before it existed).
+  // The batch size it was made for (`gati plan --batch`): its segment and
+  // lookup costs were profiled at that size and its predictions are per row
+  // of such a batch. 1 (single requests) in plans written before it.
+  int batch = 1;
   std::vector<PlannedCache> caches;  // By tap; empty = the base model alone.
   // Predicted on the planning split; miss_ms is a request that misses every
   // planned cache (p99 and miss_ms are 0 in plans written before them).

@@ -214,6 +214,11 @@ class LearnedCache {
 double MedianLookupMicros(const LearnedCache& cache, int repetitions, uint64_t seed,
                           int warmup = 20);
 
+// The same for LookupBatch on `batch` such activations (time per call, not
+// per row); batch 1 times Lookup, as above. REQUIRES: batch >= 1.
+double MedianBatchLookupMicros(const LearnedCache& cache, int64_t batch, int repetitions,
+                               uint64_t seed, int warmup = 20);
+
 }  // namespace gati
 
 #endif  // GATI_CACHE_H_

@@ -12,7 +12,9 @@
 // default, times both on the bundle's replay sample when the engine starts,
 // beside the whole base model, and serves in the faster; when neither beats
 // the base model at the mean, it serves the base model alone (mode() and
-// mode_report() say which and why).
+// mode_report() say which and why). It also times batches (InferBatch) of
+// the plan's batch size, cut against the whole model, and serves batches
+// with the caches only where they win there.
 //
 // Feedback: the base model's answer for a `feedback_rate` sample of requests
 // (on a sampled hit the remaining segments keep running after the answer was
@@ -349,17 +351,25 @@ class Engine {
   // The planner's predicted mean latency (ms) in the mode the engine serves
   // in (the base model's when it serves the base model alone), and the base
   // model's latency it was predicted against (as profiled at build time);
-  // 0 without a plan.
+  // 0 without a plan. For a plan made for batches (plan_batch() > 1) both
+  // are per row of a batch of that size, not a single request's latency.
   virtual double predicted_mean_ms() const = 0;
   virtual double predicted_base_ms() const = 0;
+  // The batch size the plan was made for (`gati plan --batch`); 1 for plans
+  // made for single requests, and without a plan.
+  virtual int plan_batch() const = 0;
   // True while a learner round is running (for reports that separate
   // latency during training from latency at rest).
   virtual bool learner_busy() const = 0;
   // The mode requests run in: kParallel or kSequential (kAuto resolved at
   // Create). serving_base() is true when kAuto found the caches slower than
-  // the base model and serves the base model alone.
+  // the base model and serves single requests with the base model alone;
+  // batches_serving_base() the same for batches (InferBatch with n > 1),
+  // which kAuto times on their own (a cut model that loses at batch 1 may
+  // win in batches, and the reverse).
   virtual LookupMode mode() const = 0;
   virtual bool serving_base() const = 0;
+  virtual bool batches_serving_base() const = 0;
   // How the mode was chosen, with the times measured (one line).
   virtual const std::string& mode_report() const = 0;
 };

@@ -75,6 +75,19 @@ struct PlanningProblem {
   // Measured latency of fused segments [first, end), keyed (first, end);
   // used instead of the model above wherever present.
   std::map<std::pair<int, int>, double> measured_segment_ms;
+  // Plans for batches (`batch` > 1; every cost is per row of a batch of
+  // that size): a segment's time on a batch of b rows is modelled as
+  // fixed + b x per-row, from timings at two batch sizes. Then
+  // measured_segment_ms holds the per-row part, which a row pays when it
+  // passes the segment, and segment_shared_ms the fixed part over `batch`,
+  // which every row of the batch pays while any row still runs the segment
+  // (rows that hit leave the batch; the rest run on). The whole model
+  // [0, stages) is kept whole in measured_segment_ms. A batch plan's
+  // quantiles are those of a batch's time per row (which bounds every one
+  // of its rows' latency), over batches drawn from the planning split; the
+  // tail budget holds its p99 against the whole model on the same batch.
+  int batch = 1;
+  std::map<std::pair<int, int>, double> segment_shared_ms;
   // What a lookup on a request's path costs beyond its isolated lookup_ms
   // when the engine runs it between segments: a constant per lookup (the
   // boundary's handling beyond the measured segments) plus a cost per MB of
@@ -177,6 +190,11 @@ absl::Status CalibrateParallelCost(const Plan& plan, const PlanOptions& options,
 // scaled to the fused whole model plus one cut's overhead when the segment
 // does not start at stage 0.
 double SegmentMs(const PlanningProblem& problem, int first, int end);
+
+// A batch plan's segment_shared_ms for [first, end) (0 when absent), and a
+// row's share of the segment on a full batch: SegmentMs plus that.
+double SegmentSharedMs(const PlanningProblem& problem, int first, int end);
+double SegmentRowMs(const PlanningProblem& problem, int first, int end);
 
 // Replays the planning split under `choices` (sorted by tap).
 PlanEvaluation EvaluatePlan(const PlanningProblem& problem,

@@ -1,5 +1,10 @@
 #include "build/measured_plan.h"
 
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "build/path_timing.h"
+#include "gati/bundle.h"
 #include "gati/profile.h"
 
 namespace gati {
@@ -27,8 +32,43 @@ absl::StatusOr<Plan> PlanWithMeasuredSegments(const StagedModel& model,
                                               PlanningProblem* problem,
                                               const PlanOptions& options,
                                               int repetitions, int rounds,
-                                              double* model_only_mean_ms) {
+                                              double* model_only_mean_ms, int batch) {
   const int stages = static_cast<int>(problem->stage_ms.size());
+  // Segment (and whole-model) times per row at `batch`. For batches, the
+  // segments are timed at a quarter of the batch too: what a segment costs
+  // on b rows is fit as fixed + b x per-row, the per-row part returned and
+  // the fixed part (over the batch) kept in problem->segment_shared_ms. The
+  // whole model stays whole: its full time per row.
+  problem->batch = batch;
+  auto time_segments = [&model, batch, problem, stages](
+                           const std::vector<int>& cuts, int reps,
+                           double* whole_ms) -> absl::StatusOr<std::vector<double>> {
+    ProfileOptions profile;
+    profile.warmup = 5;
+    profile.repetitions = reps;
+    profile.batch = batch;
+    GATI_ASSIGN_OR_RETURN(std::vector<double> ms, ProfileSegments(model, cuts, profile, whole_ms));
+    if (whole_ms != nullptr) *whole_ms /= batch;
+    if (batch == 1) return ms;
+    const int small = std::max(1, batch / 4);
+    profile.batch = small;
+    GATI_ASSIGN_OR_RETURN(std::vector<double> small_ms, ProfileSegments(model, cuts, profile));
+    int first = 0;
+    for (size_t i = 0; i < ms.size(); ++i) {
+      const int end = i < cuts.size() ? cuts[i] + 1 : stages;
+      double per_row = (ms[i] - small_ms[i]) / (batch - small);
+      per_row = std::clamp(per_row, 0.0, ms[i] / batch);
+      const double fixed = ms[i] - per_row * batch;
+      if (cuts.empty()) {  // The whole model, kept whole.
+        ms[i] /= batch;
+      } else {
+        ms[i] = per_row;
+        problem->segment_shared_ms[{first, end}] = fixed / batch;
+      }
+      first = end;
+    }
+    return ms;
+  };
   Plan plan;
   std::vector<PlanChoice> with_taps;  // The last plan found that had taps.
   for (int round = 0; round < std::max(1, rounds); ++round) {
@@ -43,14 +83,11 @@ absl::StatusOr<Plan> PlanWithMeasuredSegments(const StagedModel& model,
     if (round == 0 && model_only_mean_ms != nullptr) {
       *model_only_mean_ms = plan.evaluation.mean_ms;
     }
-    ProfileOptions profile;
-    profile.warmup = 5;
-    profile.repetitions = repetitions;
     // The whole model is timed in the same repetitions, so that the speedup
     // compares runs under the same machine noise.
     double whole_ms = 0;
     GATI_ASSIGN_OR_RETURN(std::vector<double> segments,
-                          ProfileSegments(model, cuts, profile, &whole_ms));
+                          time_segments(cuts, repetitions, &whole_ms));
     for (size_t i = 0; i < ranges.size(); ++i) {
       problem->measured_segment_ms[ranges[i]] = segments[i];
     }
@@ -59,10 +96,7 @@ absl::StatusOr<Plan> PlanWithMeasuredSegments(const StagedModel& model,
     plan.evaluation = EvaluatePlan(*problem, plan.choices, options);
   }
   if (problem->measured_segment_ms.count({0, stages}) == 0) {
-    ProfileOptions profile;
-    profile.warmup = 5;
-    profile.repetitions = repetitions;
-    GATI_ASSIGN_OR_RETURN(std::vector<double> whole, ProfileSegments(model, {}, profile));
+    GATI_ASSIGN_OR_RETURN(std::vector<double> whole, time_segments({}, repetitions, nullptr));
     problem->measured_segment_ms[{0, stages}] = whole[0];
   }
   plan.base_ms = problem->measured_segment_ms[{0, stages}];
@@ -84,12 +118,9 @@ absl::StatusOr<Plan> PlanWithMeasuredSegments(const StagedModel& model,
   // decide between a plan and none.
   for (int retry = 0; retry < 2 && plan.choices.empty() && !with_taps.empty(); ++retry) {
     const auto [cuts, ranges] = CutsOf(*problem, with_taps, stages);
-    ProfileOptions profile;
-    profile.warmup = 5;
-    profile.repetitions = 2 * repetitions;
     double whole_ms = 0;
     GATI_ASSIGN_OR_RETURN(std::vector<double> segments,
-                          ProfileSegments(model, cuts, profile, &whole_ms));
+                          time_segments(cuts, 2 * repetitions, &whole_ms));
     // Weighted by repetitions: the new timing ran twice as many.
     for (size_t i = 0; i < ranges.size(); ++i) {
       double& measured = problem->measured_segment_ms[ranges[i]];
@@ -109,10 +140,9 @@ absl::StatusOr<Plan> PlanWithMeasuredSegments(const StagedModel& model,
       measured_all &= problem->measured_segment_ms.count(range) > 0;
     }
     if (!plan.choices.empty() && !measured_all) {
-      profile.repetitions = repetitions;
       double ignored = 0;
       GATI_ASSIGN_OR_RETURN(std::vector<double> timed,
-                            ProfileSegments(model, new_cuts, profile, &ignored));
+                            time_segments(new_cuts, repetitions, &ignored));
       for (size_t i = 0; i < new_ranges.size(); ++i) {
         problem->measured_segment_ms.try_emplace(new_ranges[i], timed[i]);
       }
@@ -124,6 +154,70 @@ absl::StatusOr<Plan> PlanWithMeasuredSegments(const StagedModel& model,
   // The oracle's prefixes come from the cost model; put them on the same
   // footing as the measured base model.
   plan.oracle_mean_ms *= plan.base_ms / problem->whole_ms;
+  return plan;
+}
+
+absl::StatusOr<Plan> PlanForBatch(const StagedModel& model,
+                                  const std::vector<const LearnedCache*>& caches,
+                                  const float* replay, int64_t replay_count,
+                                  PlanningProblem* problem, PlanOptions options, int batch,
+                                  int repetitions, double* model_only_mean_ms) {
+  if (batch < 2 || batch > kMaxPlanBatch) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a plan for batches needs a batch size in [2, ", kMaxPlanBatch, "], got ",
+                     batch));
+  }
+  if (caches.size() != problem->caches.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("planning for batches needs one cache per "
+                                                   "candidate: ", caches.size(), " caches, ",
+                                                   problem->caches.size(), " candidates"));
+  }
+  ProfileOptions profile;
+  profile.warmup = 5;
+  profile.repetitions = repetitions;
+  profile.batch = batch;
+  GATI_ASSIGN_OR_RETURN(ModelProfile profiled, ProfileModel(model, profile));
+  if (profiled.stages.size() != problem->stage_ms.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the model has ", profiled.stages.size(), " stages; the bundle's profile has ",
+        problem->stage_ms.size()));
+  }
+  for (size_t i = 0; i < profiled.stages.size(); ++i) {
+    problem->stage_ms[i] = profiled.stages[i].p50_ms / batch;
+  }
+  problem->whole_ms = profiled.whole_p50_ms / batch;
+  const int taps = static_cast<int>(profiled.stages.size()) - 1;
+  problem->cut_overhead_ms =
+      taps > 0 ? std::max(0.0, (profiled.staged_p50_ms - profiled.whole_p50_ms) / taps) / batch
+               : 0;
+  for (size_t i = 0; i < caches.size(); ++i) {
+    if (caches[i] == nullptr || caches[i]->weights().tap != problem->caches[i].tap) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("no cache for candidate ", i, " (tap ", problem->caches[i].tap, ")"));
+    }
+    problem->caches[i].lookup_ms =
+        MedianBatchLookupMicros(*caches[i], batch, std::max(20, repetitions), i) / 1000 / batch;
+  }
+  // Batch 1's timings no longer apply; what a boundary and a lookup add is
+  // paid once per batch.
+  problem->measured_segment_ms.clear();
+  problem->segment_shared_ms.clear();
+  problem->lookup_overhead_ms /= batch;
+  problem->lookup_ms_per_mb /= batch;
+  problem->parallel_request_ms = 0;
+  options.mode = LookupMode::kSequential;
+  GATI_ASSIGN_OR_RETURN(Plan plan, PlanWithMeasuredSegments(model, problem, options, repetitions,
+                                                            3, model_only_mean_ms, batch));
+  // The in-situ lookup costs on the plan's all-miss path at this batch size,
+  // then a plan on them; twice, since the second plan may cut elsewhere.
+  for (int round = 0; round < 2 && !plan.choices.empty() && replay_count > 0; ++round) {
+    std::vector<const LearnedCache*> planned;
+    for (const PlanChoice& choice : plan.choices) planned.push_back(caches[choice.cache]);
+    GATI_RETURN_IF_ERROR(CalibrateLookupCosts(model, plan, planned, replay, replay_count,
+                                              std::max(20, repetitions), problem, batch));
+    GATI_ASSIGN_OR_RETURN(plan, PlanWithMeasuredSegments(model, problem, options, repetitions,
+                                                         3, nullptr, batch));
+  }
   return plan;
 }
 

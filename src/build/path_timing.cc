@@ -22,26 +22,32 @@ absl::StatusOr<MissPathTiming> TimeMissPath(const StagedModel& model,
                                             const std::vector<int>& taps,
                                             const std::vector<const LearnedCache*>& caches,
                                             const float* inputs, int64_t count,
-                                            int repetitions, int warmup) {
-  if (taps.size() != caches.size() || count < 1 || repetitions < 1 || warmup < 0) {
+                                            int repetitions, int warmup, int64_t batch) {
+  if (taps.size() != caches.size() || count < 1 || repetitions < 1 || warmup < 0 ||
+      batch < 1) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "miss-path timing needs one cache per tap, inputs and repetitions (", taps.size(),
-        " taps, ", caches.size(), " caches, ", count, " inputs, ", repetitions,
-        " repetitions)"));
+        "miss-path timing needs one cache per tap, inputs, repetitions and a batch size (",
+        taps.size(), " taps, ", caches.size(), " caches, ", count, " inputs, ", repetitions,
+        " repetitions, batch ", batch, ")"));
   }
   GATI_ASSIGN_OR_RETURN(std::unique_ptr<SegmentedModel> segments, model.Segment(taps));
   GATI_ASSIGN_OR_RETURN(std::unique_ptr<SegmentedModel> whole, model.Segment({}));
-  std::vector<int64_t> shape = {1};
+  std::vector<int64_t> shape = {batch};
   int64_t input_size = 1;
   for (int64_t d : model.metadata().input_shape) {
     shape.push_back(d);
     input_size *= d;
   }
   std::vector<double> times[3];  // miss path, segments alone, whole model
+  std::vector<float> gathered(batch * input_size);
+  std::vector<LookupResult> looked_up(batch);
   try {
     for (int r = 0; r < warmup + repetitions; ++r) {
-      const float* row = inputs + (r % count) * input_size;
-      at::Tensor x = at::from_blob(const_cast<float*>(row), shape, at::kFloat).clone();
+      for (int64_t j = 0; j < batch; ++j) {
+        const float* row = inputs + ((r * batch + j) % count) * input_size;
+        std::copy(row, row + input_size, gathered.data() + j * input_size);
+      }
+      at::Tensor x = at::from_blob(gathered.data(), shape, at::kFloat).clone();
       if (model.options().device != "cpu") x = x.to(at::Device(model.options().device));
       for (int k = 0; k < 3; ++k) {
         const int side = (r + k) % 3;
@@ -52,7 +58,11 @@ absl::StatusOr<MissPathTiming> TimeMissPath(const StagedModel& model,
             GATI_ASSIGN_OR_RETURN(activation, segments->RunSegment(s, activation));
             if (side == 0 && s < static_cast<int>(caches.size())) {
               at::Tensor cpu = activation.to(at::kCPU).contiguous();
-              (void)caches[s]->Lookup(cpu.data_ptr<float>(), nullptr);
+              if (batch == 1) {
+                (void)caches[s]->Lookup(cpu.data_ptr<float>(), nullptr);
+              } else {
+                caches[s]->LookupBatch(batch, cpu.data_ptr<float>(), looked_up.data());
+              }
             }
           }
         } else {
@@ -76,21 +86,22 @@ absl::StatusOr<MissPathTiming> TimeMissPath(const StagedModel& model,
 absl::Status CalibrateLookupCosts(const StagedModel& model, const Plan& plan,
                                   const std::vector<const LearnedCache*>& caches,
                                   const float* inputs, int64_t count, int repetitions,
-                                  PlanningProblem* problem) {
+                                  PlanningProblem* problem, int64_t batch) {
   std::vector<int> taps;
   double segments_ms = 0, isolated_lookups_ms = 0, cache_mb = 0;
   int first_stage = 0;
   for (const PlanChoice& choice : plan.choices) {
     const CandidateCache& candidate = problem->caches[choice.cache];
-    segments_ms += SegmentMs(*problem, first_stage, candidate.tap + 1);
+    segments_ms += SegmentRowMs(*problem, first_stage, candidate.tap + 1);
     first_stage = candidate.tap + 1;
     isolated_lookups_ms += candidate.lookup_ms;
     cache_mb += static_cast<double>(candidate.memory_bytes) / 1e6;
     taps.push_back(candidate.tap);
   }
-  segments_ms += SegmentMs(*problem, first_stage, model.num_stages());
+  segments_ms += SegmentRowMs(*problem, first_stage, model.num_stages());
   GATI_ASSIGN_OR_RETURN(MissPathTiming timing,
-                        TimeMissPath(model, taps, caches, inputs, count, repetitions));
+                        TimeMissPath(model, taps, caches, inputs, count, repetitions,
+                                     /*warmup=*/10, batch));
   // The timing run's own whole-model time cancels the machine's drift since
   // the profile.
   const double scale = plan.base_ms / timing.whole_ms;

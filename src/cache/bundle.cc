@@ -280,6 +280,7 @@ std::string ManifestToJson(const BundleManifest& manifest) {
                    {"confidence", plan.confidence},
                    {"max_taps", plan.max_taps},
                    {"tail_budget", plan.tail_budget},
+                   {"batch", plan.batch},
                    {"caches", planned},
                    {"predicted",
                     {{"mean_ms", plan.mean_ms},
@@ -511,6 +512,12 @@ absl::StatusOr<BundleManifest> ParseManifest(const std::string& json_text,
       GATI_RETURN_IF_ERROR(reader.Get(item, "tail_budget", &plan.tail_budget, "plan."));
       if (!(plan.tail_budget == 0 || (plan.tail_budget >= 1 && plan.tail_budget <= 100))) {
         return reader.Error("plan.tail_budget", "must be 0 (off) or in [1, 100]");
+      }
+    }
+    if (item.contains("batch")) {
+      GATI_RETURN_IF_ERROR(reader.Get(item, "batch", &plan.batch, "plan."));
+      if (plan.batch < 1 || plan.batch > kMaxPlanBatch) {
+        return reader.Error("plan.batch", absl::StrCat("must be in [1, ", kMaxPlanBatch, "]"));
       }
     }
     manifest.has_plan = true;

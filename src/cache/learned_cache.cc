@@ -313,16 +313,27 @@ int64_t LearnedCache::memory_bytes() const {
 
 double MedianLookupMicros(const LearnedCache& cache, int repetitions, uint64_t seed,
                           int warmup) {
+  return MedianBatchLookupMicros(cache, 1, repetitions, seed, warmup);
+}
+
+double MedianBatchLookupMicros(const LearnedCache& cache, int64_t batch, int repetitions,
+                               uint64_t seed, int warmup) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
-  std::vector<float> activation(cache.weights().shape.size());
-  for (float& value : activation) value = uniform(rng);
+  const int64_t row = cache.weights().shape.size();
+  std::vector<float> activations(std::max<int64_t>(batch, 1) * row);
+  for (float& value : activations) value = uniform(rng);
+  std::vector<LookupResult> results(std::max<int64_t>(batch, 1));
   std::vector<double> micros;
   for (int r = 0; r < repetitions + warmup; ++r) {
     const auto start = std::chrono::steady_clock::now();
-    const LookupResult result = cache.Lookup(activation.data());
+    if (batch <= 1) {
+      results[0] = cache.Lookup(activations.data());
+    } else {
+      cache.LookupBatch(batch, activations.data(), results.data());
+    }
     const auto end = std::chrono::steady_clock::now();
-    if (result.label < 0) break;  // Keeps the call from being optimized out.
+    if (results[0].label < 0) break;  // Keeps the call from being optimized out.
     if (r >= warmup) micros.push_back(std::chrono::duration<double, std::micro>(end - start).count());
   }
   if (micros.empty()) return 0;

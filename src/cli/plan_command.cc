@@ -26,6 +26,7 @@ struct PlanFlags {
   double tail_budget = 1.05;
   bool measure = true;
   int repetitions = 30;
+  int batch = 1;
 };
 
 int Fail(const absl::Status& status) {
@@ -42,9 +43,30 @@ int RunPlan(const PlanFlags& flags) {
   auto problem = ProblemFromBundle(**bundle);
   if (!problem.ok()) return Fail(problem.status());
   auto start = std::chrono::steady_clock::now();
+  if (flags.batch > 1 && !flags.measure) {
+    return Fail(absl::InvalidArgumentError(
+        "--batch profiles the model at that batch size; it cannot be used with --no-measure"));
+  }
+  if (flags.batch > 1 && options->mode == LookupMode::kParallel) {
+    return Fail(absl::InvalidArgumentError(
+        "--batch prices lookups as a batch runs them, between its segments (sequential); "
+        "it cannot be used with --mode parallel"));
+  }
   Plan plan;
   double model_only_mean_ms = 0;
-  if (flags.measure) {
+  if (flags.batch > 1) {
+    ModelOptions model_options;
+    model_options.intra_op_threads = (*bundle)->manifest().profile_threads;
+    auto model = StagedModel::Load((*bundle)->model_path(), model_options);
+    if (!model.ok()) return Fail(model.status());
+    std::vector<const LearnedCache*> caches;
+    for (const auto& cache : (*bundle)->caches()) caches.push_back(cache.get());
+    const ReplaySample& replay = (*bundle)->replay();
+    auto batched = PlanForBatch(**model, caches, replay.inputs.data(), replay.count, &*problem,
+                                *options, flags.batch, flags.repetitions, &model_only_mean_ms);
+    if (!batched.ok()) return Fail(batched.status());
+    plan = *batched;
+  } else if (flags.measure) {
     ModelOptions model_options;
     model_options.intra_op_threads = (*bundle)->manifest().profile_threads;
     auto model = StagedModel::Load((*bundle)->model_path(), model_options);
@@ -59,7 +81,7 @@ int RunPlan(const PlanFlags& flags) {
   double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   BundleManifest manifest = (*bundle)->manifest();
-  manifest.plan = ToStoredPlan(plan, *problem, *options);
+  manifest.plan = ToStoredPlan(plan, *problem, *options, flags.batch);
   manifest.plan.model_only_mean_ms = model_only_mean_ms;
   manifest.has_plan = true;
   absl::Status written = Bundle::WriteManifest(flags.bundle, manifest);
@@ -122,6 +144,11 @@ std::function<int()> RegisterPlanCommand(CLI::App& app) {
   command->add_option("--repetitions", flags->repetitions,
                       "timed runs per segment when measuring")
       ->check(CLI::Range(1, 100000));
+  command->add_option("--batch", flags->batch,
+                      "plan for batches of this many rows (the expected batch size under "
+                      "load, behind the dynamic batcher): costs profiled at that size, per "
+                      "row; 1 = single requests")
+      ->check(CLI::Range(1, kMaxPlanBatch));
   return [flags] { return RunPlan(*flags); };
 }
 

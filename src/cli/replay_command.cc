@@ -332,7 +332,12 @@ int RunReplay(const ReplayFlags& flags) {
                 miss_us.size(), miss.mean, miss.p50, miss_base.mean, miss_base.p50,
                 miss_base.mean > 0 ? miss.mean / miss_base.mean : 0.0);
   }
-  if (gati.predicted_mean_ms() > 0) {
+  if (gati.plan_batch() > 1) {
+    std::printf("the plan was made for batches of %d (gati plan --batch): its predictions are "
+                "per row of such a batch, not compared with single requests here "
+                "(gati_bench_batch compares them)\n",
+                gati.plan_batch());
+  } else if (gati.predicted_mean_ms() > 0) {
     // Absolute times drift with the machine's load between build and replay;
     // the speedup is the comparable figure.
     const double predicted_speedup =

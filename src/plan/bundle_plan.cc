@@ -63,8 +63,9 @@ absl::StatusOr<PlanningProblem> ProblemFromManifest(const BundleManifest& manife
 }
 
 StoredPlan ToStoredPlan(const Plan& plan, const PlanningProblem& problem,
-                        const PlanOptions& options) {
+                        const PlanOptions& options, int batch) {
   StoredPlan stored;
+  stored.batch = batch;
   stored.mode = LookupModeName(options.mode);
   stored.memory_budget_bytes = options.memory_budget_bytes;
   stored.epsilon = options.epsilon;
@@ -88,7 +89,7 @@ StoredPlan ToStoredPlan(const Plan& plan, const PlanningProblem& problem,
   stored.memory_bytes = e.memory_bytes;
   stored.exit_share = e.exit_share;
   stored.note = plan.note;
-  if (!plan.choices.empty()) {
+  if (!plan.choices.empty() && batch == 1) {
     PlanOptions other = options;
     other.mode = options.mode == LookupMode::kParallel ? LookupMode::kSequential
                                                        : LookupMode::kParallel;
@@ -101,6 +102,9 @@ StoredPlan ToStoredPlan(const Plan& plan, const PlanningProblem& problem,
 
 std::string PlanReport(const BundleManifest& manifest) {
   std::string out = PlanReport(manifest.plan);
+  // The calibrations below are single requests'; a plan for batches was
+  // priced on its own (gati plan --batch).
+  if (manifest.has_plan && manifest.plan.batch > 1) return out;
   if (manifest.lookup_overhead_ms > 0 || manifest.lookup_ms_per_mb > 0) {
     char line[256];
     std::snprintf(line, sizeof(line),
@@ -138,6 +142,10 @@ std::string PlanReport(const StoredPlan& plan) {
       plan.tail_budget > 0 ? absl::StrCat(", p99 within ", plan.tail_budget, "x the base model")
                            : "",
       ")\n");
+  if (plan.batch > 1) {
+    absl::StrAppend(&out, "made for batches of ", plan.batch,
+                    ": every latency below is per row of such a batch, profiled at that size\n");
+  }
   char line[256];
   if (plan.caches.empty()) {
     absl::StrAppend(&out, "no caches: every request runs the base model (", plan.note, ")\n");

@@ -22,9 +22,11 @@ absl::StatusOr<PlanningProblem> ProblemFromManifest(const BundleManifest& manife
                                                     const PlanningRecords& records,
                                                     int thresholds_per_cache = 5);
 
-// The plan in the manifest's terms.
+// The plan in the manifest's terms; `batch`: the batch size its problem's
+// costs are per row at (a plan for batches is not priced in parallel mode,
+// which batches do not run in).
 StoredPlan ToStoredPlan(const Plan& plan, const PlanningProblem& problem,
-                        const PlanOptions& options);
+                        const PlanOptions& options, int batch = 1);
 
 // A readable report of a stored plan, one line per fact, for the CLI.
 std::string PlanReport(const StoredPlan& plan);

@@ -93,6 +93,12 @@ absl::Status ValidateProblem(const PlanningProblem& problem) {
     return absl::InvalidArgumentError(
         "parallel_request_ms must be finite and above minus the whole model's latency");
   }
+  if (problem.batch < 1) return absl::InvalidArgumentError("the batch size must be >= 1");
+  for (const auto& [range, ms] : problem.segment_shared_ms) {
+    if (!(ms >= 0) || !std::isfinite(ms)) {
+      return absl::InvalidArgumentError("shared segment costs must be finite and >= 0");
+    }
+  }
   const size_t n = problem.base_classes.size();
   if (n == 0) return absl::InvalidArgumentError("the planning split is empty");
   for (size_t c = 0; c < problem.caches.size(); ++c) {
@@ -142,6 +148,15 @@ double SegmentMs(const PlanningProblem& problem, int first, int end) {
   return sum * FusionFactor(problem) + (first > 0 ? problem.cut_overhead_ms : 0);
 }
 
+double SegmentSharedMs(const PlanningProblem& problem, int first, int end) {
+  auto found = problem.segment_shared_ms.find({first, end});
+  return found == problem.segment_shared_ms.end() ? 0 : found->second;
+}
+
+double SegmentRowMs(const PlanningProblem& problem, int first, int end) {
+  return SegmentMs(problem, first, end) + SegmentSharedMs(problem, first, end);
+}
+
 PlanEvaluator::PlanEvaluator(const PlanningProblem& problem) : problem_(problem) {
   const size_t n = problem.base_classes.size();
   words_ = (n + 63) / 64;
@@ -171,16 +186,18 @@ PlanEvaluation PlanEvaluator::Evaluate(const std::vector<PlanChoice>& choices,
   const int64_t n = static_cast<int64_t>(problem.base_classes.size());
   const size_t k = choices.size();
   // Segment j runs from the stage after choice j-1's tap to choice j's tap.
-  std::vector<double> segment(k + 1);
+  std::vector<double> segment(k + 1), shared(k + 1);
   int first = 0;
   PlanEvaluation result;
   for (size_t j = 0; j < k; ++j) {
     const CandidateCache& cache = problem.caches[choices[j].cache];
     segment[j] = SegmentMs(problem, first, cache.tap + 1);
+    shared[j] = SegmentSharedMs(problem, first, cache.tap + 1);
     first = cache.tap + 1;
     result.memory_bytes += cache.memory_bytes;
   }
   segment[k] = SegmentMs(problem, first, stages);
+  shared[k] = SegmentSharedMs(problem, first, stages);
   if (segment_ms != nullptr && segment_ms->size() == k + 1) segment = *segment_ms;
   // Every sample that leaves at choice j has the same latency: the segments
   // up to it, the lookups it passed, its own lookup.
@@ -211,9 +228,21 @@ PlanEvaluation PlanEvaluator::Evaluate(const std::vector<PlanChoice>& choices,
   if (options.mode == LookupMode::kParallel) {
     for (double& ms : exit_ms) ms += problem.parallel_request_ms;
   }
-  result.exit_ms = exit_ms;
   exits[k] = n;
   for (size_t j = 0; j < k; ++j) exits[k] -= exits[j];
+  // A batch's fixed segment costs, shared by all its rows: segment j runs
+  // unless every row of the batch left before it.
+  double shared_ms = 0;
+  int64_t reaching = n;
+  for (size_t j = 0; j <= k; ++j) {
+    if (shared[j] > 0 && n > 0) {
+      const double gone = 1 - static_cast<double>(reaching) / n;
+      shared_ms += shared[j] * (1 - std::pow(gone, std::max(1, problem.batch)));
+    }
+    if (j < k) reaching -= exits[j];
+  }
+  for (double& ms : exit_ms) ms += shared_ms;
+  result.exit_ms = exit_ms;
 
   double total = 0;
   std::vector<std::pair<double, int64_t>> groups;
@@ -233,9 +262,26 @@ PlanEvaluation PlanEvaluator::Evaluate(const std::vector<PlanChoice>& choices,
     }
     return groups.back().first;
   };
-  result.p50_ms = quantile(0.5);
-  result.p95_ms = quantile(0.95);
-  result.p99_ms = quantile(0.99);
+  if (problem.batch > 1) {
+    // A batch answers its last row when its last segment ends: every row's
+    // latency is bounded by the batch's time, which is a mean over its rows
+    // of their path costs. Over batches drawn from the split, that mean's
+    // quantiles (normal by the central limit theorem over the batch) are
+    // the batch's, and the tail budget bounds its p99 against the whole
+    // model's time on the same batch.
+    double var = 0;
+    for (size_t j = 0; j <= k; ++j) {
+      var += exits[j] * (exit_ms[j] - result.mean_ms) * (exit_ms[j] - result.mean_ms);
+    }
+    const double sd = std::sqrt(var / n / problem.batch);
+    result.p50_ms = result.mean_ms;
+    result.p95_ms = result.mean_ms + 1.645 * sd;
+    result.p99_ms = result.mean_ms + 2.326 * sd;
+  } else {
+    result.p50_ms = quantile(0.5);
+    result.p95_ms = quantile(0.95);
+    result.p99_ms = quantile(0.99);
+  }
   result.miss_ms = exit_ms[k];
   result.disagreement = static_cast<double>(result.false_answers) / n;
   result.disagreement_bound = Bound(result.false_answers, options.confidence);
@@ -245,7 +291,7 @@ PlanEvaluation PlanEvaluator::Evaluate(const std::vector<PlanChoice>& choices,
   // noise must not make it look useful.
   bool every_cache_answers = true;
   for (size_t j = 0; j < k; ++j) every_cache_answers &= exits[j] > 0;
-  const double base_ms = SegmentMs(problem, 0, stages);
+  const double base_ms = SegmentRowMs(problem, 0, stages);
   const bool tail_holds =
       k == 0 || options.tail_budget <= 0 || result.p99_ms <= options.tail_budget * base_ms;
   result.feasible = every_cache_answers && tail_holds &&

@@ -162,15 +162,21 @@ class EngineImpl final : public Engine {
     return parts_.predicted_mean_ms;
   }
   double predicted_base_ms() const override { return parts_.predicted_base_ms; }
+  int plan_batch() const override { return parts_.plan_batch; }
   bool learner_busy() const override { return learner_ && learner_->busy(); }
   LookupMode mode() const override { return mode_; }
   bool serving_base() const override { return serve_base_; }
+  bool batches_serving_base() const override { return batch_base_; }
   const std::string& mode_report() const override { return mode_report_; }
 
   // Resolves the configured mode (kAuto: times the candidates on the probe
   // inputs), after WarmUpSegments. REQUIRES: called once, before the engine
   // serves.
   void ChooseMode();
+  // kAuto, after the single-request timing on `probes` probe inputs: times
+  // batches cut against the whole model and sets batch_base_; returns the
+  // report's clause.
+  std::string ChooseBatchPath(int64_t probes);
   // Runs every segment and the whole model on a probe input a few times.
   void WarmUpSegments();
 
@@ -206,10 +212,12 @@ class EngineImpl final : public Engine {
   // answered and leave it.
   // `hand_over` (when set) gets the index of each row a cache answered,
   // at once.
+  // `sample_feedback` false: no row is sampled (kAuto's timing).
   absl::Status RunBatchCut(std::shared_ptr<const CacheSet> caches, const float* const* rows,
                            const std::vector<int64_t>& todo, bool want_scores,
                            std::vector<absl::StatusOr<InferResult>>& results,
-                           const std::function<void(int64_t)>& hand_over);
+                           const std::function<void(int64_t)>& hand_over,
+                           bool sample_feedback = true);
   // `rows[todo[...]]` copied into one batch input.
   absl::StatusOr<Activation> GatherInput(const float* const* rows,
                                          const std::vector<int64_t>& todo) const;
@@ -320,6 +328,9 @@ class EngineImpl final : public Engine {
   // Set by ChooseMode before serving; read-only afterwards.
   LookupMode mode_ = LookupMode::kSequential;
   bool serve_base_ = false;
+  // Batches (n > 1) with the whole model alone; kAuto decides it apart from
+  // serve_base_, otherwise the two agree.
+  bool batch_base_ = false;
   std::string mode_report_;
   std::atomic<uint64_t> feedback_draws_{0};
   int num_classes_ = 0;
@@ -850,7 +861,7 @@ std::vector<absl::StatusOr<InferResult>> EngineImpl::InferBatch(
     todo.push_back(i);
   }
   if (todo.empty()) return results;
-  std::shared_ptr<const CacheSet> caches = serve_base_ ? nullptr : Current();
+  std::shared_ptr<const CacheSet> caches = batch_base_ ? nullptr : Current();
   std::function<void(int64_t)> hand_over;
   if (answered) {
     // Everything that reads the row's input happens before it is handed
@@ -868,7 +879,7 @@ std::vector<absl::StatusOr<InferResult>> EngineImpl::InferBatch(
     };
   }
   const absl::Status ran =
-      serve_base_ || caches->every_off || cooled || num_slots() == 0
+      batch_base_ || caches->every_off || cooled || num_slots() == 0
           ? RunBatchWhole(caches, rows, todo, want_scores, cooled, results)
           : RunBatchCut(std::move(caches), rows, todo, want_scores, results, hand_over);
   const double total_us = NowUs() - start;
@@ -887,7 +898,7 @@ std::vector<absl::StatusOr<InferResult>> EngineImpl::InferBatch(
                                       count * sizeof(float)),
                      *results[i]);
     }
-    if (!serve_base_ && !cooled) RecordExit(*results[i]);
+    if (!batch_base_ && !cooled) RecordExit(*results[i]);
   }
   if (answered) {
     for (int64_t i = 0; i < n; ++i) {
@@ -941,7 +952,8 @@ absl::Status EngineImpl::RunBatchCut(std::shared_ptr<const CacheSet> caches,
                                      const float* const* rows,
                                      const std::vector<int64_t>& todo, bool want_scores,
                                      std::vector<absl::StatusOr<InferResult>>& results,
-                                     const std::function<void(int64_t)>& hand_over) {
+                                     const std::function<void(int64_t)>& hand_over,
+                                     bool sample_feedback) {
   const int slots = num_slots();
   auto failed = [](const absl::Status& status) {
     return absl::InternalError(absl::StrCat("model failed: ", status.message()));
@@ -960,7 +972,7 @@ absl::Status EngineImpl::RunBatchCut(std::shared_ptr<const CacheSet> caches,
   std::vector<int> hit_slot(alive.size(), -1);
   std::vector<int> hit_label(alive.size(), -1);
   for (Request*& request : sampled) {
-    const double feedback = SampleFeedback();
+    const double feedback = sample_feedback ? SampleFeedback() : 0;
     if (feedback <= 0) continue;
     request = Acquire(caches);
     request->feedback = true;
@@ -1680,7 +1692,7 @@ void EngineImpl::ChooseMode() {
   if (num_slots() == 0) {
     // The whole model, as InferBase runs it: nothing to look up, nothing
     // to cut.
-    serve_base_ = true;
+    serve_base_ = batch_base_ = true;
     mode_report_ = "auto: the base model alone (the plan has no taps)";
     return;
   }
@@ -1754,8 +1766,61 @@ void EngineImpl::ChooseMode() {
                   static_cast<long long>(probes), sequential_ms, parallel_ms, base_ms);
   }
   mode_report_ = line;
+  batch_base_ = serve_base_;
+  mode_report_ += ChooseBatchPath(parts_.probe_count);
   parts_.probe_inputs.clear();
   parts_.probe_inputs.shrink_to_fit();
+}
+
+std::string EngineImpl::ChooseBatchPath(int64_t probes) {
+  // Batches of the plan's batch size (16 for a plan made for single
+  // requests), as many as the probe inputs fill, each run cut and whole in
+  // an order that alternates per batch; two passes after a warm-up one.
+  constexpr int64_t kDefaultProbeBatch = 16;
+  const int64_t batch = std::min<int64_t>(
+      probes, parts_.plan_batch > 1 ? parts_.plan_batch : kDefaultProbeBatch);
+  if (batch < 2) return "; batches as single requests (too few probe inputs to time batches)";
+  std::vector<const float*> rows(probes);
+  for (int64_t i = 0; i < probes; ++i) rows[i] = parts_.probe_inputs.data() + i * input_size_;
+  std::vector<absl::StatusOr<InferResult>> results(probes);
+  std::vector<int64_t> todo(batch);
+  double total_us[2] = {0, 0};
+  int64_t timed_rows = 0;
+  int64_t block = 0;
+  for (int pass = 0; pass < 3; ++pass) {
+    for (int64_t first = 0; first + batch <= probes; first += batch, ++block) {
+      for (int64_t j = 0; j < batch; ++j) todo[j] = first + j;
+      for (int k = 0; k < 2; ++k) {
+        const int candidate = static_cast<int>((block + k) % 2);  // 0 cut, 1 whole.
+        const double start = NowUs();
+        const absl::Status ran =
+            candidate == 0
+                ? RunBatchCut(Current(), rows.data(), todo, false, results, nullptr,
+                              /*sample_feedback=*/false)
+                : RunBatchWhole(nullptr, rows.data(), todo, false, false, results);
+        const double us = NowUs() - start;
+        if (!ran.ok()) {
+          ResetCounters();
+          return absl::StrCat("; batches as single requests (timing batches failed: ",
+                              ran.message(), ")");
+        }
+        if (pass > 0) total_us[candidate] += us;
+      }
+      if (pass > 0) timed_rows += batch;
+    }
+  }
+  ResetCounters();
+  const double cut_ms = total_us[0] / timed_rows / 1000;
+  const double whole_ms = total_us[1] / timed_rows / 1000;
+  constexpr double kCacheMargin = 0.97;  // As for single requests.
+  batch_base_ = !(cut_ms < kCacheMargin * whole_ms);
+  char line[240];
+  std::snprintf(line, sizeof(line),
+                "; batches of %lld: %s (%.3f ms per row cut, %.3f ms per row for the base "
+                "model)",
+                static_cast<long long>(batch),
+                batch_base_ ? "the base model alone" : "the caches", cut_ms, whole_ms);
+  return line;
 }
 
 void EngineImpl::Install(

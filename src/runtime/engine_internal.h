@@ -35,6 +35,9 @@ struct EngineParts {
   // on: the bundle's replay sample. May be empty.
   std::vector<float> probe_inputs;
   int64_t probe_count = 0;
+  // The batch size the plan was made for (its predictions are per row at
+  // that size); kAuto times batches of this size (16 when it is 1).
+  int plan_batch = 1;
   // Time for the engine and its learner (request timings, mode kAuto's
   // measurements, the learner's trigger and sleeps); tests inject fake time.
   // Not owned; must outlive the engine.

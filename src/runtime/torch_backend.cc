@@ -233,6 +233,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& bundle
   if (options.use_caches && manifest.has_plan) {
     parts.predicted_mean_ms = manifest.plan.mean_ms;
     parts.predicted_base_ms = manifest.plan.base_ms;
+    parts.plan_batch = manifest.plan.batch;
     parts.predicted_mode = manifest.plan.mode == "parallel" ? LookupMode::kParallel
                                                             : LookupMode::kSequential;
     parts.predicted_other_mode_ms = manifest.plan.other_mode_mean_ms;
@@ -289,8 +290,13 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& bundle
                                                       std::move(whole));
   if (options.mode == LookupMode::kAuto && !parts.taps.empty()) {
     // Mode kAuto times the modes on the first replay-sample inputs.
+    // A plan made for batches: enough for two of them, to time batches on.
     const ReplaySample& sample = bundle->replay();
-    const int64_t probes = std::min<int64_t>(sample.count, options.auto_probe_requests);
+    const int64_t wanted =
+        options.auto_probe_requests > 0
+            ? std::max<int64_t>(options.auto_probe_requests, 2 * int64_t{parts.plan_batch})
+            : 0;
+    const int64_t probes = std::min<int64_t>(sample.count, wanted);
     if (probes > 0) {
       const int64_t per_input = static_cast<int64_t>(sample.inputs.size()) / sample.count;
       parts.probe_inputs.assign(sample.inputs.begin(),

@@ -249,6 +249,7 @@ TEST_F(BundleTest, PlanningRecordsAndPlanRoundTrip) {
   manifest_.plan.caches = {{1, "pool4:mlp256", 0.731f}};
   manifest_.plan.exit_share = {0.25, 0.75};
   manifest_.plan.mean_ms = 1.5;
+  manifest_.plan.batch = 32;
   ASSERT_TRUE(Write(out, &records).ok());
   auto bundle = Bundle::Load(out);
   ASSERT_TRUE(bundle.ok()) << bundle.status();
@@ -268,6 +269,7 @@ TEST_F(BundleTest, PlanningRecordsAndPlanRoundTrip) {
   ASSERT_EQ(plan.caches.size(), 1u);
   EXPECT_EQ(plan.caches[0].threshold, 0.731f);
   EXPECT_EQ(plan.exit_share, (std::vector<double>{0.25, 0.75}));
+  EXPECT_EQ(plan.batch, 32);
 
   // A new plan replaces only the manifest.
   BundleManifest manifest = (*bundle)->manifest();
@@ -284,6 +286,21 @@ TEST_F(BundleTest, PlanningRecordsAndPlanRoundTrip) {
   EXPECT_ERROR(ParseManifest(ManifestToJson(manifest), "m.json").status(),
                absl::StatusCode::kInvalidArgument, "names no cache of the bundle");
   manifest.plan.caches.clear();
+  // A plan's batch size outside [1, kMaxPlanBatch]; a plan without one
+  // (written before it existed) was made for single requests.
+  for (int batch : {0, -3, kMaxPlanBatch + 1}) {
+    manifest.plan.batch = batch;
+    EXPECT_ERROR(ParseManifest(ManifestToJson(manifest), "m.json").status(),
+                 absl::StatusCode::kInvalidArgument, "plan.batch");
+  }
+  manifest.plan.batch = 8;
+  std::string without_batch = ManifestToJson(manifest);
+  const size_t at = without_batch.find("\"batch\": 8,");
+  ASSERT_NE(at, std::string::npos) << without_batch;
+  without_batch.erase(at, std::string("\"batch\": 8,").size());
+  auto old_plan = ParseManifest(without_batch, "m.json");
+  ASSERT_TRUE(old_plan.ok()) << old_plan.status();
+  EXPECT_EQ(old_plan->plan.batch, 1);
   manifest.plan.version = 9;
   EXPECT_ERROR(ParseManifest(ManifestToJson(manifest), "m.json").status(),
                absl::StatusCode::kInvalidArgument, "field 'plan.version' is 9");

@@ -200,6 +200,58 @@ TEST(PlannerTest, ReplayFollowsTheCostModel) {
   EXPECT_DOUBLE_EQ(OracleMeanMs(problem), 2.0);
 }
 
+TEST(PlannerTest, ABatchPlanSharesFixedCostsAndBoundsTheBatchsTime) {
+  // A plan for batches of 4: per-row segment costs a row pays when it
+  // passes a segment, fixed costs every row of the batch shares while any
+  // row runs the segment. Four samples; two hit at tap 0.
+  PlanningProblem problem;
+  problem.stage_ms = {1.0, 3.0};
+  problem.whole_ms = 3.2;
+  problem.batch = 4;
+  problem.measured_segment_ms = {{{0, 1}, 0.5}, {{1, 2}, 2.0}, {{0, 2}, 3.2}};
+  problem.segment_shared_ms = {{{0, 1}, 0.3}, {{1, 2}, 0.5}};
+  problem.base_classes = {4, 5, 6, 7};
+  problem.caches = {TapZeroCache("v", 0.1, 100, {0.9f, 0.9f, 0.1f, 0.1f}, {4, 5, 6, 7})};
+  ASSERT_TRUE(ValidateProblem(problem).ok());
+  EXPECT_DOUBLE_EQ(SegmentRowMs(problem, 0, 1), 0.8);
+  EXPECT_DOUBLE_EQ(SegmentRowMs(problem, 0, 2), 3.2);  // The whole model, whole.
+  PlanOptions options;
+  options.epsilon = 0.99;
+  options.tail_budget = 0;
+  PlanEvaluation e = EvaluatePlan(problem, {{0, 0}}, options);
+  // Segment 0 always runs (0.3); segment 1 unless all 4 rows hit, which
+  // with half of them hitting is 1/16 of batches: 0.5 x 15/16.
+  const double shared = 0.3 + 0.5 * (1 - std::pow(0.5, 4));
+  EXPECT_DOUBLE_EQ(e.exit_ms[0], 0.5 + 0.1 + shared);
+  EXPECT_DOUBLE_EQ(e.exit_ms[1], 0.5 + 0.1 + 2.0 + shared);
+  EXPECT_DOUBLE_EQ(e.mean_ms, 1.6 + shared);
+  EXPECT_DOUBLE_EQ(e.miss_ms, 2.6 + shared);
+  // The quantiles are a batch's: its mean over 4 rows whose path costs
+  // have a standard deviation of 1 ms, so 0.5 ms for the batch.
+  EXPECT_DOUBLE_EQ(e.p50_ms, e.mean_ms);
+  EXPECT_NEAR(e.p95_ms, e.mean_ms + 1.645 * 0.5, 1e-12);
+  EXPECT_NEAR(e.p99_ms, e.mean_ms + 2.326 * 0.5, 1e-12);
+  // The tail budget holds that p99 (3.53 ms) against the whole model (3.2).
+  options.tail_budget = 1.05;
+  EXPECT_FALSE(EvaluatePlan(problem, {{0, 0}}, options).feasible);
+  options.tail_budget = 1.15;
+  EXPECT_TRUE(EvaluatePlan(problem, {{0, 0}}, options).feasible);
+  // The same problem for single requests: no shared costs, per-sample tail.
+  problem.batch = 1;
+  problem.segment_shared_ms.clear();
+  options.tail_budget = 0;
+  PlanEvaluation single = EvaluatePlan(problem, {{0, 0}}, options);
+  EXPECT_DOUBLE_EQ(single.mean_ms, 1.6);
+  EXPECT_DOUBLE_EQ(single.p99_ms, 2.6);
+  // Bad batch figures are refused.
+  problem.batch = 0;
+  EXPECT_ERROR(ValidateProblem(problem), absl::StatusCode::kInvalidArgument, "batch size");
+  problem.batch = 4;
+  problem.segment_shared_ms = {{{0, 1}, -0.1}};
+  EXPECT_ERROR(ValidateProblem(problem), absl::StatusCode::kInvalidArgument,
+               "shared segment costs");
+}
+
 TEST(PlannerTest, TailBudgetTradesMeanForTheTail) {
   // Over random instances: with a tail budget every plan's predicted p99
   // stays within it, and dropping the budget never makes the mean worse.

@@ -967,6 +967,94 @@ TEST(EngineCoreTest, AutoModeServesTheBaseModelWhenTheCachesAreSlower) {
   EXPECT_EQ(stats.taps[0].lookups, 0);
 }
 
+// Share of `inputs` that `weights` answers (a cache alone at its tap).
+double HitShare(const CacheWeights& weights, const std::vector<std::vector<float>>& inputs) {
+  std::shared_ptr<const LearnedCache> cache = testing::MakeCache(weights);
+  int hits = 0;
+  for (const auto& input : inputs) hits += cache->Lookup(input.data()).score >= weights.threshold;
+  return static_cast<double>(hits) / inputs.size();
+}
+
+TEST(EngineCoreTest, AutoModeTimesBatchesApartFromSingleRequests) {
+  // Tap 0 answers part of the inputs; taps 1-3 never answer.
+  const CacheWeights some = FakeCacheWeights(0, 0, 0.6f);
+  const double share = HitShare(some, FakeInputs(400, 40));
+  ASSERT_GT(share, 0.2);
+  ASSERT_LT(share, 0.75);
+  const std::vector<CacheWeights> caches = {some, FakeCacheWeights(1, 0, kNeverHit),
+                                            FakeCacheWeights(2, 0, kNeverHit),
+                                            FakeCacheWeights(3, 0, kNeverHit)};
+  {
+    // 20 us per segment run, 100 us per run of the whole model, whatever
+    // the rows: a single request that hits at tap 0 costs 20 us, one that
+    // misses 100 us, so the caches win; a batch runs every segment as long
+    // as one row misses (100 us), so batches go to the whole model.
+    FakeClock clock;
+    auto engine = runtime::CreateEngine(TimedFakeParts(caches, &clock, 20, 100, 48), {});
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    const std::string& report = (*engine)->mode_report();
+    EXPECT_FALSE((*engine)->serving_base()) << report;
+    EXPECT_TRUE((*engine)->batches_serving_base()) << report;
+    EXPECT_NE(report.find("batches of 16: the base model alone"), std::string::npos) << report;
+    const std::vector<std::vector<float>> inputs = FakeInputs(40, 41);
+    const std::vector<const float*> rows = RowPointers(inputs, 0, inputs.size());
+    auto results = (*engine)->InferBatch(rows.data(), static_cast<int64_t>(rows.size()),
+                                         kFakeClasses, {});
+    for (size_t j = 0; j < results.size(); ++j) {
+      ASSERT_TRUE(results[j].ok()) << results[j].status();
+      EXPECT_FALSE(results[j]->cache_hit) << "row " << j;
+      EXPECT_EQ(results[j]->label, FakeBaseClass(inputs[j]));
+    }
+    int hits = 0;
+    for (const auto& input : inputs) hits += MustInfer(**engine, input).cache_hit;
+    EXPECT_GT(hits, 0);  // Single requests still use the caches.
+  }
+  {
+    // One tap. A run costs a fixed part and a part per row: segments 40 us
+    // + 10 us a row, the whole model 20 us + 40 us a row. Alone, a request
+    // pays 50 us at tap 0 and 100 us on a miss against 60 us: the whole
+    // model wins. In batches of 16 the fixed parts are shared and the
+    // cut rows that hit leave: about 25 us a row against 41 us.
+    FakeClock clock;
+    auto engine = runtime::CreateEngine(
+        TimedFakeParts({some}, &clock, 40, 20, 48, /*segment_row_us=*/10,
+                       /*whole_row_us=*/40),
+        {});
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    const std::string& report = (*engine)->mode_report();
+    EXPECT_TRUE((*engine)->serving_base()) << report;
+    EXPECT_FALSE((*engine)->batches_serving_base()) << report;
+    EXPECT_NE(report.find("batches of 16: the caches"), std::string::npos) << report;
+    const std::vector<std::vector<float>> inputs = FakeInputs(40, 42);
+    const std::vector<const float*> rows = RowPointers(inputs, 0, inputs.size());
+    auto results = (*engine)->InferBatch(rows.data(), static_cast<int64_t>(rows.size()),
+                                         kFakeClasses, {});
+    int hits = 0;
+    for (const auto& result : results) {
+      ASSERT_TRUE(result.ok()) << result.status();
+      hits += result->cache_hit;
+    }
+    EXPECT_GT(hits, 0);  // Batches use the caches ...
+    for (const auto& input : inputs) {
+      EXPECT_FALSE(MustInfer(**engine, input).cache_hit);  // ... single requests do not.
+    }
+    // The probe's runs are not counted.
+    EXPECT_EQ((*engine)->Stats().requests, 80);
+  }
+}
+
+TEST(EngineCoreTest, AutoModeTimesBatchesOfThePlansBatchSize) {
+  FakeClock clock;
+  runtime::EngineParts parts =
+      TimedFakeParts({FakeCacheWeights(0, 0, 0.6f)}, &clock, 40, 20, 64, 10, 40);
+  parts.plan_batch = 32;
+  auto engine = runtime::CreateEngine(std::move(parts), {});
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  EXPECT_EQ((*engine)->plan_batch(), 32);
+  EXPECT_NE((*engine)->mode_report().find("batches of 32: the caches"), std::string::npos)
+      << (*engine)->mode_report();
+}
+
 TEST(EngineCoreTest, AutoModeNeedsAClearWinToServeTheCaches) {
   // The cut model (2 x 490 us) beats the whole one (1 ms) by 2%: within the
   // probe's noise, so the better tail (the base model) wins.

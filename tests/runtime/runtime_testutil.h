@@ -41,12 +41,19 @@ class FakeClock final : public runtime::Env {
 
 // Segments copy their input; the last one's output is taken as logits.
 // With a clock, each segment run advances it by `segment_us` and each run of
-// the whole model by `whole_us`: a model whose cut costs what the test says.
+// the whole model by `whole_us`, plus `segment_row_us` / `whole_row_us` per
+// row of its input: a model whose cut costs what the test says, at any
+// batch size.
 class FakeRunner final : public runtime::SegmentRunner {
  public:
   explicit FakeRunner(int segments, FakeClock* clock = nullptr, double segment_us = 0,
-                      double whole_us = 0)
-      : segments_(segments), clock_(clock), segment_us_(segment_us), whole_us_(whole_us) {}
+                      double whole_us = 0, double segment_row_us = 0, double whole_row_us = 0)
+      : segments_(segments),
+        clock_(clock),
+        segment_us_(segment_us),
+        whole_us_(whole_us),
+        segment_row_us_(segment_row_us),
+        whole_row_us_(whole_row_us) {}
   int num_segments() const override { return segments_; }
   absl::StatusOr<runtime::Activation> MakeInput(const float* data,
                                                 int64_t batch) const override {
@@ -57,7 +64,7 @@ class FakeRunner final : public runtime::SegmentRunner {
     if (segment < 0 || segment >= segments_) {
       return absl::InvalidArgumentError("no such segment");
     }
-    if (clock_ != nullptr) clock_->Advance(segment_us_);
+    if (clock_ != nullptr) clock_->Advance(segment_us_ + segment_row_us_ * input.batch);
     rows_run_.fetch_add(input.batch);
     return Wrap(std::vector<float>(input.data, input.data + input.batch * input.row_size),
                 input.batch);
@@ -74,7 +81,7 @@ class FakeRunner final : public runtime::SegmentRunner {
   }
   absl::StatusOr<runtime::Activation> RunWhole(
       const runtime::Activation& input) const override {
-    if (clock_ != nullptr) clock_->Advance(whole_us_);
+    if (clock_ != nullptr) clock_->Advance(whole_us_ + whole_row_us_ * input.batch);
     return Wrap(std::vector<float>(input.data, input.data + input.batch * input.row_size),
                 input.batch);
   }
@@ -100,6 +107,8 @@ class FakeRunner final : public runtime::SegmentRunner {
   FakeClock* clock_;
   double segment_us_;
   double whole_us_;
+  double segment_row_us_;
+  double whole_row_us_;
 };
 
 // A gap:linear cache on a [K, 1, 1] activation. Its predictor answers
@@ -174,14 +183,17 @@ inline runtime::EngineParts FakeParts(const std::vector<CacheWeights>& caches) {
   return parts;
 }
 
-// FakeParts on fake time: segments and the whole model cost what is given,
-// and `probes` random inputs are the replay sample that mode kAuto times.
+// FakeParts on fake time: segments and the whole model cost what is given
+// (per run, plus per row), and `probes` random inputs are the replay sample
+// that mode kAuto times.
 inline runtime::EngineParts TimedFakeParts(const std::vector<CacheWeights>& caches,
                                            FakeClock* clock, double segment_us,
-                                           double whole_us, int probes) {
+                                           double whole_us, int probes,
+                                           double segment_row_us = 0, double whole_row_us = 0) {
   runtime::EngineParts parts = FakeParts(caches);
   parts.runner = std::make_unique<FakeRunner>(static_cast<int>(caches.size()) + 1, clock,
-                                              segment_us, whole_us);
+                                              segment_us, whole_us, segment_row_us,
+                                              whole_row_us);
   parts.env = clock;
   std::mt19937 rng(17);
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);

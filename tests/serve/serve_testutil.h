@@ -70,9 +70,11 @@ class FakeEngine : public Engine {
   const std::vector<int>& planned_taps() const override { return taps_; }
   double predicted_mean_ms() const override { return 1; }
   double predicted_base_ms() const override { return 2; }
+  int plan_batch() const override { return 1; }
   bool learner_busy() const override { return false; }
   LookupMode mode() const override { return LookupMode::kSequential; }
   bool serving_base() const override { return false; }
+  bool batches_serving_base() const override { return false; }
   const std::string& mode_report() const override { return mode_report_; }
 
   void Hold() {
