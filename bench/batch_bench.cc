@@ -84,8 +84,10 @@ int main(int argc, char** argv) {
     // The planner's figures for the batch size the plan was made for, to
     // hold against the measured row of that size.
     const gati::StoredPlan& plan = manifest.plan;
-    std::printf("plan for batches of %d: predicted %.1f us/row, base %.1f us/row (%.2fx)\n",
-                plan.batch, 1000 * plan.mean_ms, 1000 * plan.base_ms,
+    const std::string made_for =
+        plan.batch > 1 ? "batches of " + std::to_string(plan.batch) : "single requests";
+    std::printf("plan for %s: predicted %.1f us/row, base %.1f us/row (%.2fx)\n",
+                made_for.c_str(), 1000 * plan.mean_ms, 1000 * plan.base_ms,
                 plan.base_ms / plan.mean_ms);
   }
   std::printf("%-6s %14s %14s %10s %10s\n", "batch", "gati us/row", "base us/row", "base/gati",

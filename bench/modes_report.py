@@ -61,13 +61,17 @@ def main():
                 flags.append("p99 > 1.05x base")
         flagged += bool(flags)
         r = runs[0]
+        # A plan made for batches predicts per row of a batch, not these
+        # single requests.
+        batch_plan = r.get("plan_batch", 1) > 1
         predicted = (r["predicted_base_ms"] / r["predicted_mean_ms"]
                      if r["predicted_mean_ms"] > 0 else 1.0)
+        predicted_text = "batch plan" if batch_plan else f"{predicted:.2f}x"
         agreement = statistics.median(x["agreement"] for x in runs)
         lines.append(
             f"| {model} | {trace} | {config} | {ran_as} | {median['mean_ms']:.2f}x | "
             f"{median['p50_ms']:.2f}x | {median['p95_ms']:.2f}x | {median['p99_ms']:.2f}x | "
-            f"{predicted:.2f}x | {agreement:.4f} | {', '.join(flags) or '-'} |")
+            f"{predicted_text} | {agreement:.4f} | {', '.join(flags) or '-'} |")
     first = next(iter(groups.values()))[0]
     lines += ["", f"Medians over {repeats} runs of {first['requests']} requests per "
               f"configuration; speedup = base / gati per statistic; noise floor (no-cache "

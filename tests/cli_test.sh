@@ -73,6 +73,10 @@ expect "build prints a plan" 0 "oracle bound: mean" -- "$GATI" build --model "$T
 expect "build bad memory budget" nonzero "--memory-budget: 'lots' is not a size" -- "$GATI" build --model "$TINY" --out "$WORK/c" "${QUICK[@]}" --memory-budget lots
 expect "build without plan" 0 "^absent$" -- bash -c "'$GATI' build --model '$TINY' --out '$WORK/np' ${QUICK[*]} --no-plan >/dev/null 2>&1; grep -q '\"plan\"' '$WORK/np/manifest.json' && echo present || echo absent"
 
+expect "build plan batch without plan" nonzero "--plan-batch plans; it cannot be used with --no-plan" -- "$GATI" build --model "$TINY" --out "$WORK/nb" "${QUICK[@]}" --no-plan --plan-batch 8
+expect "build plan batch out of range" nonzero "--plan-batch.*not in range" -- "$GATI" build --model "$TINY" --out "$WORK/nb" "${QUICK[@]}" --plan-batch 0
+expect "build plans for batches" 0 "made for batches of 4: every latency below is per row" -- "$GATI" build --model "$TINY" --out "$WORK/bb" "${QUICK[@]}" --seed 3 --plan-batch 4
+expect "build plan for batches stored" 0 "\"batch\": 4" -- cat "$WORK/bb/manifest.json"
 # gati plan: re-plan the bundle just built.
 expect "plan without bundle" nonzero "BUNDLE is required" -- "$GATI" plan
 expect "plan missing bundle" nonzero "manifest.json: cannot open" -- "$GATI" plan "$WORK/absent"

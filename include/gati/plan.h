@@ -82,10 +82,14 @@ struct PlanningProblem {
   // passes the segment, and segment_shared_ms the fixed part over `batch`,
   // which every row of the batch pays while any row still runs the segment
   // (rows that hit leave the batch; the rest run on). The whole model
-  // [0, stages) is kept whole in measured_segment_ms. A batch plan's
-  // quantiles are those of a batch's time per row (which bounds every one
-  // of its rows' latency), over batches drawn from the planning split; the
-  // tail budget holds its p99 against the whole model on the same batch.
+  // [0, stages) is kept whole in measured_segment_ms. A lookup's in-situ
+  // costs beyond its own time (lookup_overhead_ms, lookup_ms_per_mb) are
+  // shared the same way. A batch plan's quantiles are those of a batch's
+  // time divided by `batch` (a row's latency is at most the batch's time),
+  // over batches drawn from the planning split, normal by the central
+  // limit theorem; the tail budget holds its p99 against the whole model's
+  // time per row on the same batch. Its miss_ms is a batch in which no row
+  // hits, per row.
   int batch = 1;
   std::map<std::pair<int, int>, double> segment_shared_ms;
   // What a lookup on a request's path costs beyond its isolated lookup_ms

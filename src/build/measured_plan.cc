@@ -34,40 +34,50 @@ absl::StatusOr<Plan> PlanWithMeasuredSegments(const StagedModel& model,
                                               int repetitions, int rounds,
                                               double* model_only_mean_ms, int batch) {
   const int stages = static_cast<int>(problem->stage_ms.size());
-  // Segment (and whole-model) times per row at `batch`. For batches, the
-  // segments are timed at a quarter of the batch too: what a segment costs
-  // on b rows is fit as fixed + b x per-row, the per-row part returned and
-  // the fixed part (over the batch) kept in problem->segment_shared_ms. The
-  // whole model stays whole: its full time per row.
+  // Segment (and whole-model) times per row at `batch`, as {per row, shared}
+  // per segment. For batches, the segments are timed at a quarter of the
+  // batch too: what a segment costs on b rows is fit as fixed + b x per-row;
+  // shared is the fixed part over the batch (problem->segment_shared_ms).
+  // The whole model stays whole: its full time per row, nothing shared.
   problem->batch = batch;
-  auto time_segments = [&model, batch, problem, stages](
-                           const std::vector<int>& cuts, int reps,
-                           double* whole_ms) -> absl::StatusOr<std::vector<double>> {
+  using Timed = std::vector<std::pair<double, double>>;
+  auto time_segments = [&model, batch](const std::vector<int>& cuts, int reps,
+                                       double* whole_ms) -> absl::StatusOr<Timed> {
     ProfileOptions profile;
     profile.warmup = 5;
     profile.repetitions = reps;
     profile.batch = batch;
     GATI_ASSIGN_OR_RETURN(std::vector<double> ms, ProfileSegments(model, cuts, profile, whole_ms));
     if (whole_ms != nullptr) *whole_ms /= batch;
-    if (batch == 1) return ms;
+    Timed timed;
+    if (batch == 1 || cuts.empty()) {
+      for (double m : ms) timed.push_back({m / batch, 0.0});
+      return timed;
+    }
     const int small = std::max(1, batch / 4);
     profile.batch = small;
     GATI_ASSIGN_OR_RETURN(std::vector<double> small_ms, ProfileSegments(model, cuts, profile));
-    int first = 0;
     for (size_t i = 0; i < ms.size(); ++i) {
-      const int end = i < cuts.size() ? cuts[i] + 1 : stages;
-      double per_row = (ms[i] - small_ms[i]) / (batch - small);
-      per_row = std::clamp(per_row, 0.0, ms[i] / batch);
-      const double fixed = ms[i] - per_row * batch;
-      if (cuts.empty()) {  // The whole model, kept whole.
-        ms[i] /= batch;
-      } else {
-        ms[i] = per_row;
-        problem->segment_shared_ms[{first, end}] = fixed / batch;
-      }
-      first = end;
+      const double per_row =
+          std::clamp((ms[i] - small_ms[i]) / (batch - small), 0.0, ms[i] / batch);
+      timed.push_back({per_row, (ms[i] - per_row * batch) / batch});
     }
-    return ms;
+    return timed;
+  };
+  // Stores a timing of `range`, or, with `weight` w > 0, averages it into
+  // the one stored, with weight w for the new one (both parts alike).
+  auto store = [problem](const std::pair<int, int>& range, const std::pair<double, double>& t,
+                         double weight) {
+    double& per_row = problem->measured_segment_ms[range];
+    double& shared = problem->segment_shared_ms[range];
+    if (weight > 0) {
+      per_row = (per_row + weight * t.first) / (1 + weight);
+      shared = (shared + weight * t.second) / (1 + weight);
+    } else {
+      per_row = t.first;
+      shared = t.second;
+    }
+    if (shared == 0) problem->segment_shared_ms.erase(range);
   };
   Plan plan;
   std::vector<PlanChoice> with_taps;  // The last plan found that had taps.
@@ -86,18 +96,15 @@ absl::StatusOr<Plan> PlanWithMeasuredSegments(const StagedModel& model,
     // The whole model is timed in the same repetitions, so that the speedup
     // compares runs under the same machine noise.
     double whole_ms = 0;
-    GATI_ASSIGN_OR_RETURN(std::vector<double> segments,
-                          time_segments(cuts, repetitions, &whole_ms));
-    for (size_t i = 0; i < ranges.size(); ++i) {
-      problem->measured_segment_ms[ranges[i]] = segments[i];
-    }
+    GATI_ASSIGN_OR_RETURN(Timed segments, time_segments(cuts, repetitions, &whole_ms));
+    for (size_t i = 0; i < ranges.size(); ++i) store(ranges[i], segments[i], 0);
     if (!cuts.empty()) problem->measured_segment_ms[{0, stages}] = whole_ms;
     // The last round's plan is re-evaluated below with what was measured.
     plan.evaluation = EvaluatePlan(*problem, plan.choices, options);
   }
   if (problem->measured_segment_ms.count({0, stages}) == 0) {
-    GATI_ASSIGN_OR_RETURN(std::vector<double> whole, time_segments({}, repetitions, nullptr));
-    problem->measured_segment_ms[{0, stages}] = whole[0];
+    GATI_ASSIGN_OR_RETURN(Timed whole, time_segments({}, repetitions, nullptr));
+    problem->measured_segment_ms[{0, stages}] = whole[0].first;
   }
   plan.base_ms = problem->measured_segment_ms[{0, stages}];
   plan.evaluation = EvaluatePlan(*problem, plan.choices, options);
@@ -119,13 +126,9 @@ absl::StatusOr<Plan> PlanWithMeasuredSegments(const StagedModel& model,
   for (int retry = 0; retry < 2 && plan.choices.empty() && !with_taps.empty(); ++retry) {
     const auto [cuts, ranges] = CutsOf(*problem, with_taps, stages);
     double whole_ms = 0;
-    GATI_ASSIGN_OR_RETURN(std::vector<double> segments,
-                          time_segments(cuts, 2 * repetitions, &whole_ms));
+    GATI_ASSIGN_OR_RETURN(Timed segments, time_segments(cuts, 2 * repetitions, &whole_ms));
     // Weighted by repetitions: the new timing ran twice as many.
-    for (size_t i = 0; i < ranges.size(); ++i) {
-      double& measured = problem->measured_segment_ms[ranges[i]];
-      measured = (measured + 2 * segments[i]) / 3;
-    }
+    for (size_t i = 0; i < ranges.size(); ++i) store(ranges[i], segments[i], 2);
     double& whole = problem->measured_segment_ms[{0, stages}];
     whole = (whole + 2 * whole_ms) / 3;
     const int evaluations = plan.evaluations;
@@ -141,10 +144,12 @@ absl::StatusOr<Plan> PlanWithMeasuredSegments(const StagedModel& model,
     }
     if (!plan.choices.empty() && !measured_all) {
       double ignored = 0;
-      GATI_ASSIGN_OR_RETURN(std::vector<double> timed,
-                            time_segments(new_cuts, repetitions, &ignored));
+      GATI_ASSIGN_OR_RETURN(Timed timed, time_segments(new_cuts, repetitions, &ignored));
+      // Only segments not measured before; the others keep their timing.
       for (size_t i = 0; i < new_ranges.size(); ++i) {
-        problem->measured_segment_ms.try_emplace(new_ranges[i], timed[i]);
+        if (problem->measured_segment_ms.count(new_ranges[i]) == 0) {
+          store(new_ranges[i], timed[i], 0);
+        }
       }
       plan.evaluation = EvaluatePlan(*problem, plan.choices, options);
       if (!plan.evaluation.feasible) plan = SearchPlan(*problem, options);

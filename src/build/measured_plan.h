@@ -30,17 +30,18 @@ absl::StatusOr<Plan> PlanWithMeasuredSegments(const StagedModel& model,
 // the bundle's manifest gives it (profiled at batch 1): stages, the whole
 // model, the cut model and every candidate's lookup are profiled again on
 // `model` at `batch` (`caches[i]` serves problem->caches[i]), so that every
-// cost is per row of such a batch; the in-situ lookup costs start as the
-// batch-1 ones spread over the batch and, when `replay` has inputs, are
-// calibrated on the plan's all-miss path timed at `batch`
-// (CalibrateLookupCosts); lookups are priced sequential (a batch looks up
-// between its segments), parallel mode's calibration is dropped. The
-// tail budget then bounds a batch in which no row hits against the whole
-// model on the same batch. A row is priced at the per-row cost of every
-// segment it passes at `batch`, although rows that hit leave the batch and
-// later segments run on fewer (whose per-row cost is higher): the mean is
-// optimistic by that much. InvalidArgument for a batch outside
-// [2, kMaxPlanBatch] or caches that do not match the problem.
+// cost is per row of such a batch, and the plan's segments are timed at
+// `batch` and `batch / 4` (PlanWithMeasuredSegments: a fixed part the
+// batch's rows share, a part per row that passes). The in-situ lookup costs
+// start as the batch-1 ones spread over the batch and, when `replay` has
+// inputs, are calibrated on the plan's all-miss path timed at `batch`
+// (CalibrateLookupCosts); in a batch they are shared like a segment's fixed
+// part. Lookups are priced sequential (a batch looks up between its
+// segments); parallel mode's calibration is dropped. The plan's quantiles,
+// and so the tail budget, are those of a batch's time per row over batches
+// drawn from the planning split (see PlanningProblem::batch). A lookup's
+// own LookupBatch time is taken as per row. InvalidArgument for a batch
+// outside [2, kMaxPlanBatch] or caches that do not match the problem.
 absl::StatusOr<Plan> PlanForBatch(const StagedModel& model,
                                   const std::vector<const LearnedCache*>& caches,
                                   const float* replay, int64_t replay_count,

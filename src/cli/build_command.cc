@@ -35,6 +35,7 @@ struct BuildFlags {
   int max_taps = 0;
   double tail_budget = 1.05;
   bool no_plan = false;
+  int plan_batch = 1;
 };
 
 int Fail(const absl::Status& status) {
@@ -89,6 +90,14 @@ int RunBuild(BuildFlags& flags) {
       flags.mode, flags.max_taps, flags.tail_budget);
   if (!plan_options.ok()) return Fail(plan_options.status());
   options.plan_options = *plan_options;
+  if (flags.plan_batch > 1 && flags.no_plan) {
+    return Fail(absl::InvalidArgumentError("--plan-batch plans; it cannot be used with --no-plan"));
+  }
+  if (flags.plan_batch > 1 && options.plan_options.mode == LookupMode::kParallel) {
+    return Fail(absl::InvalidArgumentError(
+        "--plan-batch prices lookups as a batch runs them, between its segments (sequential); "
+        "it cannot be used with --mode parallel"));
+  }
   // The model's input shape and resize rule say how an image folder is read.
   auto model = StagedModel::Load(options.model_path);
   if (!model.ok()) return Fail(model.status());
@@ -117,6 +126,13 @@ int RunBuild(BuildFlags& flags) {
   auto report = BuildBundle(options, *data, flags.out, progress);
   if (bar) bar->Finish();
   if (!report.ok()) return Fail(report.status());
+  if (flags.plan_batch > 1) {
+    // The plan for single requests is replaced by one for batches.
+    auto written = PlanBundleForBatch(flags.out, options.plan_options, flags.plan_batch,
+                                      options.profile_repetitions);
+    if (!written.ok()) return Fail(written.status());
+    report->manifest = *written;
+  }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
@@ -248,6 +264,10 @@ std::function<int()> RegisterBuildCommand(CLI::App& app) {
                       "planner: predicted p99 within this multiple of the base model's "
                       "(0: off)");
   command->add_flag("--no-plan", flags->no_plan, "do not run the planner");
+  command->add_option("--plan-batch", flags->plan_batch,
+                      "planner: plan for batches of this many rows (gati plan --batch): the "
+                      "expected batch size under load; 1 = single requests")
+      ->check(CLI::Range(1, kMaxPlanBatch));
   return [flags] { return RunBuild(*flags); };
 }
 

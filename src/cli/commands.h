@@ -6,6 +6,7 @@
 #include <functional>
 #include <string>
 
+#include "gati/bundle.h"
 #include "gati/plan.h"
 
 namespace CLI {
@@ -39,6 +40,15 @@ std::function<int()> RegisterServeCommand(CLI::App& app);
 absl::StatusOr<PlanOptions> MakePlanOptions(const std::string& memory_budget,
                                             double epsilon, const std::string& mode,
                                             int max_taps, double tail_budget);
+
+// Re-plans the bundle at `bundle_dir` for batches of `batch` rows
+// (PlanForBatch, on its model and caches; `repetitions` timed runs per
+// measurement) and rewrites its manifest with the plan; returns the
+// manifest as written. What `gati plan --batch` and `gati build
+// --plan-batch` run.
+absl::StatusOr<BundleManifest> PlanBundleForBatch(const std::string& bundle_dir,
+                                                  const PlanOptions& options, int batch,
+                                                  int repetitions);
 
 }  // namespace gati::cli
 

@@ -2,6 +2,7 @@
 // the plan in its manifest.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -52,21 +53,19 @@ int RunPlan(const PlanFlags& flags) {
         "--batch prices lookups as a batch runs them, between its segments (sequential); "
         "it cannot be used with --mode parallel"));
   }
+  if (flags.batch > 1) {
+    auto written = PlanBundleForBatch(flags.bundle, *options, flags.batch, flags.repetitions);
+    if (!written.ok()) return Fail(written.status());
+    std::printf("%s", PlanReport(*written).c_str());
+    std::printf("profiled at batch %d (and %d) and planned in %.2f s; written to %s/%s\n",
+                flags.batch, std::max(1, flags.batch / 4),
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+                flags.bundle.c_str(), kManifestFileName);
+    return kExitOk;
+  }
   Plan plan;
   double model_only_mean_ms = 0;
-  if (flags.batch > 1) {
-    ModelOptions model_options;
-    model_options.intra_op_threads = (*bundle)->manifest().profile_threads;
-    auto model = StagedModel::Load((*bundle)->model_path(), model_options);
-    if (!model.ok()) return Fail(model.status());
-    std::vector<const LearnedCache*> caches;
-    for (const auto& cache : (*bundle)->caches()) caches.push_back(cache.get());
-    const ReplaySample& replay = (*bundle)->replay();
-    auto batched = PlanForBatch(**model, caches, replay.inputs.data(), replay.count, &*problem,
-                                *options, flags.batch, flags.repetitions, &model_only_mean_ms);
-    if (!batched.ok()) return Fail(batched.status());
-    plan = *batched;
-  } else if (flags.measure) {
+  if (flags.measure) {
     ModelOptions model_options;
     model_options.intra_op_threads = (*bundle)->manifest().profile_threads;
     auto model = StagedModel::Load((*bundle)->model_path(), model_options);
@@ -81,7 +80,7 @@ int RunPlan(const PlanFlags& flags) {
   double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   BundleManifest manifest = (*bundle)->manifest();
-  manifest.plan = ToStoredPlan(plan, *problem, *options, flags.batch);
+  manifest.plan = ToStoredPlan(plan, *problem, *options);
   manifest.plan.model_only_mean_ms = model_only_mean_ms;
   manifest.has_plan = true;
   absl::Status written = Bundle::WriteManifest(flags.bundle, manifest);
@@ -96,6 +95,33 @@ int RunPlan(const PlanFlags& flags) {
 }
 
 }  // namespace
+
+absl::StatusOr<BundleManifest> PlanBundleForBatch(const std::string& bundle_dir,
+                                                  const PlanOptions& options, int batch,
+                                                  int repetitions) {
+  GATI_ASSIGN_OR_RETURN(std::unique_ptr<Bundle> bundle, Bundle::Load(bundle_dir));
+  GATI_ASSIGN_OR_RETURN(PlanningProblem problem, ProblemFromBundle(*bundle));
+  ModelOptions model_options;
+  model_options.intra_op_threads = bundle->manifest().profile_threads;
+  GATI_ASSIGN_OR_RETURN(std::unique_ptr<StagedModel> model,
+                        StagedModel::Load(bundle->model_path(), model_options));
+  std::vector<const LearnedCache*> caches;
+  for (const auto& cache : bundle->caches()) caches.push_back(cache.get());
+  const ReplaySample& replay = bundle->replay();
+  double model_only_mean_ms = 0;
+  GATI_ASSIGN_OR_RETURN(Plan plan,
+                        PlanForBatch(*model, caches, replay.inputs.data(), replay.count,
+                                     &problem, options, batch, repetitions,
+                                     &model_only_mean_ms));
+  PlanOptions priced = options;
+  priced.mode = LookupMode::kSequential;  // As PlanForBatch prices a batch.
+  BundleManifest manifest = bundle->manifest();
+  manifest.plan = ToStoredPlan(plan, problem, priced, batch);
+  manifest.plan.model_only_mean_ms = model_only_mean_ms;
+  manifest.has_plan = true;
+  GATI_RETURN_IF_ERROR(Bundle::WriteManifest(bundle_dir, manifest));
+  return manifest;
+}
 
 absl::StatusOr<PlanOptions> MakePlanOptions(const std::string& memory_budget,
                                             double epsilon, const std::string& mode,

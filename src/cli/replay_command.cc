@@ -367,6 +367,7 @@ int RunReplay(const ReplayFlags& flags) {
         {"miss_path", latency(miss)},
         {"miss_path_base", latency(miss_base)},
         {"predicted_mean_ms", gati.predicted_mean_ms()},
+        {"plan_batch", gati.plan_batch()},
         {"predicted_base_ms", gati.predicted_base_ms()},
         {"agreement", static_cast<double>(agree) / count},
         {"cache_hits", stats.cache_hits}};

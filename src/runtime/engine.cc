@@ -155,7 +155,8 @@ class EngineImpl final : public Engine {
   const ModelMetadata& metadata() const override { return parts_.metadata; }
   const std::vector<int>& planned_taps() const override { return parts_.taps; }
   double predicted_mean_ms() const override {
-    if (serve_base_) return parts_.predicted_base_ms;
+    // A plan for batches predicts batches; one for single requests, them.
+    if (parts_.plan_batch > 1 ? batch_base_ : serve_base_) return parts_.predicted_base_ms;
     if (mode_ != parts_.predicted_mode && parts_.predicted_other_mode_ms > 0) {
       return parts_.predicted_other_mode_ms;
     }
@@ -173,9 +174,10 @@ class EngineImpl final : public Engine {
   // inputs), after WarmUpSegments. REQUIRES: called once, before the engine
   // serves.
   void ChooseMode();
-  // kAuto, after the single-request timing on `probes` probe inputs: times
-  // batches cut against the whole model and sets batch_base_; returns the
-  // report's clause.
+  // kAuto, after the single-request timing: times batches cut against the
+  // whole model on the first `probes` probe inputs (all of them: up to two
+  // batches of the plan's size, beyond auto_probe_requests) and sets
+  // batch_base_; returns the report's clause.
   std::string ChooseBatchPath(int64_t probes);
   // Runs every segment and the whole model on a probe input a few times.
   void WarmUpSegments();

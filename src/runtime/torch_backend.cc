@@ -265,6 +265,11 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& bundle
   if (parts.lookup_ms.size() != parts.taps.size()) parts.lookup_ms.clear();
   if (manifest.has_plan) {
     parts.miss_overhead_ms = std::max(0.0, manifest.plan.miss_ms - manifest.plan.base_ms);
+    // A plan for batches has it per row of a batch; the other costs below
+    // are a single request's: put it on their scale.
+    if (manifest.plan.batch > 1 && manifest.plan.base_ms > 0 && manifest.whole_p50_ms > 0) {
+      parts.miss_overhead_ms *= manifest.whole_p50_ms / manifest.plan.base_ms;
+    }
   }
   if (manifest.has_plan && manifest.plan.exit_share.size() == parts.taps.size() + 1) {
     parts.exit_share = manifest.plan.exit_share;

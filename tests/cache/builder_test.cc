@@ -4,7 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include "build/measured_plan.h"
 #include "data/file_io.h"
+#include "gati/bundle.h"
+#include "gati/model.h"
+#include "plan/bundle_plan.h"
 #include "testutil.h"
 
 namespace gati {
@@ -109,6 +113,79 @@ TEST_F(BuilderTest, SameSeedGivesTheSameCaches) {
   auto other = BuildBundle(options, *images_, dir_.File("c"));
   ASSERT_TRUE(other.ok());
   EXPECT_NE(other->manifest.caches[0].sha256, first->manifest.caches[0].sha256);
+}
+
+TEST_F(BuilderTest, APlanForBatchesIsProfiledPerRowAtItsBatchSize) {
+  BuildOptions options = SmallBuild();
+  options.taps = {1, 5, kLastTap};
+  auto report = BuildBundle(options, *images_, dir_.File("b"));
+  ASSERT_TRUE(report.ok()) << report.status();
+  auto bundle = Bundle::Load(dir_.File("b"));
+  ASSERT_TRUE(bundle.ok()) << bundle.status();
+  auto model = StagedModel::Load(kModel);
+  ASSERT_TRUE(model.ok()) << model.status();
+  std::vector<const LearnedCache*> caches;
+  for (const auto& cache : (*bundle)->caches()) caches.push_back(cache.get());
+  const ReplaySample& replay = (*bundle)->replay();
+  auto problem = ProblemFromBundle(**bundle);
+  ASSERT_TRUE(problem.ok()) << problem.status();
+  PlanOptions plan_options;
+  plan_options.tail_budget = 0;  // A plan with taps, whatever the timings.
+  plan_options.epsilon = 0.2;
+  // Bad batch sizes and caches that do not match the problem.
+  for (int batch : {1, 0, kMaxPlanBatch + 1}) {
+    PlanningProblem copy = *problem;
+    EXPECT_ERROR(PlanForBatch(**model, caches, replay.inputs.data(), replay.count, &copy,
+                              plan_options, batch, 3, nullptr)
+                     .status(),
+                 absl::StatusCode::kInvalidArgument, "batch size in [2, ");
+  }
+  PlanningProblem copy = *problem;
+  EXPECT_ERROR(PlanForBatch(**model, {caches[0]}, replay.inputs.data(), replay.count, &copy,
+                            plan_options, 8, 3, nullptr)
+                   .status(),
+               absl::StatusCode::kInvalidArgument, "one cache per candidate");
+
+  auto plan = PlanForBatch(**model, caches, replay.inputs.data(), replay.count, &*problem,
+                           plan_options, 8, 3, nullptr);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_FALSE(plan->choices.empty()) << plan->note;
+  EXPECT_EQ(problem->batch, 8);
+  EXPECT_EQ(problem->parallel_request_ms, 0);
+  const int stages = (*model)->num_stages();
+  // Every segment of the plan was measured, keyed as the evaluator reads it:
+  // a per-row part, and a shared part that is >= 0 where present. The whole
+  // model is kept whole, and is the plan's base.
+  int first = 0;
+  std::vector<std::pair<int, int>> ranges;
+  for (const PlanChoice& choice : plan->choices) {
+    const int tap = problem->caches[choice.cache].tap;
+    ranges.push_back({first, tap + 1});
+    first = tap + 1;
+  }
+  ranges.push_back({first, stages});
+  double cut_ms = 0;
+  for (const auto& range : ranges) {
+    ASSERT_EQ(problem->measured_segment_ms.count(range), 1u)
+        << "[" << range.first << ", " << range.second << ")";
+    EXPECT_GE(problem->measured_segment_ms.at(range), 0);
+    cut_ms += SegmentRowMs(*problem, range.first, range.second);
+  }
+  for (const auto& [range, ms] : problem->segment_shared_ms) EXPECT_GE(ms, 0);
+  EXPECT_EQ(problem->segment_shared_ms.count({0, stages}), 0u);
+  EXPECT_EQ(plan->base_ms, problem->measured_segment_ms.at({0, stages}));
+  // Per row at batch 8: the cut model's segments add up to about the
+  // whole model's time per row (boundaries cost little), far from 8 times.
+  EXPECT_GT(cut_ms, 0.5 * plan->base_ms);
+  EXPECT_LT(cut_ms, 3 * plan->base_ms);
+  // The stored prediction is the evaluation of the plan on the final
+  // figures, and a batch plan's miss path pays every fixed part in full.
+  PlanEvaluation again = EvaluatePlan(*problem, plan->choices, plan_options);
+  EXPECT_DOUBLE_EQ(again.mean_ms, plan->evaluation.mean_ms);
+  EXPECT_GE(again.miss_ms, again.exit_ms.back() - 1e-12);
+  StoredPlan stored = ToStoredPlan(*plan, *problem, plan_options, 8);
+  EXPECT_EQ(stored.batch, 8);
+  EXPECT_EQ(stored.other_mode_mean_ms, 0);  // Batches are not priced in parallel mode.
 }
 
 TEST_F(BuilderTest, BadOptionsAreClearErrorsAndWriteNothing) {
