@@ -16,8 +16,9 @@
 #               demo bundle first when it is missing)
 #   make bench-eval   the evaluation suite (every system on every workload,
 #               bench/out/report.md with plots); part of make bench
-#   make bench-serve  HTTP load (wrk, concurrency 32, 60 s) on `gati serve`,
-#               caches on vs --no-cache
+#   make bench-serve  HTTP load (wrk, concurrency 1/8/32/64) on `gati serve` with
+#               the three demo bundles: gati as built, gati planned for batches
+#               of 32, the base model batched and unbatched
 #   make bench-overhead  the server's own time per request (HTTP JSON, HTTP
 #               binary, gRPC; concurrency 1 and 16), bench/out/serve_overhead.md
 #   make bench-modes  the three demo bundles (ResNet-20, ResNet-56, ViT), modes auto/parallel/sequential, iid
@@ -188,9 +189,10 @@ bench-modes: build $(DEMO_BUNDLE)/manifest.json $(DEMO20_BUNDLE)/manifest.json \
 # batching (bench/out/serve-*/serve_load.md and .png).
 SERVE_SECONDS ?= 20
 OVERHEAD_SECONDS ?= 15
-bench-serve: build $(DEMO_BUNDLE)/manifest.json $(DEMOVIT_BUNDLE)/manifest.json
+bench-serve: build $(DEMO_BUNDLE)/manifest.json $(DEMOVIT_BUNDLE)/manifest.json $(DEMO20_BUNDLE)/manifest.json
 	bash bench/serve_load.sh $(BUILD_DIR)/gati $(DEMO_BUNDLE) bench/out/serve-resnet56 $(SERVE_SECONDS)
 	bash bench/serve_load.sh $(BUILD_DIR)/gati $(DEMOVIT_BUNDLE) bench/out/serve-vit6 $(SERVE_SECONDS)
+	bash bench/serve_load.sh $(BUILD_DIR)/gati $(DEMO20_BUNDLE) bench/out/serve-resnet20 $(SERVE_SECONDS)
 
 bench-overhead: build $(DEMO_BUNDLE)/manifest.json
 	mkdir -p bench/out
