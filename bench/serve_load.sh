@@ -8,7 +8,8 @@
 #   base-nobatch the base model alone, each request on its own.
 # Requests rotate over 500 test images (JSON bodies), so cache hits and
 # misses mix as in the trace. Every server admits 256 requests (--max-queue),
-# so that 64 connections are queued, not refused. Usage:
+# so that 64 connections are queued, not refused. All servers run at once
+# and take turns, in an order that rotates per concurrency. Usage:
 #   serve_load.sh GATI_BINARY BUNDLE OUT_DIR [SECONDS] [CONCURRENCIES] [PLAN_BATCH]
 # CONCURRENCIES: space-separated, default "1 8 32 64". PLAN_BATCH: N above,
 # default 32 (the batcher's default --max-batch-size); 0 skips gati-bN. Writes
@@ -43,9 +44,9 @@ with open(sys.argv[3], "wb") as out:
         out.write(body + b"\n")
 PY
 
-# run_side NAME [extra serve flags]: starts the server, sweeps the
-# concurrencies, stops it.
-run_side() {
+# start_side NAME [extra serve flags]: starts a server in the background;
+# its pid and port go to $OUT/serve_load.NAME.{pid,port}.
+start_side() {
   local name="$1"
   shift
   local log="$OUT/serve_load.$name.log"
@@ -54,6 +55,7 @@ run_side() {
   "$GATI" serve --model "demo=$bundle" --host 127.0.0.1 --http-port 0 --grpc-port 0 \
     --metrics-port 0 --max-queue 256 "$@" >"$log" 2>&1 &
   local pid=$!
+  echo "$pid" >"$OUT/serve_load.$name.pid"
   local port=""
   for _ in $(seq 1 600); do
     port=$(grep -oE "HTTP on 127.0.0.1:[0-9]+" "$log" | grep -oE "[0-9]+$" || true)
@@ -62,35 +64,63 @@ run_side() {
     sleep 0.1
   done
   [[ -n "$port" ]] || { echo "serve_load: $name did not start"; cat "$log"; exit 1; }
-  for c in $CONCURRENCIES; do
-    local threads=$(( c < 2 ? 1 : 2 ))
-    # Warm-up, untimed.
-    GATI_BODIES="$OUT/serve_load.bodies" wrk -t"$threads" -c"$c" -d3s \
-      -s "$HERE/serve_load.lua" "http://127.0.0.1:$port/v2/models/demo/infer" >/dev/null
-    # The warm-up's last requests finish before the timed run opens its
-    # connections.
-    sleep 1
-    GATI_BODIES="$OUT/serve_load.bodies" wrk -t"$threads" -c"$c" -d"${SECONDS_EACH}s" \
-      --timeout 10s -s "$HERE/serve_load.lua" \
-      "http://127.0.0.1:$port/v2/models/demo/infer" >"$OUT/serve_load.$name.$c.wrk"
-    local result
-    result=$(grep -E "^RESULT" "$OUT/serve_load.$name.$c.wrk" | sed "s/^RESULT //")
-    echo "$name c=$c $result"
-    printf '%s\t%s\t%s\n' "$name" "$c" "$result" >>"$RESULTS"
-  done
-  kill -TERM "$pid"
-  wait "$pid"
+  echo "$port" >"$OUT/serve_load.$name.port"
+}
+
+# load_side NAME C: a warm-up and a timed run at concurrency C.
+load_side() {
+  local name="$1" c="$2"
+  local port threads=$(( $2 < 2 ? 1 : 2 ))
+  port=$(cat "$OUT/serve_load.$name.port")
+  # Warm-up, untimed.
+  GATI_BODIES="$OUT/serve_load.bodies" wrk -t"$threads" -c"$c" -d3s \
+    -s "$HERE/serve_load.lua" "http://127.0.0.1:$port/v2/models/demo/infer" >/dev/null
+  # The warm-up's last requests finish before the timed run opens its
+  # connections.
+  sleep 1
+  GATI_BODIES="$OUT/serve_load.bodies" wrk -t"$threads" -c"$c" -d"${SECONDS_EACH}s" \
+    --timeout 10s -s "$HERE/serve_load.lua" \
+    "http://127.0.0.1:$port/v2/models/demo/infer" >"$OUT/serve_load.$name.$c.wrk"
+  local result
+  result=$(grep -E "^RESULT" "$OUT/serve_load.$name.$c.wrk" | sed "s/^RESULT //")
+  echo "$name c=$c $result"
+  printf '%s\t%s\t%s\n' "$name" "$c" "$result" >>"$RESULTS"
 }
 
 echo "wrk: concurrency $CONCURRENCIES, ${SECONDS_EACH} s each, 500 rotating images"
-run_side gati
+SIDES=(gati)
 if [[ "$PLAN_BATCH" != 0 ]]; then
   rm -rf "$OUT/batch-plan.bundle"
   cp -r "$BUNDLE" "$OUT/batch-plan.bundle"
   "$GATI" plan "$OUT/batch-plan.bundle" --batch "$PLAN_BATCH" >"$OUT/batch-plan.txt"
   grep -E "^made for|^predicted latency" "$OUT/batch-plan.txt"
-  run_side "gati-b$PLAN_BATCH"
+  SIDES+=("gati-b$PLAN_BATCH")
 fi
-run_side base --no-cache
-run_side base-nobatch --no-cache --batching off
+SIDES+=(base base-nobatch)
+# Every server runs at once, idle but for its turn, and the turns rotate
+# from one concurrency to the next: the machine's drift and the order (the
+# first run after start-up ran slower) fall on every server alike.
+stop_all() {
+  for name in "${SIDES[@]}"; do
+    [[ -f "$OUT/serve_load.$name.pid" ]] && kill -TERM "$(cat "$OUT/serve_load.$name.pid")" 2>/dev/null
+  done
+  wait
+}
+trap stop_all EXIT
+for name in "${SIDES[@]}"; do
+  case "$name" in
+    base) start_side base --no-cache ;;
+    base-nobatch) start_side base-nobatch --no-cache --batching off ;;
+    *) start_side "$name" ;;
+  esac
+done
+level=0
+for c in $CONCURRENCIES; do
+  for k in "${!SIDES[@]}"; do
+    load_side "${SIDES[$(( (k + level) % ${#SIDES[@]} ))]}" "$c"
+  done
+  level=$((level + 1))
+done
+stop_all
+trap - EXIT
 "$PYTHON" "$HERE/serve_load_report.py" "$RESULTS" "$OUT/serve_load.md" "$OUT/serve_load.png"
