@@ -98,21 +98,37 @@ if [[ "$PLAN_BATCH" != 0 ]]; then
 fi
 SIDES+=(base base-nobatch)
 # Every server runs at once, idle but for its turn, and the turns rotate
-# from one concurrency to the next: the machine's drift and the order (the
-# first run after start-up ran slower) fall on every server alike.
+# from one concurrency to the next: the machine's drift and the order fall
+# on every server alike. Each server has an untimed turn first, since the
+# first run after start-up ran slower.
+rm -f "$OUT"/serve_load.*.pid "$OUT"/serve_load.*.port
 stop_all() {
+  local status=0 pid
   for name in "${SIDES[@]}"; do
-    [[ -f "$OUT/serve_load.$name.pid" ]] && kill -TERM "$(cat "$OUT/serve_load.$name.pid")" 2>/dev/null
+    [[ -f "$OUT/serve_load.$name.pid" ]] || continue
+    pid=$(cat "$OUT/serve_load.$name.pid")
+    rm -f "$OUT/serve_load.$name.pid"
+    kill -TERM "$pid" 2>/dev/null || true
+    if ! wait "$pid"; then
+      echo "serve_load: the $name server exited with an error (log: $OUT/serve_load.$name.log)" >&2
+      status=1
+    fi
   done
-  wait
+  return "$status"
 }
-trap stop_all EXIT
+trap 'stop_all || true' EXIT
 for name in "${SIDES[@]}"; do
   case "$name" in
     base) start_side base --no-cache ;;
     base-nobatch) start_side base-nobatch --no-cache --batching off ;;
     *) start_side "$name" ;;
   esac
+done
+first_c="${CONCURRENCIES%% *}"
+for name in "${SIDES[@]}"; do
+  port=$(cat "$OUT/serve_load.$name.port")
+  GATI_BODIES="$OUT/serve_load.bodies" wrk -t1 -c"$first_c" -d3s \
+    -s "$HERE/serve_load.lua" "http://127.0.0.1:$port/v2/models/demo/infer" >/dev/null
 done
 level=0
 for c in $CONCURRENCIES; do
@@ -121,6 +137,8 @@ for c in $CONCURRENCIES; do
   done
   level=$((level + 1))
 done
-stop_all
 trap - EXIT
+stopped=0
+stop_all || stopped=1
 "$PYTHON" "$HERE/serve_load_report.py" "$RESULTS" "$OUT/serve_load.md" "$OUT/serve_load.png"
+exit "$stopped"

@@ -45,6 +45,10 @@ def main(results, out_md, out_png):
             g, b = rows.get((name, c)), rows.get(("base", c))
             if not (g and b):
                 continue
+            if min(g["rps"], b["rps"], g["p99_ms"], b["p99_ms"]) <= 0:
+                # A server that answered nothing (see the errors above).
+                lines.append(f"| {name} | {c} | - | - | no answers |")
+                continue
             throughput = g["rps"] / b["rps"]
             p99 = b["p99_ms"] / g["p99_ms"]
             target = ""

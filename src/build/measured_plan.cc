@@ -60,7 +60,7 @@ absl::StatusOr<Plan> PlanWithMeasuredSegments(const StagedModel& model,
     for (size_t i = 0; i < ms.size(); ++i) {
       const double per_row =
           std::clamp((ms[i] - small_ms[i]) / (batch - small), 0.0, ms[i] / batch);
-      timed.push_back({per_row, (ms[i] - per_row * batch) / batch});
+      timed.push_back({per_row, std::max(0.0, ms[i] / batch - per_row)});
     }
     return timed;
   };

@@ -226,13 +226,14 @@ PlanEvaluation PlanEvaluator::Evaluate(const std::vector<PlanChoice>& choices,
       result.false_answers += __builtin_popcountll(leaving & wrong[w]);
       remaining[w] &= ~leaving;
     }
-    t += options.mode != LookupMode::kParallel
+    // Batches look up between their segments: always sequential.
+    t += options.mode != LookupMode::kParallel || problem.batch > 1
              ? lookup_ms
              : problem.lookup_overhead_ms +
                    std::max(0.0, OverlappableLookupMs(problem, cache) - segment[j + 1]);
   }
   exit_ms[k] = t + segment[k];
-  if (options.mode == LookupMode::kParallel) {
+  if (options.mode == LookupMode::kParallel && problem.batch == 1) {
     for (double& ms : exit_ms) ms += problem.parallel_request_ms;
   }
   exits[k] = n;

@@ -266,7 +266,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& bundle
   if (manifest.has_plan) {
     parts.miss_overhead_ms = std::max(0.0, manifest.plan.miss_ms - manifest.plan.base_ms);
     // A plan for batches has it per row of a batch; the other costs below
-    // are a single request's: put it on their scale.
+    // are a single request's: put it on their scale. Its miss path is a
+    // batch in which no row hits (every fixed part paid): the worst case,
+    // which weighs a miss a little heavier than a mixed batch does.
     if (manifest.plan.batch > 1 && manifest.plan.base_ms > 0 && manifest.whole_p50_ms > 0) {
       parts.miss_overhead_ms *= manifest.whole_p50_ms / manifest.plan.base_ms;
     }

@@ -282,6 +282,7 @@ class InferenceServiceImpl final : public ServiceBase {
         absl::StrCat(model.engine->predicted_mean_ms()));
     parameters["gati_predicted_base_ms"].set_string_value(
         absl::StrCat(model.engine->predicted_base_ms()));
+    parameters["gati_plan_batch"].set_string_value(absl::StrCat(model.engine->plan_batch()));
     return grpc::Status::OK;
   }
 

@@ -65,7 +65,10 @@ json ConfigJson(const ServedModel& model, const ModelDescription& description) {
             {"class_names", metadata.class_names},
             {"planned_taps", model.engine->planned_taps()},
             {"predicted_mean_ms", model.engine->predicted_mean_ms()},
-            {"predicted_base_ms", model.engine->predicted_base_ms()}}}};
+            {"predicted_base_ms", model.engine->predicted_base_ms()},
+            // Both predictions are per row of a batch of this size when it
+            // is above 1 (a plan made with gati plan --batch).
+            {"plan_batch", model.engine->plan_batch()}}}};
   if (model.batcher != nullptr) {
     config["dynamic_batching"] = {
         {"preferred_batch_size", model.batching.preferred_batch_sizes},

@@ -174,6 +174,7 @@ class ServeTest(unittest.TestCase):
             with open(os.path.join(self.bundle, "manifest.json")) as f:
                 planned = [c["tap"] for c in json.load(f)["plan"]["caches"]]
             self.assertEqual(config["gati"]["planned_taps"], planned)
+            self.assertEqual(config["gati"]["plan_batch"], 1)  # Planned for single requests.
             self.assertGreater(len(planned), 0)
             stats = requests.get(f"{base}/stats").json()
             self.assertEqual(stats["model_stats"][0]["name"], "r20")
