@@ -96,7 +96,7 @@ if [[ "$PLAN_BATCH" != 0 ]]; then
   grep -E "^made for|^predicted latency" "$OUT/batch-plan.txt"
   SIDES+=("gati-b$PLAN_BATCH")
 fi
-SIDES+=(base base-nobatch)
+SIDES+=("base" "base-nobatch")
 # Every server runs at once, idle but for its turn, and the turns rotate
 # from one concurrency to the next: the machine's drift and the order fall
 # on every server alike. Each server has an untimed turn first, since the
