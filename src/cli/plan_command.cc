@@ -39,10 +39,6 @@ int RunPlan(const PlanFlags& flags) {
   auto options = MakePlanOptions(flags.memory_budget, flags.epsilon, flags.mode,
                                  flags.max_taps, flags.tail_budget);
   if (!options.ok()) return Fail(options.status());
-  auto bundle = Bundle::Load(flags.bundle);
-  if (!bundle.ok()) return Fail(bundle.status());
-  auto problem = ProblemFromBundle(**bundle);
-  if (!problem.ok()) return Fail(problem.status());
   auto start = std::chrono::steady_clock::now();
   if (flags.batch > 1 && !flags.measure) {
     return Fail(absl::InvalidArgumentError(
@@ -63,6 +59,11 @@ int RunPlan(const PlanFlags& flags) {
                 flags.bundle.c_str(), kManifestFileName);
     return kExitOk;
   }
+  // Single requests: the bundle's own profile, segments measured at batch 1.
+  auto bundle = Bundle::Load(flags.bundle);
+  if (!bundle.ok()) return Fail(bundle.status());
+  auto problem = ProblemFromBundle(**bundle);
+  if (!problem.ok()) return Fail(problem.status());
   Plan plan;
   double model_only_mean_ms = 0;
   if (flags.measure) {
